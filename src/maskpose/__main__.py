@@ -1,0 +1,3 @@
+from maskpose.cli import main
+
+main()

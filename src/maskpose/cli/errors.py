@@ -1,0 +1,24 @@
+"""Turn the library's input errors into one clear line on stderr instead of a traceback."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import typer
+
+from maskpose.errors import MaskposeError
+
+
+def friendly(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator for CLI commands: bad-input errors become ``error: …`` and exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (MaskposeError, ValueError, FileNotFoundError, NotADirectoryError) as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(code=2) from None
+
+    return wrapper

@@ -1,0 +1,1 @@
+"""maskpose.eval"""
