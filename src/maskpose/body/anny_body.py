@@ -1,0 +1,224 @@
+"""Anny as maskpose's body model: 6D rotations of an articulated subset + phenotypes -> mesh, joints.
+
+Coordinates: outputs are in the camera frame (OpenCV: x right, y down, z forward, metres).
+Anny's own world (Z up, -Y facing, +X the subject's left) is mapped so that an identity global
+orientation means *upright and facing the camera*: X -> x, Z -> -y, Y -> z. The pelvis (Anny's
+root bone head) sits at ``translation``.
+
+Joints never depend on the mesh topology: H36M-17 joints are bone heads (identical across Anny
+topologies) and surface points (COCO keypoints, the head top) are regressed from the *full* mesh
+through a sparse copy of its skinning data, so a decimated mesh for rendering gives exactly the
+same joints as the full mesh.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from maskpose.body.limits import (
+    ANNY_BONE_OF_JOINT,
+    ARTICULATED_JOINTS,
+    H36M_FROM_ANNY,
+    NUM_POSE_ROTATIONS,
+)
+from maskpose.body.rotations import sixd_to_rotmat
+from maskpose.errors import MaskposeError, check_shape
+
+log = logging.getLogger(__name__)
+
+RENDER_TOPOLOGY = "notoes_collapse10pc"
+FULL_TOPOLOGY = "anny"
+
+#: Anny world -> camera frame for an identity global orientation (a proper rotation, det = +1).
+ANNY_TO_CAMERA = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+
+COCO_WITH_FEET: tuple[str, ...] = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
+    "right_knee", "left_ankle", "right_ankle", "left_big_toe", "right_big_toe", "left_small_toe",
+    "right_small_toe", "left_heel", "right_heel",
+)
+
+
+@dataclass
+class BodyOutput:
+    """What the body model returns; all float32 in the camera frame (metres).
+
+    Attributes:
+        vertices: ``(B, V, 3)``.
+        faces: ``(F, 3)`` int64 triangle indices into ``vertices``.
+        joints: ``(B, 17, 3)`` H36M-17 joints.
+        coco: ``(B, 23, 3)`` COCO-17 keypoints plus 6 foot points (Anny's regressor).
+    """
+
+    vertices: torch.Tensor
+    faces: torch.Tensor
+    joints: torch.Tensor
+    coco: torch.Tensor
+
+
+@functools.lru_cache(maxsize=4)
+def load_anny(topology: str):
+    """Construct (and cache in-process) an Anny model. The first construction on a machine builds
+    Anny's on-disk cache (about a minute); later ones take well under a second."""
+    import anny  # heavy import (warp); deferred so the CLI starts fast
+
+    log.info("building Anny (topology=%s)", topology)
+    try:
+        return anny.Anny(topology=topology)
+    except Exception as err:  # Anny raises a variety of errors for unknown names
+        raise MaskposeError(f"cannot build Anny with topology {topology!r}: {err}") from err
+
+
+def _surface_point_data(full) -> dict[str, torch.Tensor]:
+    """Sparse skinning data of the full mesh for the points regressed from it (COCO + head top).
+
+    Returns float64 tensors: weights ``(P, S)``, template ``(S, 3)``, blendshapes ``(C, S, 3)``,
+    bone indices and weights ``(S, k)`` for the ``S`` vertices any point depends on.
+    """
+    from anny.paths import get_anny_root_dir
+
+    keypoints = torch.load(get_anny_root_dir() / "data" / "keypoints" / "coco.pth", weights_only=True)
+    dense = torch.stack([keypoints[name][full.base_mesh_vertex_indices] for name in COCO_WITH_FEET])
+    # Head top: the topmost vertex of the full mesh at rest (arms hang down in Anny's A-pose).
+    head_top = torch.zeros(1, dense.shape[1], dtype=dense.dtype)
+    head_top[0, int(full.template_vertices[:, 2].argmax())] = 1.0
+    dense = torch.cat([dense, head_top]).double()
+    support = torch.nonzero(dense.abs().sum(0) > 0).squeeze(1)
+    # Each topology has its own compact blendshape basis, so the full mesh's shape is expressed in
+    # the topology-free phenotype weights ``wi`` (see Anny's _get_phenotype_blendshape_coefficients).
+    blendshapes = full.blendshapes[:, support].double()
+    projection = full.phenotype_blendshape_projection
+    if projection is not None:
+        phenotype_blendshapes = torch.einsum("wc,csd->wsd", projection.double(), blendshapes[: projection.shape[1]])
+    else:
+        phenotype_blendshapes = blendshapes[: full.stacked_phenotype_blend_shapes_mask.shape[0]]
+    return {
+        "weights": dense[:, support],
+        "template": full.template_vertices[support].double(),
+        "blendshapes": phenotype_blendshapes,
+        "phenotype_mask": full.stacked_phenotype_blend_shapes_mask,
+        "bone_indices": full.vertex_bone_indices[support].long(),
+        "bone_weights": full.vertex_bone_weights[support].double(),
+    }
+
+
+@functools.lru_cache(maxsize=1)
+def surface_point_data() -> dict[str, torch.Tensor]:
+    return _surface_point_data(load_anny(FULL_TOPOLOGY))
+
+
+class AnnyBody(nn.Module):
+    """Differentiable Anny body model on the articulated subset of ``maskpose.body.limits``.
+
+    Args:
+        topology: Anny topology of the output mesh: ``"notoes_collapse10pc"`` (1,229 vertices) for
+            rendering, ``"anny"`` (13,718) for evaluation and export. Joints are the same for both.
+        device: where the model lives (inputs must be on the same device).
+
+    Forward:
+        pose: ``(B, 18, 6)`` 6D rotations; index 0 the global orientation, then
+            ``ARTICULATED_JOINTS[1:]`` as Anny local-ref deltas.
+        phenotypes: ``(B, 6)`` in [0, 1] (gender, age, muscle, weight, height, proportions).
+        translation: optional ``(B, 3)`` pelvis position in the camera frame (metres).
+    """
+
+    def __init__(self, topology: str = RENDER_TOPOLOGY, device: torch.device | str | None = None):
+        super().__init__()
+        source = load_anny(topology)
+        # Each AnnyBody owns a float32 copy: the cached model stays float64 on the CPU.
+        import copy
+
+        self.anny = copy.deepcopy(source).to(device=device, dtype=torch.float32)
+        self.topology = topology
+        bone_index = {name: i for i, name in enumerate(self.anny.bone_labels)}
+        self.register_buffer(
+            "articulated_bones",
+            torch.tensor([bone_index[ANNY_BONE_OF_JOINT[j]] for j in ARTICULATED_JOINTS[1:]]),
+            persistent=False,
+        )
+        joint_bones = [bone_index[name] for name in H36M_FROM_ANNY if name != "head_top"]
+        self.register_buffer("joint_bones", torch.tensor(joint_bones), persistent=False)
+        self.head_top_slot = H36M_FROM_ANNY.index("head_top")
+        for key, value in surface_point_data().items():
+            dtype = value.dtype if not value.dtype.is_floating_point else torch.float32
+            self.register_buffer(f"surface_{key}", value.to(device=device, dtype=dtype), persistent=False)
+        self.register_buffer("anny_to_camera", ANNY_TO_CAMERA.to(device), persistent=False)
+        self.register_buffer(
+            "faces", self.anny.get_triangular_faces().long().to(device), persistent=False
+        )
+        self.num_bones = len(self.anny.bone_labels)
+
+    @property
+    def num_vertices(self) -> int:
+        return int(self.anny.template_vertices.shape[0])
+
+    def _check_inputs(self, pose: torch.Tensor, phenotypes: torch.Tensor, translation):
+        check_shape("pose", pose, (None, NUM_POSE_ROTATIONS, 6))
+        check_shape("phenotypes", phenotypes, (pose.shape[0], 6))
+        if translation is not None:
+            check_shape("translation", translation, (pose.shape[0], 3))
+        if not torch.isfinite(pose).all() or not torch.isfinite(phenotypes).all():
+            raise MaskposeError("pose and phenotypes must be finite (found NaN or Inf)")
+        if phenotypes.min() < 0.0 or phenotypes.max() > 1.0:
+            raise MaskposeError(
+                f"phenotypes must lie in [0, 1], got values in [{float(phenotypes.min()):.3f}, "
+                f"{float(phenotypes.max()):.3f}]"
+            )
+
+    def forward(
+        self, pose: torch.Tensor, phenotypes: torch.Tensor, translation: torch.Tensor | None = None
+    ) -> BodyOutput:
+        self._check_inputs(pose, phenotypes, translation)
+        batch = pose.shape[0]
+        anny = self.anny
+        rotations = sixd_to_rotmat(pose.float())  # (B, 18, 3, 3)
+        delta = torch.eye(4, device=pose.device).repeat(batch, self.num_bones, 1, 1)
+        delta[:, self.articulated_bones] = _homogeneous(rotations[:, 1:])
+
+        # Anny's forward split open so that the bone transforms also skin the surface points.
+        _, pheno, local, facial = anny.get_tensor_inputs(None, phenotypes.float(), None, None)
+        coeffs = anny._get_phenotype_blendshape_coefficients(pheno, local, facial)
+        rest = anny.get_rest_model(coeffs)
+        transforms, bone_poses = anny.get_bone_transforms(delta, rest["rest_bone_poses"])
+        vertices = anny.get_skinned_vertices(rest_vertices=rest["rest_vertices"], bone_transforms=transforms)
+        surface = self._surface_points(pheno, transforms)  # (B, 24, 3): 23 COCO + head top
+
+        heads = bone_poses[:, self.joint_bones, :3, 3]
+        joints = torch.cat(
+            [heads[:, : self.head_top_slot], surface[:, -1:], heads[:, self.head_top_slot :]], dim=1
+        )
+        to_camera = rotations[:, 0] @ self.anny_to_camera  # (B, 3, 3)
+        offset = translation.float()[:, None] if translation is not None else 0.0
+
+        def place(points: torch.Tensor) -> torch.Tensor:
+            return points.float() @ to_camera.transpose(1, 2) + offset
+
+        return BodyOutput(place(vertices), self.faces, place(joints), place(surface[:, :-1]))
+
+    def _surface_points(self, phenotypes: torch.Tensor, transforms: torch.Tensor) -> torch.Tensor:
+        from anny.models.phenotype import phenotype_blendshape_weights
+
+        weights = phenotype_blendshape_weights(
+            phenotypes, self.anny.phenotype_labels, self.anny.anchors, self.surface_phenotype_mask,
+            extrapolate=self.anny.extrapolate_phenotypes,
+        )
+        rest = self.surface_template + torch.einsum("csd,bc->bsd", self.surface_blendshapes, weights)
+        rest_h = torch.cat([rest, torch.ones_like(rest[..., :1])], dim=-1)  # (B, S, 4)
+        per_bone = transforms[:, self.surface_bone_indices]  # (B, S, k, 4, 4)
+        blended = (self.surface_bone_weights[None, :, :, None, None] * per_bone).sum(2)
+        skinned = (blended @ rest_h[..., None])[..., :3, 0]  # (B, S, 3)
+        return torch.einsum("ps,bsd->bpd", self.surface_weights, skinned)
+
+
+def _homogeneous(rotations: torch.Tensor) -> torch.Tensor:
+    """``(..., 3, 3)`` rotations to ``(..., 4, 4)`` rigid transforms with zero translation."""
+    out = torch.zeros(*rotations.shape[:-2], 4, 4, dtype=rotations.dtype, device=rotations.device)
+    out[..., :3, :3] = rotations
+    out[..., 3, 3] = 1.0
+    return out
