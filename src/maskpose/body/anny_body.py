@@ -76,10 +76,17 @@ def load_anny(topology: str):
 
 
 def _surface_point_data(full) -> dict[str, torch.Tensor]:
-    """Sparse skinning data of the full mesh for the points regressed from it (COCO + head top).
+    """Skinning of the full-mesh points regressed by maskpose (23 COCO keypoints + head top),
+    folded per (point, bone) pair.
 
-    Returns float64 tensors: weights ``(P, S)``, template ``(S, 3)``, blendshapes ``(C, S, 3)``,
-    bone indices and weights ``(S, k)`` for the ``S`` vertices any point depends on.
+    A regressed point is ``p = sum_s W_ps sum_k w_sk T_(b_sk) x_s`` (linear blend skinning of the
+    full mesh's vertices ``x_s``), which regroups as ``sum_b T_b y_pb`` with
+    ``y_pb = sum_s A_pbs x_s``. Only a few (point, bone) pairs are non-zero, and ``x_s`` is linear
+    in the phenotype weights, so ``y`` is precomputed as a base plus a phenotype basis: the forward
+    pass then costs a few hundred 4x4 products instead of skinning thousands of vertices.
+
+    Returns float64 tensors: ``pair_point``/``pair_bone`` ``(Q,)`` (int64), ``base`` ``(Q, 3)``,
+    ``weight_sum`` ``(Q,)``, ``shape_basis`` ``(Wp, Q, 3)`` and ``phenotype_mask``.
     """
     from anny.paths import get_anny_root_dir
 
@@ -90,6 +97,20 @@ def _surface_point_data(full) -> dict[str, torch.Tensor]:
     head_top[0, int(full.template_vertices[:, 2].argmax())] = 1.0
     dense = torch.cat([dense, head_top]).double()
     support = torch.nonzero(dense.abs().sum(0) > 0).squeeze(1)
+    weights = dense[:, support]  # (P, S)
+    bone_index = full.vertex_bone_indices[support].long()  # (S, k)
+    bone_weight = full.vertex_bone_weights[support].double()  # (S, k)
+    num_points, num_support = weights.shape
+    num_bones = len(full.bone_labels)
+    fold = torch.zeros(num_points, num_bones, num_support, dtype=torch.float64)
+    point_idx = torch.arange(num_points)[:, None].expand(num_points, num_support)
+    support_idx = torch.arange(num_support)[None].expand(num_points, num_support)
+    for k in range(bone_index.shape[1]):
+        fold.index_put_((point_idx, bone_index[:, k][None].expand(num_points, -1), support_idx),
+                        weights * bone_weight[:, k][None], accumulate=True)
+    pair_point, pair_bone = torch.nonzero(fold.abs().sum(-1) > 0, as_tuple=True)
+    fold = fold[pair_point, pair_bone]  # (Q, S)
+
     # Each topology has its own compact blendshape basis, so the full mesh's shape is expressed in
     # the topology-free phenotype weights ``wi`` (see Anny's _get_phenotype_blendshape_coefficients).
     blendshapes = full.blendshapes[:, support].double()
@@ -99,12 +120,12 @@ def _surface_point_data(full) -> dict[str, torch.Tensor]:
     else:
         phenotype_blendshapes = blendshapes[: full.stacked_phenotype_blend_shapes_mask.shape[0]]
     return {
-        "weights": dense[:, support],
-        "template": full.template_vertices[support].double(),
-        "blendshapes": phenotype_blendshapes,
+        "pair_point": pair_point,
+        "pair_bone": pair_bone,
+        "base": fold @ full.template_vertices[support].double(),
+        "weight_sum": fold.sum(-1),
+        "shape_basis": torch.einsum("qs,wsd->wqd", fold, phenotype_blendshapes),
         "phenotype_mask": full.stacked_phenotype_blend_shapes_mask,
-        "bone_indices": full.vertex_bone_indices[support].long(),
-        "bone_weights": full.vertex_bone_weights[support].double(),
     }
 
 
@@ -148,6 +169,7 @@ class AnnyBody(nn.Module):
         for key, value in surface_point_data().items():
             dtype = value.dtype if not value.dtype.is_floating_point else torch.float32
             self.register_buffer(f"surface_{key}", value.to(device=device, dtype=dtype), persistent=False)
+        self.num_surface_points = len(COCO_WITH_FEET) + 1
         self.register_buffer("anny_to_camera", ANNY_TO_CAMERA.to(device), persistent=False)
         self.register_buffer(
             "faces", self.anny.get_triangular_faces().long().to(device), persistent=False
@@ -202,18 +224,18 @@ class AnnyBody(nn.Module):
         return BodyOutput(place(vertices), self.faces, place(joints), place(surface[:, :-1]))
 
     def _surface_points(self, phenotypes: torch.Tensor, transforms: torch.Tensor) -> torch.Tensor:
+        """``(B, 24, 3)`` regressed points (Anny frame) from phenotypes and bone transforms."""
         from anny.models.phenotype import phenotype_blendshape_weights
 
         weights = phenotype_blendshape_weights(
             phenotypes, self.anny.phenotype_labels, self.anny.anchors, self.surface_phenotype_mask,
             extrapolate=self.anny.extrapolate_phenotypes,
         )
-        rest = self.surface_template + torch.einsum("csd,bc->bsd", self.surface_blendshapes, weights)
-        rest_h = torch.cat([rest, torch.ones_like(rest[..., :1])], dim=-1)  # (B, S, 4)
-        per_bone = transforms[:, self.surface_bone_indices]  # (B, S, k, 4, 4)
-        blended = (self.surface_bone_weights[None, :, :, None, None] * per_bone).sum(2)
-        skinned = (blended @ rest_h[..., None])[..., :3, 0]  # (B, S, 3)
-        return torch.einsum("ps,bsd->bpd", self.surface_weights, skinned)
+        folded = self.surface_base + torch.einsum("bw,wqd->bqd", weights, self.surface_shape_basis)
+        folded = torch.cat([folded, self.surface_weight_sum.expand(folded.shape[0], -1)[..., None]], dim=-1)
+        moved = (transforms[:, self.surface_pair_bone] @ folded[..., None])[..., :3, 0]  # (B, Q, 3)
+        points = moved.new_zeros(moved.shape[0], self.num_surface_points, 3)
+        return points.index_add(1, self.surface_pair_point, moved)
 
 
 def _homogeneous(rotations: torch.Tensor) -> torch.Tensor:

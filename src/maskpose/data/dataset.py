@@ -12,6 +12,9 @@ Layout::
     DIR/phenotypes.npy   (N, 6)       float32
     DIR/translation.npy  (N, 3)       float32
     DIR/geodesic.npy     (N, H, W)    float16            geodesic weights of the mask (method 2)
+    DIR/frame_index.npy  (N,)         int32              source video frame of each crop (video adapter)
+    DIR/track_id.npy     (N,)         int32              person track of each crop (video adapter)
+    DIR/crop_box.npy     (N, 4)       float32            crop x0, y0, x1, y1 in source-frame pixels
 
 Missing labels are explicit: a field that is not in ``meta.json`` does not exist for that dataset
 (never zeros). Arrays are opened with ``mmap_mode="r"``, so datasets stream from disk and are never
@@ -59,6 +62,10 @@ def standard_fields(height: int, width: int) -> dict[str, FieldSpec]:
         "geodesic": FieldSpec((height, width), "float16"),
         "depth": FieldSpec((height, width), "float16"),
         "parts": FieldSpec((height, width), "uint8"),
+        # provenance of crops taken from a video (maskpose.data.video); not labels
+        "frame_index": FieldSpec((), "int32"),
+        "track_id": FieldSpec((), "int32"),
+        "crop_box": FieldSpec((4,), "float32"),
     }
 
 

@@ -1,0 +1,802 @@
+"""Person crops and masks from a static-camera video, by background subtraction.
+
+The pipeline, frame by frame (``ExtractionConfig`` holds every setting and its default):
+
+1. read the video with OpenCV (``cv2.VideoCapture``) or take frames from an array;
+2. background subtraction with MOG2 or KNN (``cv2.createBackgroundSubtractorMOG2/KNN``); the
+   model is primed on the first ``warmup`` frames (first on their per-pixel median, from which
+   walking people vanish, then on the frames themselves to learn noise and flicker), and with
+   ``rewind`` (the default) the video is then processed again from frame 0 so that the warm-up
+   frames are not lost;
+3. shadows (marked 127 by the subtractor) are dropped, only sure foreground (255) is kept;
+4. morphology with elliptical kernels: an opening (removes speckle noise) then a closing (joins
+   a person's pieces), then optional hole filling;
+5. connected components of at least ``min_area`` pixels are the detections;
+6. greedy tracking: detections are matched to live tracks by IoU with the track's predicted box
+   (last box moved by its velocity), then by centroid distance; a track dies after ``max_gap``
+   frames without a detection; tracks shorter than ``min_track_length`` are dropped;
+7. each track's square crop box (box side times ``1 + 2 margin``) is smoothed over time with a
+   centred moving average;
+8. image and mask are cropped at the smoothed box (zero padding outside the frame) and resized to
+   ``resolution`` (mask: only that detection's own component, thresholded to {0, 1}).
+
+Memory stays bounded for long videos: it is a two-pass extraction. Pass 1 (steps 2 to 6) keeps
+only one frame in memory; each detection's mask patch (bit-packed, cut to its bounding box) goes
+to a chunk file in a temporary folder every ``chunk_frames`` frames, and only small per-detection
+records (frame, box, track) stay in memory. Once the tracks are known, the number of samples N is
+known: pass 2 re-reads the video, loads one chunk at a time, crops and writes straight into the
+memory-mapped ``DatasetWriter`` arrays. The dataset holds ``image`` and ``mask`` (no labels) plus
+the per-sample provenance fields ``frame_index``, ``track_id`` and ``crop_box`` (x0, y0, x1, y1 in
+source pixels); ``meta.json`` attrs record the source video, its size and rate, the config and the
+track lengths.
+
+Frames given as arrays are RGB ``(T, H, W, 3)`` uint8; video files are read as BGR by OpenCV and
+converted to RGB, so stored crops are RGB either way.
+
+Limits: the camera must not move (``DataError`` when the foreground covers more than
+``max_foreground_fraction`` of the frame for ``max_bad_frames`` frames in a row), people walking
+side by side merge into one component (and so one track, or a track that hands over), a person
+standing still for long is absorbed into the background, and a person present during the warm-up
+can leave a short-lived "ghost" where they stood (usually dropped by ``min_track_length``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from maskpose.errors import DataError
+
+#: Fields written by ``extract_video``.
+VIDEO_FIELDS = ("image", "mask", "frame_index", "track_id", "crop_box")
+
+
+@dataclass(frozen=True)
+class ExtractionConfig:
+    """All settings of the video extraction, with their defaults in one place.
+
+    Pixel quantities (``min_area``) are in source-frame pixels.
+    """
+
+    # background subtraction
+    method: str = "mog2"  # "mog2" or "knn"
+    history: int = 500  # frames the background model remembers
+    threshold: float | None = None  # MOG2 varThreshold (default 16) / KNN dist2Threshold (default 400)
+    detect_shadows: bool = True  # shadows are marked 127 and dropped
+    warmup: int = 30  # frames used to prime the model before any detection
+    warmup_learning_rate: float = -1.0  # -1: OpenCV's automatic rate (1 / frames seen)
+    learning_rate: float = -1.0  # after warm-up; -1: automatic (1 / min(2 * frames, history))
+    rewind: bool = True  # after warm-up, process again from frame 0 (the warm-up frames are kept)
+    prime_median: bool = True  # first feed the per-pixel median of the warm-up frames (a clean background)
+    blur: int = 0  # odd Gaussian pre-blur kernel size in pixels (0: none)
+    # mask cleaning
+    open_radius: int = 1  # elliptical opening radius in pixels (0: none)
+    close_radius: int = 3  # elliptical closing radius in pixels (0: none)
+    fill_holes: bool = True
+    min_area: int = 120  # smallest connected component kept, source pixels
+    # tracking
+    match_iou: float = 0.1  # least IoU between predicted track box and detection
+    max_centroid_shift: float = 0.6  # fallback match: centroid distance / track box height
+    max_gap: int = 5  # frames a track may go undetected before it ends
+    min_track_length: int = 10  # detections; shorter tracks are dropped
+    # crops
+    smooth_window: int = 5  # centred moving average over a track's crop boxes (1: none)
+    margin: float = 0.15  # crop side = longer box side * (1 + 2 margin)
+    resolution: int = 128  # output crop size (square)
+    # limits and bad-video detection
+    max_frames: int | None = None  # stop after this many frames
+    max_foreground_fraction: float = 0.5  # more foreground than this in a frame is "bad"
+    max_bad_frames: int = 10  # this many bad frames in a row after warm-up -> DataError
+    chunk_frames: int = 256  # frames per temporary chunk of mask patches (bounds memory)
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.method in ("mog2", "knn"), f"method must be 'mog2' or 'knn', got {self.method!r}"),
+            (self.history >= 1, f"history must be >= 1, got {self.history}"),
+            (self.warmup >= 0, f"warmup must be >= 0, got {self.warmup}"),
+            (self.learning_rate == -1 or 0 <= self.learning_rate <= 1,
+             f"learning_rate must be -1 (automatic) or in [0, 1], got {self.learning_rate}"),
+            (self.warmup_learning_rate == -1 or 0 <= self.warmup_learning_rate <= 1,
+             f"warmup_learning_rate must be -1 (automatic) or in [0, 1], got {self.warmup_learning_rate}"),
+            (self.blur == 0 or (self.blur > 0 and self.blur % 2 == 1), f"blur must be 0 or odd, got {self.blur}"),
+            (self.open_radius >= 0 and self.close_radius >= 0, "open_radius and close_radius must be >= 0"),
+            (self.min_area >= 1, f"min_area must be >= 1, got {self.min_area}"),
+            (0 <= self.match_iou <= 1, f"match_iou must be in [0, 1], got {self.match_iou}"),
+            (self.max_gap >= 0, f"max_gap must be >= 0, got {self.max_gap}"),
+            (self.min_track_length >= 1, f"min_track_length must be >= 1, got {self.min_track_length}"),
+            (self.smooth_window >= 1, f"smooth_window must be >= 1, got {self.smooth_window}"),
+            (self.margin >= 0, f"margin must be >= 0, got {self.margin}"),
+            (self.resolution >= 8, f"resolution must be >= 8, got {self.resolution}"),
+            (self.max_frames is None or self.max_frames >= 1, f"max_frames must be >= 1, got {self.max_frames}"),
+            (0 < self.max_foreground_fraction <= 1,
+             f"max_foreground_fraction must be in (0, 1], got {self.max_foreground_fraction}"),
+            (self.max_bad_frames >= 1, f"max_bad_frames must be >= 1, got {self.max_bad_frames}"),
+            (self.chunk_frames >= 1, f"chunk_frames must be >= 1, got {self.chunk_frames}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"ExtractionConfig: {message}")
+
+
+# --------------------------------------------------------------------------------------------
+# frame sources
+
+
+class FrameSource:
+    """Frames of a video file or of an RGB array, re-readable from the start (for the two passes).
+
+    Args:
+        video: a path to a video file, or an array ``(T, H, W, 3)`` uint8 RGB (or ``(T, H, W)`` grey).
+        max_frames: read at most this many frames.
+    """
+
+    def __init__(self, video: str | os.PathLike | np.ndarray | Sequence[np.ndarray], max_frames: int | None = None):
+        self.max_frames = max_frames
+        self.fps: float | None = None
+        if isinstance(video, (str, os.PathLike)):
+            self.path: Path | None = Path(video)
+            self.frames = None
+            self._probe()
+        else:
+            self.path = None
+            frames = np.asarray(video)
+            if frames.ndim == 3:
+                frames = np.repeat(frames[..., None], 3, axis=-1)
+            if frames.ndim != 4 or frames.shape[-1] != 3:
+                raise DataError(f"video frames must have shape (T, H, W, 3) or (T, H, W), got {frames.shape}")
+            if len(frames) == 0:
+                raise DataError("video frames: the array has no frames")
+            self.frames = frames.astype(np.uint8, copy=False)
+            self.height, self.width = frames.shape[1:3]
+
+    @property
+    def name(self) -> str:
+        return str(self.path) if self.path is not None else "<array>"
+
+    def _open(self):
+        import cv2
+
+        cap = cv2.VideoCapture(str(self.path))
+        if not cap.isOpened():
+            cap.release()
+            raise DataError(f"{self.path}: cannot open the video (not a video file, or a codec OpenCV cannot read)")
+        return cap
+
+    def _probe(self) -> None:
+        import cv2
+
+        if not self.path.exists():
+            raise DataError(f"{self.path}: video file does not exist")
+        if self.path.is_dir():
+            raise DataError(f"{self.path}: is a folder, expected a video file")
+        if self.path.stat().st_size == 0:
+            raise DataError(f"{self.path}: the video file is empty (0 bytes)")
+        cap = self._open()
+        try:
+            ok, frame = cap.read()
+            if not ok or frame is None:
+                raise DataError(f"{self.path}: the video has no readable frames")
+            self.height, self.width = frame.shape[:2]
+            fps = cap.get(cv2.CAP_PROP_FPS)
+            self.fps = float(fps) if fps and fps > 0 else None
+            count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+            self.frame_count_hint = count if count > 0 else None
+        finally:
+            cap.release()
+
+    def __len__(self) -> int:
+        """Frames to process if known (arrays), else the container's frame count hint (or 0)."""
+        n = len(self.frames) if self.frames is not None else (self.frame_count_hint or 0)
+        return min(n, self.max_frames) if self.max_frames else n
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(frame_index, rgb_frame)`` from the start."""
+        limit = self.max_frames if self.max_frames is not None else np.inf
+        if self.frames is not None:
+            for i in range(int(min(len(self.frames), limit))):
+                yield i, self.frames[i]
+            return
+        import cv2
+
+        cap = self._open()
+        try:
+            i = 0
+            while i < limit:
+                ok, frame = cap.read()
+                if not ok or frame is None:
+                    break
+                if frame.ndim == 2:
+                    frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
+                else:
+                    frame = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                if frame.shape[:2] != (self.height, self.width):
+                    raise DataError(f"{self.path}: frame {i} has size {frame.shape[:2]}, "
+                                    f"the first frame {(self.height, self.width)}")
+                yield i, frame
+                i += 1
+        finally:
+            cap.release()
+
+
+# --------------------------------------------------------------------------------------------
+# foreground
+
+
+def _ellipse(radius: int):
+    import cv2
+
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+
+
+def make_subtractor(config: ExtractionConfig):
+    """The OpenCV background subtractor described by ``config``."""
+    import cv2
+
+    if config.method == "mog2":
+        threshold = 16.0 if config.threshold is None else float(config.threshold)
+        return cv2.createBackgroundSubtractorMOG2(history=config.history, varThreshold=threshold,
+                                                  detectShadows=config.detect_shadows)
+    threshold = 400.0 if config.threshold is None else float(config.threshold)
+    return cv2.createBackgroundSubtractorKNN(history=config.history, dist2Threshold=threshold,
+                                             detectShadows=config.detect_shadows)
+
+
+def clean_mask(raw: np.ndarray, config: ExtractionConfig) -> np.ndarray:
+    """Subtractor output (0 / 127 shadow / 255) -> cleaned uint8 {0, 1} mask (before the area filter)."""
+    import cv2
+
+    mask = (raw == 255).astype(np.uint8)
+    if config.open_radius:
+        mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, _ellipse(config.open_radius))
+    if config.close_radius:
+        mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, _ellipse(config.close_radius),
+                                borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    if config.fill_holes:
+        mask = _fill_holes(mask)
+    return mask
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill background regions not connected to the frame border."""
+    import cv2
+
+    h, w = mask.shape
+    padded = np.zeros((h + 2, w + 2), np.uint8)
+    padded[1:-1, 1:-1] = mask
+    flood = padded.copy()
+    cv2.floodFill(flood, np.zeros((h + 4, w + 4), np.uint8), (0, 0), 1)
+    holes = flood[1:-1, 1:-1] == 0
+    return (mask.astype(bool) | holes).astype(np.uint8)
+
+
+@dataclass
+class Detection:
+    """One connected foreground component: box ``(x0, y0, x1, y1)`` (x1, y1 exclusive), its area,
+    centroid ``(x, y)`` and its mask cut to the box (bool)."""
+
+    box: tuple[int, int, int, int]
+    area: int
+    centroid: tuple[float, float]
+    patch: np.ndarray
+
+
+def detect(mask: np.ndarray, min_area: int) -> list[Detection]:
+    """Connected components (8-connected) of a {0, 1} mask with at least ``min_area`` pixels."""
+    import cv2
+
+    n, labels, stats, centroids = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    out = []
+    for k in range(1, n):
+        x, y, w, h, area = (int(v) for v in stats[k])
+        if area < min_area:
+            continue
+        patch = labels[y : y + h, x : x + w] == k
+        out.append(Detection((x, y, x + w, y + h), area, (float(centroids[k][0]), float(centroids[k][1])), patch))
+    return out
+
+
+@dataclass
+class ForegroundFrame:
+    """One processed frame: its index, the RGB frame, the cleaned mask (before the area filter),
+    the detections, and the raw foreground fraction (shadows excluded)."""
+
+    index: int
+    frame: np.ndarray
+    mask: np.ndarray
+    detections: list[Detection]
+    foreground_fraction: float
+
+
+def foreground_frames(source: FrameSource, config: ExtractionConfig) -> Iterator[ForegroundFrame]:
+    """Run the background model over a source: warm-up, then yield every processed frame.
+
+    With ``config.rewind`` the frames from 0 are yielded (after priming on the first ``warmup``
+    frames); without it, the first ``warmup`` frames only train the model and are not yielded.
+    Raises ``DataError`` when the foreground covers more than ``max_foreground_fraction`` of the
+    frame for ``max_bad_frames`` processed frames in a row (moving camera or abrupt lighting).
+    """
+    import cv2
+
+    cv2.setRNGSeed(0)
+    subtractor = make_subtractor(config)
+
+    def prepare(frame: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(frame, (config.blur, config.blur), 0) if config.blur else frame
+
+    frames = iter(source)
+    seen = 0
+    if config.warmup:
+        warm = []
+        for i, frame in frames:
+            warm.append(prepare(frame))
+            if len(warm) >= config.warmup:
+                break
+        seen = len(warm)
+        if config.prime_median and warm:
+            # people walking through the warm-up frames vanish from the median: the model starts from
+            # a clean background, then learns the noise and flicker from the warm-up frames themselves
+            median = np.median(np.stack(warm), axis=0).astype(np.uint8)
+            for _ in range(len(warm)):
+                subtractor.apply(median, learningRate=-1)
+        for frame in warm:
+            subtractor.apply(frame, learningRate=config.warmup_learning_rate)
+        del warm
+        if config.rewind:
+            frames = iter(source)
+    if seen == 0 and config.warmup:
+        raise DataError(f"{source.name}: the video has no readable frames")
+    bad_run = 0
+    for i, frame in frames:
+        raw = subtractor.apply(prepare(frame), learningRate=config.learning_rate)
+        fraction = float(np.count_nonzero(raw == 255)) / raw.size
+        # frames inside the warm-up (rewind) are never "bad": the model is still young there
+        if i >= config.warmup and fraction > config.max_foreground_fraction:
+            bad_run += 1
+            if bad_run >= config.max_bad_frames:
+                raise DataError(
+                    f"{source.name}: the foreground covers more than {config.max_foreground_fraction:.0%} of the "
+                    f"frame for {bad_run} frames in a row (up to frame {i}); the camera seems to move, or the "
+                    "lighting changes abruptly. Extraction by background subtraction needs a static camera "
+                    "and steady light."
+                )
+        else:
+            bad_run = 0
+        mask = clean_mask(raw, config)
+        yield ForegroundFrame(i, frame, mask, detect(mask, config.min_area), fraction)
+
+
+def foreground_masks(video, config: ExtractionConfig | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """``(frame_index, mask)`` per processed frame: the union of the kept components, bool (H, W)."""
+    config = config or ExtractionConfig()
+    source = video if isinstance(video, FrameSource) else FrameSource(video, config.max_frames)
+    for fg in foreground_frames(source, config):
+        mask = np.zeros(fg.mask.shape, bool)
+        for d in fg.detections:
+            x0, y0, x1, y1 = d.box
+            mask[y0:y1, x0:x1] |= d.patch
+        yield fg.index, mask
+
+
+def extraction_iou(video, gt_masks, config: ExtractionConfig | None = None, per_frame: bool = False):
+    """Mean per-frame IoU of the extracted foreground against ground-truth masks, after warm-up.
+
+    Args:
+        video: a video path or frames ``(T, H, W, 3)`` uint8 RGB (any source: synthetic blobs,
+            rendered bodies in a scene, ...).
+        gt_masks: ``(T, H, W)`` ground-truth person masks (non-zero = person), aligned with frames.
+        config: the extraction settings (``ExtractionConfig()`` by default).
+        per_frame: also return the ``{frame_index: IoU}`` of every scored frame.
+
+    Frames with index ``< config.warmup`` are not scored, nor frames where both masks are empty.
+    """
+    config = config or ExtractionConfig()
+    gt = np.asarray(gt_masks)
+    scores: dict[int, float] = {}
+    for i, mask in foreground_masks(video, config):
+        if i < config.warmup:
+            continue
+        if i >= len(gt):
+            raise DataError(f"gt_masks has {len(gt)} frames, the video has more (frame {i})")
+        truth = gt[i] != 0
+        if truth.shape != mask.shape:
+            raise DataError(f"gt_masks frame {i} has shape {truth.shape}, the video {mask.shape}")
+        union = np.count_nonzero(truth | mask)
+        if union:
+            scores[i] = np.count_nonzero(truth & mask) / union
+    if not scores:
+        raise DataError(f"extraction_iou: no frame after the {config.warmup} warm-up frames to score")
+    mean = float(np.mean(list(scores.values())))
+    return (mean, scores) if per_frame else mean
+
+
+# --------------------------------------------------------------------------------------------
+# tracking
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix of boxes ``(n, 4)`` and ``(m, 4)`` as x0, y0, x1, y1."""
+    a = np.asarray(a, float).reshape(-1, 4)
+    b = np.asarray(b, float).reshape(-1, 4)
+    ix = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    iy = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    inter = ix * iy
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
+
+
+@dataclass
+class Track:
+    """A person track: its detections as frame indices, boxes and detection ids (pass-1 records)."""
+
+    id: int
+    frames: list[int] = field(default_factory=list)
+    boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
+    detections: list[int] = field(default_factory=list)
+
+    @property
+    def last_frame(self) -> int:
+        return self.frames[-1]
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def predicted_box(self, frame: int) -> np.ndarray:
+        """The last box moved by the velocity of the last two detections (constant velocity)."""
+        last = np.asarray(self.boxes[-1], float)
+        if len(self.frames) < 2:
+            return last
+        step = (last - np.asarray(self.boxes[-2], float)) / max(1, self.frames[-1] - self.frames[-2])
+        shift = (step[0] + step[2]) / 2, (step[1] + step[3]) / 2
+        dt = frame - self.frames[-1]
+        return last + dt * np.array([shift[0], shift[1], shift[0], shift[1]])
+
+
+class GreedyTracker:
+    """Frame-to-frame greedy matching of detections to tracks (IoU first, then centroid distance)."""
+
+    def __init__(self, config: ExtractionConfig):
+        self.config = config
+        self.live: list[Track] = []
+        self.finished: list[Track] = []
+        self._next_id = 0
+
+    def update(self, frame: int, boxes: Sequence[tuple[int, int, int, int]], ids: Sequence[int]) -> None:
+        cfg = self.config
+        still = []
+        for track in self.live:
+            (still if frame - track.last_frame <= cfg.max_gap + 1 else self.finished).append(track)
+        self.live = still
+        unmatched_tracks = set(range(len(self.live)))
+        unmatched_dets = set(range(len(boxes)))
+        pairs: list[tuple[int, int]] = []
+        if self.live and len(boxes):
+            predicted = np.stack([t.predicted_box(frame) for t in self.live])
+            dets = np.asarray(boxes, float)
+            iou = box_iou(predicted, dets)
+            for flat in np.argsort(-iou, axis=None, kind="stable"):
+                ti, di = np.unravel_index(flat, iou.shape)
+                if iou[ti, di] < max(cfg.match_iou, 1e-9):
+                    break
+                if ti in unmatched_tracks and di in unmatched_dets:
+                    pairs.append((ti, di))
+                    unmatched_tracks.discard(ti)
+                    unmatched_dets.discard(di)
+            if unmatched_tracks and unmatched_dets:
+                tl, dl = sorted(unmatched_tracks), sorted(unmatched_dets)
+                pc = (predicted[tl][:, :2] + predicted[tl][:, 2:]) / 2
+                dc = (dets[dl][:, :2] + dets[dl][:, 2:]) / 2
+                height = np.maximum(predicted[tl][:, 3] - predicted[tl][:, 1], 1.0)
+                dist = np.linalg.norm(pc[:, None] - dc[None], axis=-1) / height[:, None]
+                for flat in np.argsort(dist, axis=None, kind="stable"):
+                    a, b = np.unravel_index(flat, dist.shape)
+                    if dist[a, b] > cfg.max_centroid_shift:
+                        break
+                    ti, di = tl[a], dl[b]
+                    if ti in unmatched_tracks and di in unmatched_dets:
+                        pairs.append((ti, di))
+                        unmatched_tracks.discard(ti)
+                        unmatched_dets.discard(di)
+        for ti, di in pairs:
+            track = self.live[ti]
+            track.frames.append(frame)
+            track.boxes.append(tuple(boxes[di]))
+            track.detections.append(ids[di])
+        for di in sorted(unmatched_dets):
+            track = Track(self._next_id)
+            self._next_id += 1
+            track.frames.append(frame)
+            track.boxes.append(tuple(boxes[di]))
+            track.detections.append(ids[di])
+            self.live.append(track)
+
+    def close(self) -> list[Track]:
+        """All tracks (live and finished), ordered by id."""
+        tracks = sorted(self.finished + self.live, key=lambda t: t.id)
+        self.live, self.finished = [], []
+        return tracks
+
+
+def track_frames(frames: Sequence[Sequence[tuple[int, int, int, int]]], config: ExtractionConfig | None = None
+                 ) -> list[Track]:
+    """Track boxes given per frame (a helper for tests and other detectors); all tracks, unfiltered."""
+    tracker = GreedyTracker(config or ExtractionConfig())
+    n = 0
+    for t, boxes in enumerate(frames):
+        tracker.update(t, boxes, list(range(n, n + len(boxes))))
+        n += len(boxes)
+    return tracker.close()
+
+
+# --------------------------------------------------------------------------------------------
+# crops
+
+
+def smooth(values: np.ndarray, window: int) -> np.ndarray:
+    """Centred moving average along axis 0; the window shrinks at both ends (no edge bias)."""
+    values = np.asarray(values, float)
+    if window <= 1 or len(values) < 2:
+        return values.copy()
+    half = window // 2
+    kernel = np.ones(2 * half + 1)
+    flat = values.reshape(len(values), -1)
+    out = np.empty_like(flat)
+    ones = np.convolve(np.ones(len(values)), kernel, mode="same")
+    for c in range(flat.shape[1]):
+        out[:, c] = np.convolve(flat[:, c], kernel, mode="same") / ones
+    return out.reshape(values.shape)
+
+
+def crop_boxes(boxes: Sequence[tuple[int, int, int, int]], config: ExtractionConfig) -> np.ndarray:
+    """Smoothed square crop boxes ``(n, 4)`` (x0, y0, x1, y1, integer-valued) for one track's boxes."""
+    b = np.asarray(boxes, float).reshape(-1, 4)
+    cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
+    side = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) * (1 + 2 * config.margin)
+    cx, cy, side = smooth(np.stack([cx, cy, side], 1), config.smooth_window).T
+    side = np.maximum(np.round(side), 2)
+    x0, y0 = np.round(cx - side / 2), np.round(cy - side / 2)
+    return np.stack([x0, y0, x0 + side, y0 + side], 1)
+
+
+def crop_square(image: np.ndarray, box, size: int, interpolation: int | None = None) -> np.ndarray:
+    """Cut ``box`` (x0, y0, x1, y1, square, may leave the frame: zero padding) and resize to size²."""
+    import cv2
+
+    x0, y0, x1, y1 = (int(v) for v in box)
+    h, w = image.shape[:2]
+    out = np.zeros((y1 - y0, x1 - x0) + image.shape[2:], image.dtype)
+    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if sx1 > sx0 and sy1 > sy0:
+        out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = image[sy0:sy1, sx0:sx1]
+    if interpolation is None:
+        interpolation = cv2.INTER_AREA if out.shape[0] > size else cv2.INTER_LINEAR
+    return cv2.resize(out, (size, size), interpolation=interpolation)
+
+
+# --------------------------------------------------------------------------------------------
+# extraction
+
+
+@dataclass
+class ExtractionResult:
+    """What ``extract_video`` wrote: the dataset folder, frames processed, kept tracks
+    ``{track_id: length}``, dropped short tracks, and the number of samples."""
+
+    path: Path
+    num_frames: int
+    tracks: dict[int, int]
+    dropped_tracks: int
+    num_samples: int
+
+
+class _PatchStore:
+    """Bit-packed detection mask patches in chunk files of a temporary folder (bounded memory)."""
+
+    def __init__(self, folder: Path, chunk_frames: int):
+        self.folder, self.chunk_frames = folder, chunk_frames
+        self.pending: list[np.ndarray] = []
+        self.shapes: list[tuple[int, int]] = []
+        self.chunk_of: list[int] = []  # detection id -> chunk
+        self.chunk = 0
+        self._cache: tuple[int, dict[int, np.ndarray]] | None = None
+        self.first_id = 0  # first detection id of the pending chunk
+
+    def add(self, patch: np.ndarray) -> int:
+        self.pending.append(np.packbits(patch, axis=None))
+        self.shapes.append(patch.shape)
+        self.chunk_of.append(self.chunk)
+        return len(self.chunk_of) - 1
+
+    def end_frame(self, frame: int) -> None:
+        if (frame + 1) % self.chunk_frames == 0:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            ids = np.arange(self.first_id, self.first_id + len(self.pending))
+            lengths = np.array([len(p) for p in self.pending])
+            np.savez(self.folder / f"chunk_{self.chunk:06d}.npz", ids=ids, lengths=lengths,
+                     data=np.concatenate(self.pending))
+            self.first_id += len(self.pending)
+            self.pending = []
+        self.chunk += 1
+
+    def get(self, det_id: int) -> np.ndarray:
+        chunk = self.chunk_of[det_id]
+        if self._cache is None or self._cache[0] != chunk:
+            with np.load(self.folder / f"chunk_{chunk:06d}.npz") as z:
+                ids, lengths, data = z["ids"], z["lengths"], z["data"]
+            parts = np.split(data, np.cumsum(lengths)[:-1])
+            self._cache = (chunk, dict(zip(ids.tolist(), parts)))
+        h, w = self.shapes[det_id]
+        return np.unpackbits(self._cache[1][det_id], count=h * w).reshape(h, w).astype(bool)
+
+
+def extract_video(
+    video: str | os.PathLike | np.ndarray,
+    out: str | os.PathLike,
+    config: ExtractionConfig | None = None,
+    progress: Callable[[str, int], None] | None = None,
+    attrs: Mapping[str, Any] | None = None,
+) -> ExtractionResult:
+    """Extract square person crops and masks from a static-camera video into a dataset folder.
+
+    Args:
+        video: path of a video file OpenCV can read, or frames ``(T, H, W, 3)`` uint8 RGB.
+        out: the dataset folder to write (``DatasetWriter``: fields ``image``, ``mask``,
+            ``frame_index``, ``track_id``, ``crop_box``; domain ``video``, split ``train``).
+        config: the settings (``ExtractionConfig()`` by default).
+        progress: called as ``progress(stage, frame_index)`` after each frame of each pass,
+            ``stage`` being ``"track"`` (pass 1) or ``"crop"`` (pass 2).
+        attrs: extra metadata merged into ``meta.json`` attrs.
+
+    Raises ``DataError`` for an unreadable or empty video, a moving camera, or no person found.
+    """
+    from maskpose.data.dataset import DatasetWriter
+
+    config = config or ExtractionConfig()
+    source = FrameSource(video, config.max_frames)
+    tracker = GreedyTracker(config)
+    num_frames = 0
+    with tempfile.TemporaryDirectory(prefix="maskpose-video-") as tmp:
+        store = _PatchStore(Path(tmp), config.chunk_frames)
+        boxes_of: list[tuple[int, int, int, int]] = []
+        # pass 1: background subtraction, detection, tracking; mask patches to chunk files
+        for fg in foreground_frames(source, config):
+            ids = []
+            for d in fg.detections:
+                ids.append(store.add(d.patch))
+                boxes_of.append(d.box)
+            tracker.update(fg.index, [d.box for d in fg.detections], ids)
+            store.end_frame(fg.index)
+            num_frames = fg.index + 1
+            if progress:
+                progress("track", fg.index)
+        store.flush()
+        tracks = tracker.close()
+        kept = [t for t in tracks if len(t) >= config.min_track_length]
+        if not kept:
+            longest = max((len(t) for t in tracks), default=0)
+            raise DataError(
+                f"{source.name}: no person track of at least {config.min_track_length} frames found in "
+                f"{num_frames} frames (longest: {longest}); check that people move through a static scene, "
+                "or lower min_area / min_track_length"
+            )
+        # renumber kept tracks 0..K-1 by first appearance
+        kept.sort(key=lambda t: (t.frames[0], t.id))
+        samples = []  # (frame, track, det_id, crop box)
+        for new_id, track in enumerate(kept):
+            for frame, det, box in zip(track.frames, track.detections, crop_boxes(track.boxes, config)):
+                samples.append((frame, new_id, det, box))
+        samples.sort(key=lambda s: (s[0], s[1]))
+        res = config.resolution
+        meta_attrs = {
+            "source": "video",
+            "video": str(Path(video).resolve()) if source.path is not None else "<array>",
+            "video_size": [int(source.width), int(source.height)],
+            "video_fps": source.fps,
+            "frames_processed": num_frames,
+            "num_tracks": len(kept),
+            "track_lengths": [len(t) for t in kept],
+            "dropped_tracks": len(tracks) - len(kept),
+            "extraction": asdict(config),
+            "fields_note": "frame_index, track_id, crop_box (x0, y0, x1, y1 in source pixels) per sample",
+        }
+        meta_attrs.update(attrs or {})
+        # pass 2: re-read the frames, crop and write straight into the memory-mapped arrays
+        writer = DatasetWriter(out, len(samples), (res, res), VIDEO_FIELDS, domain="video", split="train",
+                               attrs=meta_attrs)
+        pos = 0
+        batch: dict[str, list] = {name: [] for name in VIDEO_FIELDS}
+        start = 0
+        for index, frame in source:
+            while pos < len(samples) and samples[pos][0] == index:
+                _, track_id, det, box = samples[pos]
+                x0, y0, x1, y1 = boxes_of[det]
+                full = np.zeros(frame.shape[:2], np.uint8)
+                full[y0:y1, x0:x1] = store.get(det)
+                mask = crop_square(full * 255, box, res)
+                batch["image"].append(crop_square(frame, box, res))
+                batch["mask"].append((mask >= 128).astype(np.uint8))
+                batch["frame_index"].append(index)
+                batch["track_id"].append(track_id)
+                batch["crop_box"].append(np.asarray(box, np.float32))
+                pos += 1
+            if len(batch["image"]) >= 64:
+                writer.write(start, {k: np.stack(v) for k, v in batch.items()})
+                start += len(batch["image"])
+                batch = {name: [] for name in VIDEO_FIELDS}
+            if progress:
+                progress("crop", index)
+            if pos >= len(samples):
+                break
+        if batch["image"]:
+            writer.write(start, {k: np.stack(v) for k, v in batch.items()})
+            start += len(batch["image"])
+        if start != len(samples):
+            raise DataError(f"{source.name}: the second read of the video gave fewer frames "
+                            f"({start} of {len(samples)} samples cropped)")
+        writer.close()
+    return ExtractionResult(Path(out), num_frames, {i: len(t) for i, t in enumerate(kept)},
+                            len(tracks) - len(kept), len(samples))
+
+
+def contact_sheet(dataset: str | os.PathLike, out: str | os.PathLike, max_tracks: int = 8, per_track: int = 8,
+                  title: str | None = None, dpi: int = 100) -> Path:
+    """A PNG grid of crops with their mask outlines (green): one row per track, the ``max_tracks``
+    longest tracks, ``per_track`` evenly spaced samples each. Saved with a 256-colour palette
+    (a third of the size of a true-colour PNG)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from maskpose.data.dataset import MaskposeDataset
+
+    ds = MaskposeDataset(dataset, fields=["image", "mask", "frame_index", "track_id"])
+    track_ids = np.asarray(ds.arrays["track_id"])
+    frame_ids = np.asarray(ds.arrays["frame_index"])
+    ids, counts = np.unique(track_ids, return_counts=True)
+    ids = ids[np.argsort(-counts, kind="stable")][:max_tracks]
+    ids.sort()
+    rows = len(ids)
+    fig, axes = plt.subplots(rows, per_track, figsize=(1.3 * per_track, 1.45 * rows + (0.4 if title else 0)),
+                             squeeze=False)
+    for r, tid in enumerate(ids):
+        members = np.flatnonzero(track_ids == tid)
+        picks = members[np.unique(np.linspace(0, len(members) - 1, per_track).round().astype(int))]
+        for c in range(per_track):
+            ax = axes[r, c]
+            ax.axis("off")
+            if c >= len(picks):
+                continue
+            i = picks[c]
+            image = np.asarray(ds.arrays["image"][i])
+            mask = np.asarray(ds.arrays["mask"][i])
+            ax.imshow(image)
+            if mask.any():
+                ax.contour(mask, levels=[0.5], colors="#00ff66", linewidths=0.8)
+            ax.set_title(f"t{tid} f{int(frame_ids[i])}", fontsize=6, pad=1)
+    top = 1.0
+    if title:
+        fig.suptitle(title, fontsize=8)
+        top = 1 - 0.25 / fig.get_figheight()
+    fig.tight_layout(pad=0.2, rect=(0, 0, 1, top))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    plt.close(fig)
+    from PIL import Image
+
+    buffer.seek(0)
+    Image.open(buffer).convert("RGB").quantize(256).save(out, format="PNG", optimize=True)
+    return out
