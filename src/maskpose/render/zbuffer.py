@@ -1,0 +1,230 @@
+"""Exact z-buffer rasteriser in pure PyTorch (no gradient): the reference for masks, depth, part
+labels and RGB synthesis (``maskpose.data`` builds on it).
+
+Rules (stable API):
+
+* A pixel ``(i, j)`` is sampled at its centre ``(x, y) = (j, i)`` (see
+  :mod:`maskpose.render.camera`). A triangle covers a pixel centre when the centre lies inside it
+  or *on* its border (inclusive rule). Edge functions are exactly antisymmetric, so two triangles
+  sharing an edge leave no crack; a centre exactly on a shared edge is claimed by both and the
+  depth test decides.
+* Depth is the camera-frame ``z`` of the surface point seen through the pixel centre
+  (perspective-correct: ``1/z`` is interpolated linearly in screen space), exact on planes.
+  The nearest surface wins; exact depth ties go to the smaller face index (deterministic).
+* ``barycentric`` are the perspective-correct (3D) barycentric weights of the face's three
+  vertices at that point: ``sum_k barycentric[..., k] * vertices[faces[face_index, k]]`` is the
+  3D surface point, so any vertex attribute (colour, normal, part label weights) interpolates the
+  same way.
+* Faces that are degenerate on screen (zero area) are skipped. Both windings are rasterised unless
+  ``cull_backfaces=True``; with the camera mapping of :mod:`maskpose.body.anny_body` a face
+  ``(v0, v1, v2)`` whose outward normal faces the camera appears **counter-clockwise on screen**,
+  i.e. its pixel-space signed area ``cross(v1 - v0, v2 - v0)`` (x right, y down) is **negative**
+  (:func:`front_facing`). Culling back faces leaves the result unchanged for closed,
+  consistently oriented meshes such as Anny's, and is faster.
+* Vertices behind the camera (``z <= near``) raise :class:`~maskpose.errors.MaskposeError` by
+  default (there is no near-plane clipping); ``behind="cull"`` instead drops every face with such
+  a vertex.
+* Memory is bounded: (face, pixel) candidates from the faces' bounding boxes are processed in
+  chunks of at most ``max_fragments``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from maskpose.errors import MaskposeError, check_shape
+from maskpose.render import _raster
+from maskpose.render.camera import check_in_front, check_intrinsics, project
+
+
+@dataclass
+class Fragments:
+    """What :func:`rasterize` returns for a batch of ``B`` images of ``H x W`` pixels.
+
+    Attributes:
+        face_index: ``(B, H, W)`` int64, index into ``faces`` of the visible face, ``-1`` on the
+            background.
+        barycentric: ``(B, H, W, 3)`` perspective-correct barycentric weights of the visible
+            face's vertices (zeros on the background).
+        depth: ``(B, H, W)`` camera-frame depth ``z`` in metres (``inf`` on the background).
+    """
+
+    face_index: torch.Tensor
+    barycentric: torch.Tensor
+    depth: torch.Tensor
+
+    @property
+    def mask(self) -> torch.Tensor:
+        """``(B, H, W)`` bool: pixels covered by the mesh."""
+        return self.face_index >= 0
+
+
+def check_mesh(vertices: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, size) -> tuple[int, int]:
+    """Validate renderer inputs; returns ``(H, W)``. Raises :class:`MaskposeError` naming the problem."""
+    check_shape("vertices", vertices, (None, None, 3))
+    if vertices.shape[0] == 0:
+        raise MaskposeError("vertices: empty batch")
+    if not vertices.dtype.is_floating_point:
+        raise MaskposeError(f"vertices must be floating point, got {vertices.dtype}")
+    check_shape("faces", faces, (None, 3))
+    if faces.shape[0] == 0:
+        raise MaskposeError("faces: the mesh has no faces (faces.shape[0] == 0)")
+    if faces.dtype.is_floating_point or faces.dtype == torch.bool:
+        raise MaskposeError(f"faces must be an integer tensor, got {faces.dtype}")
+    if int(faces.min()) < 0 or int(faces.max()) >= vertices.shape[1]:
+        raise MaskposeError(
+            f"faces index vertices out of range [0, {vertices.shape[1]}): "
+            f"found [{int(faces.min())}, {int(faces.max())}]"
+        )
+    if faces.device != vertices.device or K.device != vertices.device:
+        raise MaskposeError(
+            f"vertices ({vertices.device}), faces ({faces.device}) and K ({K.device}) must be on one device"
+        )
+    check_intrinsics(K, vertices.shape[0])
+    try:
+        height, width = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    except (TypeError, ValueError, IndexError):
+        raise MaskposeError(f"size must be an int or (H, W), got {size!r}") from None
+    if height <= 0 or width <= 0:
+        raise MaskposeError(f"size must be positive, got {(height, width)}")
+    return height, width
+
+
+def front_facing(screen: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """``(B, F)`` bool: faces that are front-facing (negative pixel-space signed area, i.e.
+    counter-clockwise on screen). ``screen`` is ``(B, V, 2)`` projected vertices."""
+    tri = screen[:, faces]  # (B, F, 3, 2)
+    return _signed_area(tri) < 0
+
+
+def _signed_area(tri: torch.Tensor) -> torch.Tensor:
+    """Twice the signed area ``cross(v1 - v0, v2 - v0)`` of ``(..., 3, 2)`` triangles, computed as
+    the sum of the edge constants (exactly consistent with the edge functions)."""
+    total = 0.0
+    for i in range(3):
+        _, _, C = _raster.edge_coefficients(tri[..., (i + 1) % 3, :], tri[..., (i + 2) % 3, :])
+        total = total + C
+    return total
+
+
+def _face_valid(vertices: torch.Tensor, faces: torch.Tensor, behind: str, near: float) -> torch.Tensor | None:
+    """Check depths; returns a ``(B, F)`` mask of faces to keep (None: keep all)."""
+    if behind == "error":
+        check_in_front(vertices, "vertices", near)
+        return None
+    if behind != "cull":
+        raise MaskposeError(f"behind must be 'error' or 'cull', got {behind!r}")
+    if not bool(torch.isfinite(vertices).all()):
+        raise MaskposeError("vertices must be finite (found NaN or Inf)")
+    return (vertices[..., 2][:, faces] > near).all(-1)
+
+
+@torch.no_grad()
+def rasterize(
+    vertices: torch.Tensor,
+    faces: torch.Tensor,
+    K: torch.Tensor,
+    size: int | tuple[int, int],
+    *,
+    cull_backfaces: bool = False,
+    behind: str = "error",
+    near: float = 1e-6,
+    max_fragments: int = _raster.MAX_FRAGMENTS,
+) -> Fragments:
+    """Rasterise a batch of triangle meshes sharing one topology with an exact z-buffer.
+
+    Args:
+        vertices: ``(B, V, 3)`` camera-frame vertices (metres), any float dtype; not differentiated.
+        faces: ``(F, 3)`` integer vertex indices.
+        K: ``(B, 3, 3)`` pinhole intrinsics (pixels; see :mod:`maskpose.render.camera`).
+        size: ``(H, W)`` or ``res`` of the output.
+        cull_backfaces: skip faces with clockwise screen winding (see module docstring).
+        behind: ``"error"`` (default) raises when a vertex has ``z <= near``; ``"cull"`` drops
+            the faces touching such a vertex.
+        near: depth threshold for ``behind``.
+        max_fragments: memory bound, candidates per chunk.
+
+    Returns:
+        :class:`Fragments` with ``face_index (B, H, W)``, ``barycentric (B, H, W, 3)`` and
+        ``depth (B, H, W)`` in ``vertices``' float dtype, on ``vertices``' device.
+    """
+    height, width = check_mesh(vertices, faces, K, size)
+    faces = faces.long()
+    keep = _face_valid(vertices, faces, behind, near)
+    vertices = vertices.detach()
+    dtype = vertices.dtype
+    batch, num_faces = vertices.shape[0], faces.shape[0]
+    device = vertices.device
+    screen = project(vertices, K.detach().to(dtype))  # (B, V, 2)
+    tri = screen[:, faces]  # (B, F, 3, 2)
+    tri_z = vertices[..., 2][:, faces]  # (B, F, 3)
+    area = _signed_area(tri)  # (B, F)
+    valid = (area != 0) & torch.isfinite(area)
+    if cull_backfaces:
+        valid &= area < 0
+    if keep is not None:
+        valid &= keep
+    x0, y0, x1, y1, nonempty = _raster.pixel_boxes(tri.amin(2), tri.amax(2), height, width)
+    valid &= nonempty
+    b_idx, f_idx = torch.nonzero(valid, as_tuple=True)
+
+    # Per-face coefficients: three edge functions with the inside made positive, and 1/z as a
+    # linear function of the pixel (for the depth test only; winners are recomputed exactly).
+    t = tri[b_idx, f_idx]  # (N, 3, 2)
+    sign = torch.sign(area[b_idx, f_idx])
+    inv_area_z = 1.0 / (area[b_idx, f_idx, None] * tri_z[b_idx, f_idx])  # (N, 3)
+    coeffs = []
+    plane = 0.0
+    for i in range(3):
+        A, B, C = _raster.edge_coefficients(t[:, (i + 1) % 3], t[:, (i + 2) % 3])
+        coeffs += [A * sign, B * sign, C * sign]
+        plane = plane + torch.stack((A, B, C), -1) * inv_area_z[:, i, None]
+    table = torch.cat((torch.stack(coeffs, -1), plane), -1).to(torch.float32)  # (N, 12)
+    pixel_base = b_idx * (height * width)
+
+    keys = torch.full((batch * height * width,), -1, dtype=torch.int64, device=device)
+    for item, px, py in _raster.enumerate_boxes(x0[b_idx, f_idx], y0[b_idx, f_idx], x1[b_idx, f_idx],
+                                                y1[b_idx, f_idx], max_fragments):
+        c = table[item]  # (n, 12)
+        x, y = px.to(torch.float32), py.to(torch.float32)
+        e0 = _raster.evaluate_edge(c[:, 0], c[:, 1], c[:, 2], x, y)
+        e1 = _raster.evaluate_edge(c[:, 3], c[:, 4], c[:, 5], x, y)
+        e2 = _raster.evaluate_edge(c[:, 6], c[:, 7], c[:, 8], x, y)
+        inside = (e0 >= 0) & (e1 >= 0) & (e2 >= 0)
+        inv_z = (c[:, 9] * x + c[:, 10] * y + c[:, 11]).clamp_min(0.0)
+        key = _raster.pack_key(inv_z, f_idx[item])
+        key = torch.where(inside, key, torch.full_like(key, -1))
+        keys.scatter_reduce_(0, pixel_base[item] + py * width + px, key, reduce="amax")
+
+    face_index = _raster.unpack_item(keys).view(batch, height, width)
+    barycentric = torch.zeros(batch, height, width, 3, dtype=dtype, device=device)
+    depth = torch.full((batch, height, width), float("inf"), dtype=dtype, device=device)
+    hit = face_index >= 0
+    if bool(hit.any()):
+        bb, yy, xx = torch.nonzero(hit, as_tuple=True)
+        ff = face_index[bb, yy, xx]
+        bary, z = _perspective_barycentric(tri[bb, ff], tri_z[bb, ff], xx.to(dtype), yy.to(dtype))
+        barycentric[bb, yy, xx] = bary
+        depth[bb, yy, xx] = z
+    return Fragments(face_index, barycentric, depth)
+
+
+def _perspective_barycentric(tri: torch.Tensor, tri_z: torch.Tensor, x: torch.Tensor, y: torch.Tensor):
+    """Perspective-correct barycentrics ``(N, 3)`` and depth ``(N,)`` at pixel centres ``(x, y)``
+    of triangles ``tri (N, 3, 2)`` with vertex depths ``tri_z (N, 3)``."""
+    screen_bary = []
+    for i in range(3):
+        A, B, C = _raster.edge_coefficients(tri[:, (i + 1) % 3], tri[:, (i + 2) % 3])
+        screen_bary.append(_raster.evaluate_edge(A, B, C, x, y))
+    lam = torch.stack(screen_bary, -1)
+    lam = lam / lam.sum(-1, keepdim=True)  # screen-space barycentrics (sum of edge functions = area)
+    w = lam / tri_z
+    inv_z = w.sum(-1, keepdim=True)
+    return w / inv_z, 1.0 / inv_z[:, 0]
+
+
+def silhouette_mask(vertices: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, size, **kwargs) -> torch.Tensor:
+    """Exact binary silhouette ``(B, 1, H, W)`` float (0/1) from :func:`rasterize`."""
+    return rasterize(vertices, faces, K, size, **kwargs).mask[:, None].to(vertices.dtype)
