@@ -74,7 +74,7 @@ JOINT_LIMITS: dict[str, BallLimit | HingeLimit] = {
     "head": BallLimit(x=(-20, 25), y=(-15, 15), z=(-30, 30)),
     "clavicle": BallLimit(x=(-10, 10), y=(-15, 10), z=(-10, 10)),
     "shoulder": BallLimit(x=(-100, 40), y=(-85, 35), z=(-60, 60)),
-    "elbow": HingeLimit(flexion=(0, 140)),
+    "elbow": HingeLimit(flexion=(-40, 110)),  # Anny's rest forearm is already bent ~42 deg
     "wrist": BallLimit(x=(-40, 40), y=(-30, 30), z=(-40, 40)),
     "hip": BallLimit(x=(-100, 25), y=(-40, 15), z=(-35, 35)),
     "knee": HingeLimit(flexion=(0, 145)),
