@@ -1,0 +1,413 @@
+"""Synthetic dataset generator: Anny bodies, random poses, a detector-like crop camera, a domain.
+
+:func:`generate` writes one dataset folder in the maskpose format
+(:mod:`maskpose.data.dataset`); :func:`generate_domain_splits` writes a domain's ``train`` split
+(images and masks only, the target-domain supervision) and ``test`` split (with 3D ground truth).
+
+Pipeline per batch: poses and phenotypes from the pose source, Anny (decimated render topology;
+joints do not depend on it), a pinhole camera of focal ``focal_ratio * res`` centred on the crop,
+a translation that makes the body's 2D box span a random fraction ``fill`` of the crop (as a
+person detector's crop would) plus a random offset that keeps the whole body inside, the
+synthesis renderer in the domain's setting, then the domain's image transform.
+
+Determinism: every random choice comes from seeds derived from ``(seed, domain, split)`` and the
+sample index: per sample for the camera jitter and the appearance, per fixed chunk of
+:data:`POSE_CHUNK` samples for the poses. The same arguments (batch size included) give
+identical bytes; another batch size gives the same bodies, cameras and appearances, with labels
+equal up to float rounding (BLAS kernels differ with the batch shape), so a rare edge pixel may
+differ.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+import zlib
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from maskpose.data.dataset import DatasetWriter
+from maskpose.errors import ConfigError, MaskposeError
+
+log = logging.getLogger(__name__)
+
+#: Poses are drawn in chunks of this many samples, each chunk from its own seeded sampler.
+POSE_CHUNK = 256
+#: Default focal length of the crop camera, in units of the crop size.
+FOCAL_RATIO = 2.0
+#: Default range of the fraction of the crop spanned by the body's bounding box (larger side).
+FILL = (0.7, 0.9)
+#: Default maximal offset of the body's box centre, as a fraction of the crop.
+OFFSET = 0.05
+#: Fields written for a labelled split (besides image and mask).
+LABELS = ("joints3d", "joints2d", "pose", "phenotypes", "translation")
+
+#: Random streams (see :func:`sample_rngs`): camera jitter, appearance (renderer), poses, domain.
+CAMERA_STREAM, APPEARANCE_STREAM, POSE_STREAM, DOMAIN_STREAM = 1, 2, 3, 4
+
+
+def _code(text: str) -> int:
+    return zlib.crc32(text.encode())
+
+
+def _seed_sequence(seed: int, domain: str, split: str, stream: int, index: int) -> np.random.SeedSequence:
+    return np.random.SeedSequence([int(seed) & 0xFFFFFFFF, _code(domain), _code(split), stream, int(index)])
+
+
+def sample_rngs(seed: int, domain: str, split: str, stream: int, indices: Sequence[int]) -> list[np.random.Generator]:
+    """One independent ``numpy.random.Generator`` per sample index."""
+    return [np.random.default_rng(_seed_sequence(seed, domain, split, stream, i)) for i in indices]
+
+
+class _PoseStream:
+    """Serves poses for sample ranges, drawing fixed chunks so batching does not matter."""
+
+    def __init__(self, source, seed: int, domain: str, split: str, n: int | None = None):
+        self.source, self.seed, self.domain, self.split = source, seed, domain, split
+        self.cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        # The built-in sampler always draws full chunks (so a dataset's first k samples do not
+        # depend on n); an external source is asked for at most n at a time (a small motion
+        # library may not hold POSE_CHUNK distinct frames).
+        self.chunk = POSE_CHUNK if source is None or n is None else max(1, min(POSE_CHUNK, n))
+        self.takes_seed = False
+        if source is not None:
+            import inspect
+
+            try:
+                self.takes_seed = "seed" in inspect.signature(source.sample).parameters
+            except (TypeError, ValueError):
+                self.takes_seed = False
+
+    def _chunk(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if index not in self.cache:
+            self.cache = {k: v for k, v in self.cache.items() if k >= index - 1}
+            if self.source is None:
+                from maskpose.body.sampler import PoseSampler
+
+                state = _seed_sequence(self.seed, self.domain, self.split, POSE_STREAM, index).generate_state(1)
+                pose, phen = PoseSampler(seed=int(state[0])).sample(POSE_CHUNK)
+            else:  # an external source (e.g. a motion library)
+                state = _seed_sequence(self.seed, self.domain, self.split, POSE_STREAM, index).generate_state(1)
+                # A source with a ``seed`` argument gets one per chunk; others are consumed in order.
+                drawn = self.source.sample(self.chunk, seed=int(state[0])) if self.takes_seed \
+                    else self.source.sample(self.chunk)
+                if isinstance(drawn, tuple):
+                    pose, phen = drawn
+                else:
+                    from maskpose.body.sampler import PoseSampler
+
+                    pose, phen = drawn, PoseSampler(seed=int(state[0])).sample_phenotypes(self.chunk)
+            pose, phen = torch.as_tensor(pose, dtype=torch.float32), torch.as_tensor(phen, dtype=torch.float32)
+            size = POSE_CHUNK if self.source is None else self.chunk
+            if pose.shape != (size, 18, 6) or phen.shape != (size, 6):
+                raise MaskposeError(
+                    f"pose source returned pose {tuple(pose.shape)} and phenotypes {tuple(phen.shape)}; "
+                    f"expected ({size}, 18, 6) and ({size}, 6)"
+                )
+            self.cache[index] = (pose, phen)
+        return self.cache[index]
+
+    def get(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        poses, phens = [], []
+        i = start
+        while i < stop:
+            chunk, offset = divmod(i, self.chunk)
+            take = min(stop - i, self.chunk - offset)
+            pose, phen = self._chunk(chunk)
+            poses.append(pose[offset:offset + take])
+            phens.append(phen[offset:offset + take])
+            i += take
+        return torch.cat(poses), torch.cat(phens)
+
+
+def place_camera(vertices: torch.Tensor, res: int, rngs: Sequence[np.random.Generator],
+                 focal_ratio: float = FOCAL_RATIO, fill: tuple[float, float] = FILL,
+                 offset: float = OFFSET, margin: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Intrinsics and translation that frame bodies as a person detector's square crop would.
+
+    Args:
+        vertices: ``(B, V, 3)`` camera-frame vertices with zero translation (pelvis at the origin).
+        res: crop size in pixels.
+        rngs: one generator per sample (draws ``fill`` and the offset).
+        focal_ratio: focal length in units of ``res``; the principal point is the crop centre.
+        fill: range of the fraction of the crop spanned by the body's box (its larger side).
+        offset: maximal shift of the box centre, as a fraction of ``res``; shifts are limited so
+            the whole body stays at least ``margin`` px inside the crop.
+
+    Returns:
+        ``K (B, 3, 3)`` and ``translation (B, 3)``.
+    """
+    from maskpose.render.camera import fit_translation, intrinsics, project
+
+    if not 0.0 < fill[0] <= fill[1] <= 1.0:
+        raise ConfigError(f"fill must satisfy 0 < low <= high <= 1, got {fill}")
+    batch = vertices.shape[0]
+    draws = np.array([[rng.uniform(*fill), rng.uniform(-1, 1), rng.uniform(-1, 1)] for rng in rngs],
+                     dtype=np.float32).reshape(batch, 3)
+    v = vertices.detach().float()
+    draws_t = torch.from_numpy(draws).to(v.device)
+    K = intrinsics(focal_ratio * res, res, batch=batch, device=v.device)
+    t = fit_translation(v, K, res, fill=draws_t[:, 0])
+    uv = project(v + t[:, None], K)
+    lo, hi = uv.amin(1), uv.amax(1)
+    room_lo = (lo - margin).clamp_min(0.0)           # how far the box may move left / up
+    room_hi = (res - 1 - margin - hi).clamp_min(0.0)  # right / down
+    want = draws_t[:, 1:] * offset * res
+    shift = torch.where(want < 0, torch.maximum(want, -room_lo), torch.minimum(want, room_hi))
+    t = t.clone()
+    t[:, :2] = t[:, :2] + shift * t[:, 2:3] / K[:, [0, 1], [0, 1]]
+    # Perspective makes the shift slightly non-uniform: undo it where the body would leave the crop.
+    uv = project(v + t[:, None], K)
+    outside = (uv.amin(1) < 0).any(1) | (uv.amax(1) > res - 1).any(1)
+    if bool(outside.any()):
+        t[outside, :2] = t[outside, :2] - shift[outside] * t[outside, 2:3] / K[outside][:, [0, 1], [0, 1]]
+    return K, t
+
+
+def _geodesic(masks: np.ndarray) -> np.ndarray:
+    from maskpose.masks import geodesic_weights
+
+    out = np.ones(masks.shape, dtype=np.float32)
+    for i, mask in enumerate(masks):
+        if mask.any():
+            out[i] = geodesic_weights(mask)
+    return out
+
+
+def generate(
+    out_dir,
+    domain: str = "studio",
+    n: int = 1000,
+    res: int = 128,
+    seed: int = 0,
+    split: str = "train",
+    labels: bool = True,
+    pose_source=None,
+    batch_size: int = 32,
+    *,
+    device: str | torch.device = "cpu",
+    geodesic: bool = True,
+    extras: bool = False,
+    focal_ratio: float = FOCAL_RATIO,
+    fill: tuple[float, float] = FILL,
+    offset: float = OFFSET,
+    perturbation: np.ndarray | None = None,
+    body=None,
+    progress: Callable[[int, int], Any] | None = None,
+    timings: dict[str, float] | None = None,
+) -> Path:
+    """Render ``n`` synthetic samples of a domain and write them as a maskpose dataset.
+
+    Args:
+        out_dir: output folder (created; an existing dataset there is overwritten).
+        domain: a name from :data:`maskpose.data.domains.DOMAINS`.
+        n: number of samples.
+        res: square crop size in pixels.
+        seed: base seed; with ``domain`` and ``split`` it determines every sample.
+        split: recorded in ``meta.json`` and part of the seed (train and test never coincide).
+        labels: write the labels ``joints3d, joints2d, pose, phenotypes, translation``; without
+            them the split holds images, masks, intrinsics (and geodesic weights) only.
+        pose_source: ``None`` for the built-in :class:`~maskpose.body.sampler.PoseSampler`, or
+            any object whose ``sample(n)`` returns ``(pose (n, 18, 6), phenotypes (n, 6))`` (or
+            poses only; phenotypes are then sampled), e.g. a
+            :class:`~maskpose.body.motion.MotionLibrary`. It is asked for chunks of
+            ``min(POSE_CHUNK, n)`` samples; if its ``sample`` takes a ``seed`` argument, each chunk
+            gets its own seed derived from ``(seed, domain, split, chunk)``, otherwise the source
+            is consumed in order.
+        batch_size: bodies rendered at once (memory/speed; the samples stay the same up to float
+            rounding, see the module docstring).
+        device: torch device for Anny and the renderer.
+        geodesic: store the Mask-as-Supervision geodesic weights of every mask
+            (:func:`maskpose.masks.geodesic_weights`, ``mode="paper"``).
+        extras: also store ``depth`` (metres, 0 on the background) and ``parts`` labels.
+        focal_ratio, fill, offset: the crop camera (see :func:`place_camera`).
+        perturbation: array passed to the domain's transform (UAP domains).
+        body: an :class:`~maskpose.body.anny_body.AnnyBody` to reuse (default: a new one with the
+            decimated render topology on ``device``).
+        progress: optional ``callback(done, total)``.
+        timings: optional dict that receives the seconds spent per stage (``poses``, ``anny``,
+            ``camera``, ``rasterize``, ``appearance``, ``shading``, ``domain``, ``geodesic``,
+            ``write``).
+
+    Returns:
+        The dataset folder.
+    """
+    from maskpose.body.anny_body import AnnyBody
+    from maskpose.data.domains import get_domain
+    from maskpose.data.synthesis import PART_NAMES, SynthesisRenderer
+    from maskpose.render.camera import project
+
+    spec = get_domain(domain)
+    if n <= 0:
+        raise ConfigError(f"n must be positive, got {n}")
+    if res < 16:
+        raise ConfigError(f"res must be at least 16 px, got {res}")
+    if batch_size <= 0:
+        raise ConfigError(f"batch_size must be positive, got {batch_size}")
+    if spec.needs_perturbation and perturbation is None:
+        raise ConfigError(f"domain {domain!r} needs a perturbation array")
+    device = torch.device(device)
+    body = body if body is not None else AnnyBody(device=device)
+    renderer = SynthesisRenderer(body, device=device)
+    poses = _PoseStream(pose_source, seed, domain, split, n)
+
+    fields = ["image", "mask", "intrinsics"]
+    if geodesic:
+        fields.append("geodesic")
+    if extras:
+        fields += ["depth", "parts"]
+    if labels:
+        fields += list(LABELS)
+    attrs = {
+        "generator": "maskpose.data.synth.generate",
+        "domain_description": spec.description,
+        "domain_render": spec.render,
+        "domain_params": spec.params,
+        "seed": int(seed),
+        "labels": bool(labels),
+        "pose_source": "PoseSampler" if pose_source is None else type(pose_source).__name__,
+        "anny_topology": body.topology,
+        "focal_ratio": float(focal_ratio),
+        "fill": list(fill),
+        "offset": float(offset),
+        "geodesic_mode": "paper" if geodesic else None,
+        "part_names": list(PART_NAMES) if extras else None,
+        "joints": "H36M-17",
+    }
+    with DatasetWriter(out_dir, n, (res, res), fields, domain=domain, split=split, attrs=attrs) as writer:
+        for start in range(0, n, batch_size):
+            stop = min(n, start + batch_size)
+            batch = render_batch(body, renderer, poses, spec, seed, split, range(start, stop), res,
+                                 focal_ratio, fill, offset, perturbation, device, project, timings)
+            clock = _Clock(timings)
+            if geodesic:
+                batch["geodesic"] = _geodesic(batch["mask"])
+                clock("geodesic")
+            writer.write(start, {k: batch[k] for k in fields})
+            clock("write")
+            if progress is not None:
+                progress(stop, n)
+    return Path(out_dir)
+
+
+class _Clock:
+    """Accumulates seconds per stage into a dict (no-op without one)."""
+
+    def __init__(self, timings: dict | None):
+        self.timings, self.last = timings, time.perf_counter()
+
+    def __call__(self, stage: str) -> None:
+        if self.timings is not None:
+            now = time.perf_counter()
+            self.timings[stage] = self.timings.get(stage, 0.0) + now - self.last
+            self.last = now
+
+
+def render_batch(body, renderer, poses: _PoseStream, spec, seed: int, split: str, indices: range, res: int,
+                 focal_ratio: float, fill, offset: float, perturbation, device, project,
+                 timings: dict | None = None) -> dict[str, np.ndarray]:
+    """Render samples ``indices`` (a contiguous range); returns numpy arrays of every field."""
+    clock = _Clock(timings)
+    pose, phen = poses.get(indices.start, indices.stop)
+    pose, phen = pose.to(device), phen.to(device)
+    clock("poses")
+    with torch.no_grad():
+        out = body(pose, phen)
+        clock("anny")
+        cam_rngs = sample_rngs(seed, spec.name, split, CAMERA_STREAM, indices)
+        K, t = place_camera(out.vertices, res, cam_rngs, focal_ratio, fill, offset)
+        K, t = K.to(device), t.to(device)
+        vertices = out.vertices + t[:, None]
+        joints3d = out.joints + t[:, None]
+        joints2d = project(joints3d, K)
+    clock("camera")
+    app_rngs = sample_rngs(seed, spec.name, split, APPEARANCE_STREAM, indices)
+    rendered = renderer.render(vertices, K, app_rngs, setting=spec.render, size=res, timings=timings)
+    clock.last = time.perf_counter()
+    image = rendered.image
+    if spec.transform is not None:
+        dom_rng = np.random.default_rng(_seed_sequence(seed, spec.name, split, DOMAIN_STREAM, indices.start))
+        image = spec.transform(image, rendered.mask, dom_rng, perturbation=perturbation)
+    clock("domain")
+    return {
+        "image": image, "mask": rendered.mask, "depth": rendered.depth, "parts": rendered.parts,
+        "intrinsics": K.cpu().numpy(), "joints3d": joints3d.cpu().numpy(), "joints2d": joints2d.cpu().numpy(),
+        "pose": pose.cpu().numpy(), "phenotypes": phen.cpu().numpy(), "translation": t.cpu().numpy(),
+    }
+
+
+def generate_domain_splits(
+    root,
+    domain: str,
+    n_train: int,
+    n_test: int,
+    res: int = 128,
+    seed: int = 0,
+    *,
+    train_labels: bool | None = None,
+    **kwargs,
+) -> dict[str, Path]:
+    """Write ``root/<domain>/train`` and ``root/<domain>/test``.
+
+    The train split holds images, masks, intrinsics and geodesic weights only (the target-domain
+    supervision) — except for the source domain ``studio``, whose train split is labelled (set
+    ``train_labels`` to override). The test split always carries the 3D ground truth. Other
+    keyword arguments go to :func:`generate` (``pose_source``, ``batch_size``, ``device``, ...).
+
+    Returns:
+        ``{"train": path, "test": path}``.
+    """
+    if train_labels is None:
+        train_labels = domain == "studio"
+    base = Path(root) / domain
+    body = kwargs.pop("body", None)
+    if body is None:
+        from maskpose.body.anny_body import AnnyBody
+
+        body = AnnyBody(device=kwargs.get("device", "cpu"))
+    return {
+        "train": generate(base / "train", domain, n_train, res, seed, "train", train_labels, body=body, **kwargs),
+        "test": generate(base / "test", domain, n_test, res, seed, "test", True, body=body, **kwargs),
+    }
+
+
+def benchmark(n: int = 256, res: int = 128, batch_size: int = 64, domain: str = "studio",
+              geodesic: bool = False, device: str = "cpu", threads: int | None = 2, seed: int = 0) -> dict:
+    """End-to-end synthesis speed (poses, Anny, camera, rendering, domain, writing), Anny's
+    construction excluded (built and warmed up first).
+
+    Args:
+        n: frames timed; batch_size: bodies per batch; threads: ``torch.set_num_threads``
+            (``None`` leaves it); geodesic: include the geodesic weights.
+
+    Returns:
+        ``{"frames_per_s", "ms_per_frame", "stages_ms_per_frame", "n", "res", "batch_size",
+        "threads", "domain", "geodesic", "goal_frames_per_s"}``.
+    """
+    from maskpose.body.anny_body import AnnyBody
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    body = AnnyBody(device=device)
+    with tempfile.TemporaryDirectory(prefix="maskpose-bench-") as tmp:
+        generate(Path(tmp) / "warmup", domain, min(n, batch_size), res, seed + 1, "bench", labels=True,
+                 batch_size=batch_size, device=device, geodesic=geodesic, body=body)
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        generate(Path(tmp) / "timed", domain, n, res, seed, "bench", labels=True, batch_size=batch_size,
+                 device=device, geodesic=geodesic, body=body, timings=timings)
+        elapsed = time.perf_counter() - start
+    return {
+        "frames_per_s": n / elapsed, "ms_per_frame": 1000 * elapsed / n,
+        "stages_ms_per_frame": {k: round(1000 * v / n, 3) for k, v in timings.items()},
+        "n": n, "res": res, "batch_size": batch_size, "threads": torch.get_num_threads(),
+        "domain": domain, "geodesic": geodesic, "device": str(device), "goal_frames_per_s": 200,
+    }
+
+
+__all__ = ["benchmark", "FILL", "FOCAL_RATIO", "OFFSET", "POSE_CHUNK", "generate", "generate_domain_splits",
+           "place_camera", "sample_rngs"]
