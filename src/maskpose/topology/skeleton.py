@@ -1,0 +1,71 @@
+"""D2T: distance map to topological skeleton, the ridge lines of the inward distance map.
+
+    T = ReLU(D_in - MaxPool3x3(D_in) + 1) ⊙ S
+
+``D_in`` is integer-valued and changes by at most one between neighbours, so ``T`` is exactly 0/1:
+1 on the pixels of the mask that are not below any of their 8 neighbours (the local maxima, ridges
+and plateaus of ``D_in``), 0 elsewhere. With the octagonal kernel the ridges lie within about a
+pixel of scikit-image's ``medial_axis``.
+
+Gradients follow the formula literally (ReLU, max and product); the max over the 3x3 window is an
+element-wise maximum of shifted views, which splits the gradient between tied values instead of
+sending it to one arbitrary position like ``max_pool2d`` does (and is several times faster on CPU).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._checks import check_mask, check_options
+from .distance import _binarize, _distance_of_binary, _DistanceMapModule
+
+
+def local_max_3x3(values: torch.Tensor) -> torch.Tensor:
+    """``MaxPool3x3`` (stride 1, same size) of a non-negative ``(B, 1, H, W)`` map.
+
+    Outside the image counts as 0, which never wins against a non-negative value, i.e. the window
+    is simply cropped at the border.
+    """
+    padded = F.pad(values, (1, 1, 1, 1))
+    rows = torch.maximum(torch.maximum(padded[..., :-2], padded[..., 1:-1]), padded[..., 2:])
+    return torch.maximum(torch.maximum(rows[..., :-2, :], rows[..., 1:-1, :]), rows[..., 2:, :])
+
+
+def skeleton_from_distance(binary: torch.Tensor, inward: torch.Tensor) -> torch.Tensor:
+    """D2T on a binary mask and its inward distance map.
+
+    Args:
+        binary: ``(B, 1, H, W)`` 0/1 float silhouette ``S``.
+        inward: ``(B, 1, H, W)`` its inward distance map ``D_in``.
+
+    Returns:
+        ``(B, 1, H, W)`` 0/1 float skeleton ``T``, differentiable in both inputs.
+    """
+    return F.relu(inward - local_max_3x3(inward) + 1.0) * binary
+
+
+def topological_skeleton(silhouette: torch.Tensor, kernel: str = "octagonal", iterations: int | None = None,
+                         binarization: str = "straight_through", temperature: float = 0.25) -> torch.Tensor:
+    """S2D then D2T: the topological skeleton of a silhouette.
+
+    Args:
+        silhouette: ``(B, 1, H, W)`` float in [0, 1], binarised at 0.5.
+        kernel, iterations, binarization, temperature: as in
+            :func:`maskpose.topology.inward_distance_map`.
+
+    Returns:
+        ``(B, 1, H, W)`` 0/1 float, same dtype and device as ``silhouette``; inside the mask.
+    """
+    check_mask("silhouette", silhouette)
+    check_options(kernel, iterations, binarization, temperature)
+    binary = _binarize(silhouette, binarization, temperature)
+    return skeleton_from_distance(binary, _distance_of_binary(binary, kernel, iterations))
+
+
+class TopologicalSkeleton(_DistanceMapModule):
+    """Module form of :func:`topological_skeleton`: ``(B, 1, H, W)`` -> ``(B, 1, H, W)``."""
+
+    def forward(self, silhouette: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return topological_skeleton(silhouette, self.kernel, self.iterations, self.binarization, self.temperature)
