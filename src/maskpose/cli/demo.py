@@ -1,3 +1,28 @@
-"""CLI verbs for the demo area (registered on the shared Typer app)."""
+"""``maskpose demo``: what ``make demo`` runs."""
 
-from ._app import app, bench_app, body_app, data_app, masks_app  # noqa: F401
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ._app import app
+from .errors import friendly
+
+
+@app.command()
+@friendly
+def demo(out: Path = typer.Option(Path("demo_output"), "--out", help="Output folder (data, runs, report.html)."),
+         target: str = typer.Option("thermal", "--target", help="Target domain to adapt to."),
+         adapt_steps: Optional[int] = typer.Option(None, "--adapt-steps", help="Adaptation steps."),
+         retrain_source: bool = typer.Option(False, "--retrain-source",
+                                             help="Pretrain the source model instead of loading the shipped one."),
+         device: str = typer.Option("cpu", help="cpu, cuda, ...")):
+    """Source model -> adapt to a target domain with L_S + L_T on masks only -> evaluate -> report.html."""
+    from maskpose.train.demo import DemoConfig, run_demo
+
+    cfg = DemoConfig(out=str(out), target_domain=target, retrain_source=retrain_source, device=device)
+    if adapt_steps is not None:
+        cfg.adapt_steps = adapt_steps
+    run_demo(cfg)

@@ -1,3 +1,205 @@
-"""CLI verbs for the learn area (registered on the shared Typer app)."""
+"""CLI verbs for learning: pretrain, adapt, train-unsup, evaluate, predict.
 
-from ._app import app, bench_app, body_app, data_app, masks_app  # noqa: F401
+Flags only map onto ``maskpose.train.config.TrainConfig``; ``--config FILE.yaml`` sets any field.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ._app import app
+from .errors import friendly
+
+
+def _losses(specs: list[str] | None) -> dict[str, float] | None:
+    """``["ls=1", "lt=0.5"]`` -> ``{"ls": 1.0, "lt": 0.5}`` (a bare name weighs 1)."""
+    if not specs:
+        return None
+    out = {}
+    for spec in specs:
+        name, _, weight = spec.partition("=")
+        try:
+            out[name.strip()] = float(weight) if weight else 1.0
+        except ValueError:
+            raise ValueError(f"--loss {spec!r}: the weight must be a number (e.g. ls=1.0)") from None
+    return out
+
+
+def _config(mode: str, config_file: Optional[Path], **flags):
+    from maskpose.train.config import TrainConfig
+
+    base = TrainConfig.from_yaml(config_file).to_dict() if config_file else {"mode": mode}
+    base["mode"] = mode
+    if flags.get("losses") is None:
+        flags.pop("losses", None)
+        if not config_file:
+            base.pop("losses", None)
+    resolution = flags.pop("resolution", None)
+    heads = flags.pop("heads", None)
+    for key, value in flags.items():
+        if value is not None:
+            base[key] = value
+    config = TrainConfig.from_dict(base)
+    if resolution:
+        config.model.resolution = resolution
+    if heads:
+        config.model.heads = tuple(heads)
+    return config
+
+
+DATA = typer.Option(..., "--data", help="Training dataset folder.")
+OUT = typer.Option(..., "--out", help="Run folder (checkpoint, logs); an existing run there resumes.")
+STEPS = typer.Option(None, help="Optimisation steps.")
+BATCH = typer.Option(None, "--batch-size", help="Global batch size.")
+LR = typer.Option(None, help="Adam learning rate.")
+SEED = typer.Option(None, help="Seed (batches, initialisation).")
+DEVICE = typer.Option(None, help="cpu, cuda, cuda:1, ...")
+LOSS = typer.Option(None, "--loss", help="Loss term NAME=WEIGHT; repeat for several (replaces the defaults).")
+CONFIG = typer.Option(None, "--config", help="YAML file with any TrainConfig fields.")
+RES = typer.Option(None, "--res", help="Model input resolution (pixels).")
+
+
+def _report(result) -> None:
+    typer.echo(f"trained {result.steps} steps; checkpoint: {result.checkpoint}")
+    if result.history:
+        typer.echo("last: " + json.dumps(result.history[-1]))
+
+
+@app.command()
+@friendly
+def pretrain(data: Path = DATA, out: Path = OUT, steps: Optional[int] = STEPS, batch_size: Optional[int] = BATCH,
+             lr: Optional[float] = LR, seed: Optional[int] = SEED, device: Optional[str] = DEVICE,
+             loss: Optional[list[str]] = LOSS, config: Optional[Path] = CONFIG, res: Optional[int] = RES):
+    """Train on the source domain with full supervision (3D and 2D joints, body parameters)."""
+    from maskpose.train.loop import train
+
+    cfg = _config("pretrain", config, data=str(data), out=str(out), steps=steps, batch_size=batch_size, lr=lr,
+                  seed=seed, device=device, losses=_losses(loss), resolution=res)
+    _report(train(cfg))
+
+
+@app.command()
+@friendly
+def adapt(init: Path = typer.Option(..., "--init", help="Source checkpoint to adapt."),
+          data: Optional[Path] = typer.Option(None, "--data", help="Target dataset folder (images and masks)."),
+          out: Path = OUT, steps: Optional[int] = STEPS, batch_size: Optional[int] = BATCH,
+          lr: Optional[float] = LR, seed: Optional[int] = SEED, device: Optional[str] = DEVICE,
+          loss: Optional[list[str]] = LOSS, config: Optional[Path] = CONFIG,
+          source_data: Optional[Path] = typer.Option(None, help="Source dataset for mixed supervised batches."),
+          source_ratio: Optional[float] = typer.Option(None, help="Share of steps with a supervised source batch."),
+          video: Optional[Path] = typer.Option(None, "--video", help="A static-camera video instead of --data: person "
+                                               "crops and masks are extracted into OUT/extracted first."),
+          method: str = typer.Option("mog2", "--method", help="With --video: background subtractor, mog2 or knn."),
+          warmup: int = typer.Option(30, "--warmup", min=0, help="With --video: frames that prime the background.")):
+    """Adapt a source model to a target domain from its images and masks only (L_S + L_T by default).
+
+    The target is a dataset (--data) or a static-camera video (--video), whose person crops and masks
+    are extracted by background subtraction (as ``maskpose masks extract``) at the model's resolution.
+    """
+    from maskpose.train.checkpoint import load_checkpoint
+    from maskpose.train.loop import train
+
+    if data is not None and video is not None:
+        raise ValueError("give either --data DATASET or --video VIDEO, not both")
+    if data is None and video is None and config is None:
+        raise ValueError("no target: give --data DATASET or --video VIDEO")
+    saved = load_checkpoint(init)["config"]
+    if video is not None:
+        from maskpose.data.video import ExtractionConfig
+        from maskpose.models.regressor import ModelConfig
+
+        from .video import extract_for_training
+
+        extraction = ExtractionConfig(method=method.lower(), warmup=warmup,
+                                      resolution=ModelConfig.from_dict(saved["model"]).resolution)
+        data, reused = extract_for_training(video, out / "extracted", extraction)
+        typer.echo(f"{'reusing' if reused else 'extracted'} person crops and masks of {video} in {data}")
+    cfg = _config("adapt", config, data=str(data) if data is not None else None, out=str(out), steps=steps,
+                  batch_size=batch_size, lr=lr,
+                  seed=seed, device=device, losses=_losses(loss), init_checkpoint=str(init),
+                  source_data=str(source_data) if source_data else None, source_ratio=source_ratio)
+    from maskpose.models.regressor import ModelConfig
+
+    cfg.model = ModelConfig.from_dict(saved["model"])
+    cfg.focal = saved.get("focal", 0.0)
+    _report(train(cfg))
+
+
+@app.command("train-unsup")
+@friendly
+def train_unsup(data: Path = DATA, out: Path = OUT, steps: Optional[int] = STEPS, batch_size: Optional[int] = BATCH,
+                lr: Optional[float] = LR, seed: Optional[int] = SEED, device: Optional[str] = DEVICE,
+                loss: Optional[list[str]] = LOSS, config: Optional[Path] = CONFIG, res: Optional[int] = RES):
+    """Mask-as-Supervision from scratch: a joint head trained from masks only."""
+    from maskpose.train.loop import train
+
+    cfg = _config("train-unsup", config, data=str(data), out=str(out), steps=steps, batch_size=batch_size, lr=lr,
+                  seed=seed, device=device, losses=_losses(loss), resolution=res, heads=["joints"])
+    _report(train(cfg))
+
+
+@app.command()
+@friendly
+def evaluate(checkpoint: Path = typer.Argument(..., help="Model checkpoint."),
+             data: Path = typer.Option(..., "--data", help="Labelled dataset (test split)."),
+             json_path: Optional[Path] = typer.Option(None, "--json", help="Write the metrics here."),
+             device: str = typer.Option("cpu"), batch_size: int = typer.Option(32, "--batch-size")):
+    """MPJPE, PA-MPJPE, N-MPJPE, PCK@150, AUC, silhouette IoU, ambiguity ratio."""
+    from maskpose.train.evaluate import evaluate_checkpoint
+
+    metrics = evaluate_checkpoint(checkpoint, data, device, batch_size)
+    width = max(len(k) for k in metrics)
+    for key, value in metrics.items():
+        typer.echo(f"{key:<{width}}  {value:10.2f}" if isinstance(value, float) else f"{key:<{width}}  {value:>10}")
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(metrics, indent=2))
+
+
+@app.command()
+@friendly
+def predict(checkpoint: Path = typer.Argument(..., help="Model checkpoint."),
+            inputs: Optional[Path] = typer.Option(None, "--input",
+                                                  help="An image, a folder of images, or a dataset folder."),
+            out: Path = typer.Option(..., "--out", help="Output folder (with --video: the overlay video, .mp4 or .avi)."),
+            ply: bool = typer.Option(True, help="Write PLY meshes (mesh head)."),
+            device: str = typer.Option("cpu"),
+            video: Optional[Path] = typer.Option(None, "--video", help="A static-camera video instead of --input."),
+            ply_dir: Optional[Path] = typer.Option(None, "--ply-dir", help="With --video: write PLY meshes per person "
+                                                   "per frame here (mesh head)."),
+            json_dir: Optional[Path] = typer.Option(None, "--json-dir", help="With --video: per-frame JSON folder "
+                                                    "(default: OUT's name with _json, beside it)."),
+            method: str = typer.Option("mog2", "--method", help="With --video: background subtractor, mog2 or knn."),
+            warmup: int = typer.Option(30, "--warmup", min=0, help="With --video: frames that prime the background.")):
+    """Per-image JSON of 3D joints, PLY meshes and overlay PNGs (silhouette and skeleton).
+
+    With --video: people are found and tracked by background subtraction (as ``maskpose masks
+    extract``), each crop is predicted, and OUT is the video with every person's mesh silhouette and
+    skeleton drawn; per-frame JSON (track id, crop box, 3D joints in the crop camera frame) and
+    optional PLY meshes go beside it.
+    """
+    if inputs is not None and video is not None:
+        raise ValueError("give either --input PATH or --video VIDEO, not both")
+    if inputs is None and video is None:
+        raise ValueError("nothing to predict: give --input PATH (image, folder, dataset) or --video VIDEO")
+    if video is not None:
+        from maskpose.data.video import ExtractionConfig
+        from maskpose.train.predict import predict_video
+
+        json_dir = json_dir if json_dir is not None else out.with_name(out.stem + "_json")
+        result = predict_video(checkpoint, video, out, json_dir=json_dir, ply_dir=ply_dir, device=device,
+                               extraction=ExtractionConfig(method=method.lower(), warmup=warmup))
+        typer.echo(f"{result.frames} frames, {result.tracks} track(s), {result.samples} person crops: "
+                   f"overlay video {result.video} ({result.fourcc}); per-frame JSON in {result.json_dir}"
+                   + (f"; PLY meshes in {result.ply_dir}" if result.ply_dir else ""))
+        return
+    if ply_dir is not None or json_dir is not None:
+        raise ValueError("--ply-dir and --json-dir go with --video (with --input, everything goes to --out)")
+    from maskpose.train.predict import predict_to_folder
+
+    written = predict_to_folder(checkpoint, inputs, out, device=device, write_ply=ply)
+    typer.echo(f"wrote predictions for {written} image(s) to {out}")

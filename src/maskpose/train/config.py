@@ -1,0 +1,140 @@
+"""Training configuration: every default in one place. The CLI only maps flags onto these fields;
+a YAML file can set any of them (``TrainConfig.from_yaml``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from maskpose.errors import ConfigError
+from maskpose.models.regressor import ModelConfig
+
+#: Loss terms a config may name, and what each needs from a batch.
+SUPERVISED_LOSSES = ("joints3d", "joints2d", "params", "silhouette_sup")
+MASK_LOSSES = ("l1", "l2", "bce", "soft_iou", "chamfer_points", "ls", "lt", "mas")
+REGULARISERS = ("prior", "phenotype_prior")
+KNOWN_LOSSES = SUPERVISED_LOSSES + MASK_LOSSES + REGULARISERS
+
+#: Focal length of the crop camera in units of the crop size, when a dataset stores no intrinsics
+#: (the synthetic generator's crops use the same).
+FOCAL_RATIO = 2.0
+
+
+def default_focal(resolution: int) -> float:
+    return FOCAL_RATIO * resolution
+
+
+DEFAULT_LOSSES = {
+    "pretrain": {"joints3d": 1.0, "joints2d": 1.0, "params": 0.5},
+    "adapt": {"ls": 1.0, "lt": 1.0, "prior": 0.1},
+    "train-unsup": {"mas": 1.0},
+}
+
+
+@dataclass
+class TrainConfig:
+    """One training run.
+
+    ``mode``: ``pretrain`` (source, full supervision), ``adapt`` (target images + masks only,
+    optionally mixed with supervised source batches), ``train-unsup`` (Mask-as-Supervision from
+    scratch), ``oracle`` (fine-tune with 3D labels on the target: the benchmark's upper bound).
+    """
+
+    mode: str = "pretrain"
+    data: str = ""  # the dataset trained on (source for pretrain, target train split for adapt)
+    source_data: str = ""  # adapt only: source dataset for mixed supervised batches
+    source_ratio: float = 0.0  # adapt only: share of steps that also take a supervised source batch
+    init_checkpoint: str = ""  # adapt / oracle: the source model to start from
+    out: str = "runs/run"
+    losses: dict[str, float] = field(default_factory=dict)
+    steps: int = 200
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    seed: int = 0
+    device: str = "cpu"
+    log_every: int = 10
+    checkpoint_every: int = 50
+    focal: float = 0.0  # pixels; 0 = 2 x the resolution, as the synthetic crops (used when a dataset has no intrinsics)
+    mas_sigma: float = 2.0  # skeleton-mask line width (pixels at the model resolution)
+    freeze_encoder: bool = False
+    # Fitting in the loop (adapt, mesh head): every ``fit_every`` steps the batch's predicted body
+    # parameters are refined by ``fit_iterations`` Adam steps on the mask losses alone, and the
+    # network is then also pulled toward every fit it has (``fit_weight``). 0 turns it off.
+    fit_every: int = 0
+    fit_iterations: int = 10
+    fit_lr: float = 0.02
+    fit_weight: float = 1.0
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+    def __post_init__(self):
+        if isinstance(self.model, dict):
+            self.model = ModelConfig.from_dict(self.model)
+        if not self.losses:
+            self.losses = dict(DEFAULT_LOSSES.get(self.mode, {}))
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> "TrainConfig":
+        """Raise ``ConfigError`` naming the first problem; called before any training starts."""
+        if self.mode not in ("pretrain", "adapt", "train-unsup", "oracle"):
+            raise ConfigError(f"unknown mode {self.mode!r}; expected pretrain, adapt, train-unsup or oracle")
+        unknown = [name for name in self.losses if name not in KNOWN_LOSSES]
+        if unknown:
+            raise ConfigError(f"unknown loss name(s) {unknown}; known: {list(KNOWN_LOSSES)}")
+        if not self.losses:
+            raise ConfigError("no loss terms configured")
+        if any(w < 0 for w in self.losses.values()):
+            raise ConfigError(f"loss weights must be >= 0, got {self.losses}")
+        if self.mode == "adapt" and any(name in SUPERVISED_LOSSES for name in self.losses):
+            raise ConfigError(
+                "adapt uses target masks only: supervised losses "
+                f"{[n for n in self.losses if n in SUPERVISED_LOSSES]} need labels (use source_ratio instead)"
+            )
+        if not self.data:
+            raise ConfigError("no dataset given (data)")
+        if self.steps < 0 or self.batch_size <= 0 or self.lr <= 0:
+            raise ConfigError(f"steps >= 0, batch_size > 0 and lr > 0 required, got {self.steps}, {self.batch_size}, {self.lr}")
+        if self.fit_every < 0 or self.fit_iterations < 0 or self.fit_lr <= 0 or self.fit_weight < 0:
+            raise ConfigError("fit_every, fit_iterations, fit_weight must be >= 0 and fit_lr > 0")
+        if self.fit_every and (self.mode != "adapt" or "mesh" not in self.model.heads):
+            raise ConfigError("fitting in the loop (fit_every > 0) is for adapt with the mesh head")
+        if not 0.0 <= self.source_ratio <= 1.0:
+            raise ConfigError(f"source_ratio must lie in [0, 1], got {self.source_ratio}")
+        if self.source_ratio > 0 and not self.source_data:
+            raise ConfigError("source_ratio > 0 needs source_data")
+        if "mas" in self.losses and "joints" not in self.model.heads and "mesh" not in self.model.heads:
+            raise ConfigError("the mas loss needs a joint or mesh head")
+        return self
+
+    @property
+    def focal_px(self) -> float:
+        return self.focal if self.focal > 0 else default_focal(self.model.resolution)
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["model"] = self.model.to_dict()
+        return d
+
+    @staticmethod
+    def from_dict(d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(TrainConfig)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown config key(s) {sorted(unknown)}; known: {sorted(known)}")
+        return TrainConfig(**d)
+
+    @staticmethod
+    def from_yaml(path: str | Path) -> "TrainConfig":
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"{path}: config file does not exist")
+        try:
+            d = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({err})") from None
+        if not isinstance(d, dict):
+            raise ConfigError(f"{path}: a config must be a mapping of keys to values")
+        return TrainConfig.from_dict(d)

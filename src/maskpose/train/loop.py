@@ -1,0 +1,353 @@
+"""The one training loop (SPIN style): pretrain, adapt, train-unsup and oracle differ only in their
+config (losses, data, initial weights).
+
+Determinism: the batch of step ``k`` is drawn from a generator seeded by ``(seed, k)``, so a run
+resumed from a checkpoint sees exactly the batches an uninterrupted run would, and ends with the
+same weights on the CPU. Distributed runs (``torchrun``) split each global batch across ranks and
+average gradients, so N processes match one process on the combined batch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from maskpose.data.dataset import LABEL_FIELDS, MaskposeDataset
+from maskpose.errors import ConfigError, DataError
+from maskpose.models.regressor import PoseRegressor
+from maskpose.train.checkpoint import load_checkpoint, load_model, save_checkpoint
+from maskpose.train.config import DEFAULT_LOSSES, SUPERVISED_LOSSES, TrainConfig
+from maskpose.train.objectives import Objective
+from maskpose.train.pipeline import batch_intrinsics, joint_prediction, mesh_prediction
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    checkpoint: Path
+    steps: int
+    history: list[dict]
+
+
+# ---------------------------------------------------------------------- distributed helpers
+def distributed_context() -> tuple[int, int]:
+    """``(rank, world_size)``; initialises the process group under ``torchrun`` (gloo on the CPU,
+    NCCL on GPUs) and is a no-op for a single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def step_indices(seed: int, step: int, size: int, batch_size: int) -> torch.Tensor:
+    """The global batch of a step: ``batch_size`` distinct indices (with repeats only when the
+    dataset is smaller than a batch), a pure function of ``(seed, step)``."""
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    if size >= batch_size:
+        return torch.randperm(size, generator=gen)[:batch_size]
+    return torch.randint(size, (batch_size,), generator=gen)
+
+
+def load_batch(dataset: MaskposeDataset, indices: torch.Tensor, res: int, device) -> dict[str, torch.Tensor]:
+    """Stack samples and resize them to the model resolution (bilinear images, nearest masks)."""
+    items = [dataset[int(i)] for i in indices]
+    batch = {k: torch.stack([it[k] for it in items]).to(device) for k in items[0]}
+    size = batch["image"].shape[-1]
+    if size != res:
+        factor = res / size
+        batch["image"] = F.interpolate(batch["image"], size=(res, res), mode="bilinear", align_corners=False)
+        for key in ("mask", "geodesic"):
+            if key in batch:
+                batch[key] = F.interpolate(batch[key], size=(res, res), mode="nearest")
+        if "joints2d" in batch:
+            batch["joints2d"] = (batch["joints2d"] + 0.5) * factor - 0.5
+        if "intrinsics" in batch:
+            K = batch["intrinsics"].clone()
+            K[:, :2] = K[:, :2] * factor
+            K[:, :2, 2] = K[:, :2, 2] + 0.5 * factor - 0.5
+            batch["intrinsics"] = K
+    return batch
+
+
+# ---------------------------------------------------------------------- the run
+class Trainer:
+    """Builds everything a run needs from its config, checking inputs before any training."""
+
+    def __init__(self, config: TrainConfig, progress: bool = True):
+        self.config = config.validate()
+        self.progress = progress
+        self.device = torch.device(config.device)
+        self.rank, self.world = distributed_context()
+        self.res = config.model.resolution
+        torch.manual_seed(config.seed)
+
+        self.data = MaskposeDataset(config.data)
+        self.objective = Objective(config).to(self.device)
+        self._check_fields(self.data, self.objective, config.data)
+        self.source = None
+        self.source_objective = None
+        if config.mode == "adapt" and config.source_ratio > 0:
+            self.source = MaskposeDataset(config.source_data)
+            self.source_objective = Objective(TrainConfig(
+                mode="pretrain", data=config.source_data, losses=DEFAULT_LOSSES["pretrain"], model=config.model
+            )).to(self.device)
+            self._check_fields(self.source, self.source_objective, config.source_data)
+
+        self.model = self._initial_model().to(self.device)
+        self.body = self.renderer = None
+        if "mesh" in config.model.heads:
+            from maskpose.body.anny_body import AnnyBody
+
+            self.body = AnnyBody(device=self.device)
+            if self.objective.needs_silhouette:
+                from maskpose.render.silhouette import SilhouetteRenderer
+
+                # Vertices behind the camera (a wild early prediction) are culled, not an error.
+                self.renderer = SilhouetteRenderer(self.body.faces, self.res, behind="cull").to(self.device)
+
+        params = [p for p in self.model.parameters() if p.requires_grad] + list(self.objective.parameters())
+        self.optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+        self.out = Path(config.out)
+        self.fits: dict[int, dict[str, torch.Tensor]] = {}  # sample index -> fitted body parameters
+        self.step = 0
+        self.history: list[dict] = []
+        self._maybe_resume()
+        self.net = (DistributedDataParallel(self.model) if self.world > 1 else self.model)
+
+    def _check_fields(self, data: MaskposeDataset, objective: Objective, path: str) -> None:
+        needed = {"image"}
+        if objective.needs_labels:
+            needed |= {"joints3d", "joints2d"}
+            if "params" in objective.weights:
+                needed |= {"pose", "phenotypes"}
+        if objective.needs_silhouette or "mas" in objective.weights:
+            needed.add("mask")
+        missing = sorted(needed - set(data.fields))
+        if missing:
+            hint = " (a target dataset needs masks)" if "mask" in missing else ""
+            raise DataError(f"{path}: dataset lacks field(s) {missing} needed by losses {sorted(objective.weights)}{hint}")
+        if len(data) == 0:
+            raise DataError(f"{path}: dataset is empty")
+
+    def _initial_model(self) -> PoseRegressor:
+        cfg = self.config
+        if cfg.init_checkpoint:
+            model, _ = load_model(cfg.init_checkpoint, "cpu", expect=cfg.model)
+        else:
+            model = PoseRegressor(cfg.model)
+        if cfg.freeze_encoder:
+            for p in model.encoder.parameters():
+                p.requires_grad_(False)
+        return model
+
+    def _maybe_resume(self) -> None:
+        path = self.out / CHECKPOINT_NAME
+        if not path.exists():
+            return
+        state = load_checkpoint(path, map_location=self.device)
+        saved = dict(state["config"])
+        mine = self.config.to_dict()
+        differing = sorted(k for k in mine if k not in ("steps", "device", "log_every", "checkpoint_every", "out")
+                           and saved.get(k) != mine[k])
+        if differing:
+            raise ConfigError(f"{path}: a run with a different config is already there (differs in {differing}); "
+                              "choose another --out or delete it")
+        self.model.load_state_dict(state["model"])
+        self.objective.load_state_dict(state["objective"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        self.history = json.loads(state.get("history", "[]"))
+        self.fits = _unstack_fits(state.get("fits"))
+        log.info("resumed %s at step %d", path, self.step)
+
+    def save(self) -> Path:
+        path = self.out / CHECKPOINT_NAME
+        if self.rank == 0:
+            save_checkpoint(path, {
+                "model": self.model.state_dict(),
+                "objective": self.objective.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "step": self.step,
+                "config": self.config.to_dict(),
+                "history": json.dumps(self.history),
+                "fits": _stack_fits(self.fits),
+            })
+        return path
+
+    # ------------------------------------------------------------------ one step
+    def predict(self, batch: dict):
+        return self._prediction(self.net(batch["image"]), batch)
+
+    def _prediction(self, outputs: dict, batch: dict):
+        if "mesh" in outputs:
+            K = batch_intrinsics(batch, self.res, self.config.focal_px, self.device)
+            return mesh_prediction(outputs["mesh"], self.body, K, self.res, self.renderer)
+        return joint_prediction(outputs["joints"], self.res)
+
+    def _rank_batch(self, data: MaskposeDataset, step: int, salt: int = 0) -> dict:
+        indices = step_indices(self.config.seed + salt, step, len(data), self.config.batch_size)
+        return load_batch(data, indices[self.rank :: self.world], self.res, self.device)
+
+    _FIT_KEYS = ("pose", "phenotypes", "scale", "offset")
+
+    def fit_parameters(self, batch: dict, mesh_out: dict) -> dict[str, torch.Tensor]:
+        """Refine predicted body parameters on the mask losses alone (the model is not touched)."""
+        params = {k: mesh_out[k].detach().clone().requires_grad_(True) for k in self._FIT_KEYS}
+        optimizer = torch.optim.Adam(params.values(), lr=self.config.fit_lr)
+        K = batch_intrinsics(batch, self.res, self.config.focal_px, self.device)
+        for _ in range(self.config.fit_iterations):
+            current = dict(params, phenotypes=params["phenotypes"].clamp(0.0, 1.0),
+                           scale=params["scale"].clamp_min(1e-3))
+            loss, _ = self.objective(mesh_prediction(current, self.body, K, self.res, self.renderer), batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            params["phenotypes"].clamp_(0.0, 1.0)
+            params["scale"].clamp_(min=1e-3)
+        return {k: v.detach() for k, v in params.items()}
+
+    def _fit_loss(self, batch: dict, mesh_out: dict) -> torch.Tensor | None:
+        """Pull the prediction toward the stored fits of the batch's samples (pseudo-labels)."""
+        rows = [i for i, index in enumerate(batch["index"].tolist()) if index in self.fits]
+        if not rows:
+            return None
+        fits = {k: torch.stack([self.fits[int(batch["index"][i])][k] for i in rows]).to(self.device)
+                for k in self._FIT_KEYS}
+        pick = torch.tensor(rows, device=self.device)
+        return (F.mse_loss(mesh_out["pose"][pick], fits["pose"])
+                + F.mse_loss(mesh_out["phenotypes"][pick], fits["phenotypes"])
+                + F.mse_loss(torch.log(mesh_out["scale"][pick]), torch.log(fits["scale"]))
+                + F.mse_loss(mesh_out["offset"][pick], fits["offset"]))
+
+    def train_step(self) -> dict:
+        cfg = self.config
+        batch = self._rank_batch(self.data, self.step)
+        if cfg.fit_every and self.step % cfg.fit_every == 0:
+            with torch.no_grad():
+                mesh_out = self.model(batch["image"])["mesh"]
+            fitted = self.fit_parameters(batch, mesh_out)
+            for i, index in enumerate(batch["index"].tolist()):
+                self.fits[int(index)] = {k: v[i].cpu() for k, v in fitted.items()}
+        outputs = self.net(batch["image"])
+        loss, parts = self.objective(self._prediction(outputs, batch), batch)
+        if cfg.fit_every:
+            fit_loss = self._fit_loss(batch, outputs["mesh"])
+            if fit_loss is not None:
+                loss = loss + cfg.fit_weight * fit_loss
+                parts["fit"] = float(fit_loss.detach())
+        if self.source is not None:
+            gen = torch.Generator().manual_seed(cfg.seed * 7919 + self.step)
+            if float(torch.rand((), generator=gen)) < cfg.source_ratio:
+                source_batch = self._rank_batch(self.source, self.step, salt=1)
+                source_loss, source_parts = self.source_objective(self.predict(source_batch), source_batch)
+                loss = loss + source_loss
+                parts.update({f"source_{k}": v for k, v in source_parts.items()})
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        return {"step": self.step, "loss": float(loss.detach()), **parts}
+
+    @torch.no_grad()
+    def dataset_loss(self, batch_size: int | None = None) -> float:
+        """Mean objective over the whole training dataset (in order, no update): a noise-free
+        measure of training progress."""
+        batch_size = batch_size or self.config.batch_size
+        total, count = 0.0, 0
+        for start in range(0, len(self.data), batch_size):
+            indices = torch.arange(start, min(start + batch_size, len(self.data)))
+            batch = load_batch(self.data, indices, self.res, self.device)
+            loss, _ = self.objective(self.predict(batch), batch)
+            total += float(loss) * len(indices)
+            count += len(indices)
+        return total / count
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> TrainResult:
+        cfg = self.config
+        self.out.mkdir(parents=True, exist_ok=True)
+        writer = _summary_writer(self.out) if self.rank == 0 else None
+        log_file = open(self.out / "log.jsonl", "a") if self.rank == 0 else None
+        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"{cfg.mode}", disable=not self.progress or self.rank != 0,
+                   dynamic_ncols=True)
+        start = time.time()
+        try:
+            while self.step < cfg.steps:
+                record = self.train_step()
+                bar.update(1)
+                bar.set_postfix(loss=f"{record['loss']:.4f}")
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    record["time_s"] = round(time.time() - start, 2)
+                    self.history.append(record)
+                    if log_file:
+                        log_file.write(json.dumps(record) + "\n")
+                        log_file.flush()
+                    if writer:
+                        for key, value in record.items():
+                            if key != "step":
+                                writer.add_scalar(f"{cfg.mode}/{key}", value, self.step)
+                if self.step % cfg.checkpoint_every == 0:
+                    self.save()
+        except KeyboardInterrupt:
+            # No run loses work: keep what was trained so far; running again resumes here.
+            self.save()
+            raise
+        finally:
+            bar.close()
+            if writer:
+                writer.close()
+            if log_file:
+                log_file.close()
+        checkpoint = self.save()
+        return TrainResult(self.out, checkpoint, self.step, self.history)
+
+
+def _stack_fits(fits: dict[int, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Fits as plain tensors for a weights-only checkpoint."""
+    if not fits:
+        return {}
+    indices = sorted(fits)
+    stacked = {k: torch.stack([fits[i][k] for i in indices]) for k in fits[indices[0]]}
+    stacked["index"] = torch.tensor(indices)
+    return stacked
+
+
+def _unstack_fits(stacked: dict | None) -> dict[int, dict[str, torch.Tensor]]:
+    if not stacked:
+        return {}
+    keys = [k for k in stacked if k != "index"]
+    return {int(i): {k: stacked[k][row] for k in keys} for row, i in enumerate(stacked["index"].tolist())}
+
+
+def _summary_writer(out: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is a dependency, but logging must never stop a run
+        return None
+    return SummaryWriter(str(out / "tensorboard"))
+
+
+def train(config: TrainConfig, progress: bool = True) -> TrainResult:
+    """Run (or resume) the training described by ``config``; returns where it wrote its checkpoint."""
+    return Trainer(config, progress).run()
+
+
+__all__ = ["train", "Trainer", "TrainResult", "step_indices", "load_batch", "LABEL_FIELDS", "SUPERVISED_LOSSES"]

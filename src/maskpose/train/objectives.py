@@ -1,0 +1,133 @@
+"""The loss terms a config can name (``TrainConfig.losses``), each ``(prediction, batch) -> scalar``.
+
+Supervised terms need labels (source data, or the oracle); mask terms need only the target mask;
+regularisers need neither. The topology losses (method 1) and Mask-as-Supervision (method 2) come
+from ``maskpose.topology`` and ``maskpose.masks``; this module only wires them to predictions.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from maskpose.body.sampler import pose_prior_loss
+from maskpose.body.skeletons import H36M_BONES
+from maskpose.errors import ConfigError
+from maskpose.train.config import MASK_LOSSES, SUPERVISED_LOSSES, TrainConfig
+from maskpose.train.pipeline import Prediction
+
+
+def landmark_bones(num_landmarks: int, num_joints: int = 17) -> tuple[tuple[int, int], ...]:
+    """Skeleton over ``L`` landmarks: H36M bones on the first 17, and each further landmark
+    ``17 + k`` joined to joint ``k`` (so every landmark is drawn into the skeleton mask)."""
+    extra = tuple((k % num_joints, num_joints + k) for k in range(num_landmarks - num_joints))
+    return tuple(H36M_BONES) + extra
+
+
+class Objective(nn.Module):
+    """Weighted sum of the configured loss terms. Holds the trainable physique net of method 2."""
+
+    def __init__(self, config: TrainConfig):
+        super().__init__()
+        self.weights = dict(config.losses)
+        self.res = config.model.resolution
+        self.terms: dict[str, Callable] = {name: getattr(self, f"_{name}") for name in self.weights}
+        if "mas" in self.weights:
+            from maskpose.masks.loss import JointMaskSupervision
+            from maskpose.masks.physique import PhysiqueNet
+
+            joint_head = "joints" in config.model.heads
+            bones = landmark_bones(config.model.num_landmarks) if joint_head else H36M_BONES
+            self.mas = JointMaskSupervision(
+                size=(self.res, self.res), sigma=config.mas_sigma, bones=bones, physique=PhysiqueNet()
+            )
+
+    @property
+    def needs_silhouette(self) -> bool:
+        return any(name in self.weights for name in MASK_LOSSES if name != "mas") or "silhouette_sup" in self.weights
+
+    @property
+    def needs_labels(self) -> bool:
+        return any(name in SUPERVISED_LOSSES for name in self.weights)
+
+    def forward(self, pred: Prediction, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        total = torch.zeros((), device=pred.joints3d.device)
+        parts = {}
+        for name, weight in self.weights.items():
+            if weight == 0:
+                continue
+            value = self.terms[name](pred, batch)
+            parts[name] = float(value.detach())
+            total = total + weight * value
+        return total, parts
+
+    # ------------------------------------------------------------------ supervised
+    def _joints3d(self, pred: Prediction, batch: dict) -> torch.Tensor:
+        gt = batch["joints3d"]
+        return (pred.joints3d - pred.joints3d[:, :1] - (gt - gt[:, :1])).abs().mean()
+
+    def _joints2d(self, pred: Prediction, batch: dict) -> torch.Tensor:
+        return ((pred.joints2d[:, :17] - batch["joints2d"]).abs() / self.res).mean()
+
+    def _params(self, pred: Prediction, batch: dict) -> torch.Tensor:
+        params = pred.params
+        if params is None or "pose" not in params:
+            raise ConfigError("the params loss needs the mesh head")
+        return F.mse_loss(params["pose"], batch["pose"]) + F.mse_loss(params["phenotypes"], batch["phenotypes"])
+
+    def _silhouette_sup(self, pred: Prediction, batch: dict) -> torch.Tensor:
+        return self._bce(pred, batch)
+
+    # ------------------------------------------------------------------ masks only (method 1 + baselines)
+    def _ls(self, pred: Prediction, batch: dict) -> torch.Tensor:
+        from maskpose.topology import silhouette_alignment_loss
+
+        return silhouette_alignment_loss(pred.silhouette, batch["mask"])
+
+    def _lt(self, pred: Prediction, batch: dict) -> torch.Tensor:
+        from maskpose.topology import topology_alignment_loss
+
+        return topology_alignment_loss(pred.silhouette, batch["mask"])
+
+    def _l1(self, pred: Prediction, batch: dict) -> torch.Tensor:
+        from maskpose.topology.baselines import pixel_l1_loss
+
+        return pixel_l1_loss(pred.silhouette, batch["mask"])
+
+    def _l2(self, pred: Prediction, batch: dict) -> torch.Tensor:
+        from maskpose.topology.baselines import pixel_l2_loss
+
+        return pixel_l2_loss(pred.silhouette, batch["mask"])
+
+    def _bce(self, pred: Prediction, batch: dict) -> torch.Tensor:
+        from maskpose.topology.baselines import bce_loss
+
+        return bce_loss(pred.silhouette, batch["mask"])
+
+    def _soft_iou(self, pred: Prediction, batch: dict) -> torch.Tensor:
+        from maskpose.topology.baselines import soft_iou_loss
+
+        return soft_iou_loss(pred.silhouette, batch["mask"])
+
+    def _chamfer_points(self, pred: Prediction, batch: dict) -> torch.Tensor:
+        from maskpose.topology.baselines import point_chamfer_loss
+
+        return point_chamfer_loss(pred.silhouette, batch["mask"])
+
+    # ------------------------------------------------------------------ masks only (method 2)
+    def _mas(self, pred: Prediction, batch: dict) -> torch.Tensor:
+        return self.mas(pred.joints2d, batch["mask"], batch.get("geodesic"))
+
+    # ------------------------------------------------------------------ regularisers
+    def _prior(self, pred: Prediction, batch: dict) -> torch.Tensor:
+        if pred.params is None or "pose" not in pred.params:
+            return pred.joints3d.new_zeros(())
+        return pose_prior_loss(pred.params["pose"])
+
+    def _phenotype_prior(self, pred: Prediction, batch: dict) -> torch.Tensor:
+        if pred.params is None or "phenotypes" not in pred.params:
+            return pred.joints3d.new_zeros(())
+        return (pred.params["phenotypes"] - 0.5).square().mean()

@@ -1,0 +1,64 @@
+"""From regressor outputs to what the losses and metrics compare: meshes, 3D and 2D joints, and
+rendered silhouettes (model -> body -> render)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from maskpose.body.anny_body import AnnyBody
+from maskpose.render.camera import intrinsics, project, weak_perspective_to_translation
+
+
+@dataclass
+class Prediction:
+    """Per-batch predictions in the camera frame. Fields a head does not produce are ``None``.
+
+    joints3d ``(B, 17, 3)`` metres; joints2d ``(B, J, 2)`` pixels (J = 17, or L landmarks for the
+    joint head); vertices ``(B, V, 3)``; silhouette ``(B, 1, H, W)``; params: the raw head output.
+    """
+
+    joints3d: torch.Tensor
+    joints2d: torch.Tensor
+    vertices: torch.Tensor | None = None
+    faces: torch.Tensor | None = None
+    silhouette: torch.Tensor | None = None
+    translation: torch.Tensor | None = None
+    K: torch.Tensor | None = None
+    params: dict | None = None
+
+
+def batch_intrinsics(batch: dict, res: int, focal_px: float, device) -> torch.Tensor:
+    """The crop intrinsics of a batch: stored ones where the dataset has them, else a centred
+    pinhole camera of ``focal_px``."""
+    if "intrinsics" in batch:
+        return batch["intrinsics"].to(device)
+    return intrinsics(focal_px, res, batch=batch["image"].shape[0], device=device)
+
+
+def weak_perspective_points(points: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor, res: int) -> torch.Tensor:
+    """Weak-perspective projection ``(B, N, 3)`` -> pixels ``(B, N, 2)`` (the joint head's camera)."""
+    normalised = scale[:, None, None] * (points[..., :2] + offset[:, None])
+    return (normalised + 1.0) * (res / 2.0) - 0.5
+
+
+def mesh_prediction(mesh_out: dict, body: AnnyBody, K: torch.Tensor, res: int, renderer=None) -> Prediction:
+    """Run the body model (and the silhouette renderer when given) on the mesh head's output."""
+    translation = weak_perspective_to_translation(mesh_out["scale"], mesh_out["offset"], K[:, 0, 0], res)
+    out = body(mesh_out["pose"], mesh_out["phenotypes"], translation)
+    silhouette = renderer(out.vertices, K) if renderer is not None else None
+    return Prediction(
+        joints3d=out.joints, joints2d=project(out.joints, K), vertices=out.vertices, faces=out.faces,
+        silhouette=silhouette, translation=translation, K=K, params=mesh_out,
+    )
+
+
+def joint_prediction(joint_out: dict, res: int, num_joints: int = 17) -> Prediction:
+    """The joint head's landmarks: the first ``num_joints`` are the H36M-17 joints (root-relative)."""
+    landmarks = joint_out["landmarks"]
+    return Prediction(
+        joints3d=landmarks[:, :num_joints],
+        joints2d=weak_perspective_points(landmarks, joint_out["scale"], joint_out["offset"], res),
+        params=joint_out,
+    )

@@ -1,0 +1,155 @@
+"""The training loop end to end on tiny data: learning, adaptation, resume, DDP, predict, bad input."""
+
+import json
+import os
+import socket
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+import trimesh
+
+from maskpose.data.dataset import MaskposeDataset
+from maskpose.errors import ConfigError, DataError
+from maskpose.models.regressor import ModelConfig
+from maskpose.train.checkpoint import load_model
+from maskpose.train.config import TrainConfig
+from maskpose.train.evaluate import collect_predictions
+from maskpose.train.loop import Trainer, load_batch, train
+from maskpose.train.predict import predict_to_folder
+from tiny_data import make_dataset
+
+SMALL = ModelConfig(resolution=64, width=16, hidden=128)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    from maskpose.body.anny_body import AnnyBody
+
+    body = AnnyBody()
+    return {
+        "source": make_dataset(root / "source", 48, seed=0, body=body),
+        "target": make_dataset(root / "target", 24, seed=1, labels=False, body=body, tint=(90.0, 200.0, 160.0)),
+        "target_test": make_dataset(root / "target_test", 16, seed=2, body=body, tint=(90.0, 200.0, 160.0)),
+        "no_masks": make_dataset(root / "no_masks", 8, seed=3, labels=False, masks=False, body=body),
+    }
+
+
+def config(**kw) -> TrainConfig:
+    base = dict(model=SMALL, batch_size=8, log_every=1, checkpoint_every=1000, lr=3e-3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def source_model(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pretrain")
+    trainer = Trainer(config(mode="pretrain", data=str(data["source"]), out=str(out), steps=40), progress=False)
+    before = trainer.dataset_loss()
+    result = trainer.run()
+    result.loss_before, result.loss_after = before, trainer.dataset_loss()
+    return result
+
+
+def test_pretrain_lowers_training_loss(source_model):
+    assert len(source_model.history) == 40
+    before, after = source_model.loss_before, source_model.loss_after
+    assert after < 0.8 * before, f"training loss did not fall: {before:.4f} -> {after:.4f}"
+
+
+def _target_iou(model, data_path):
+    ds = MaskposeDataset(data_path)
+    preds = collect_predictions(model, ds)
+    masks = load_batch(ds, torch.arange(len(ds)), model.config.resolution, "cpu")["mask"]
+    from maskpose.eval import silhouette_iou
+
+    return float(silhouette_iou(preds["silhouette"], masks))
+
+
+def test_adapt_with_topology_losses_raises_target_iou(data, source_model, tmp_path):
+    before_model, _ = load_model(source_model.checkpoint)
+    before = _target_iou(before_model, data["target"])
+    result = train(config(mode="adapt", data=str(data["target"]), out=str(tmp_path / "adapt"), steps=25,
+                          init_checkpoint=str(source_model.checkpoint), lr=1e-3), progress=False)
+    after_model, _ = load_model(result.checkpoint)
+    after = _target_iou(after_model, data["target"])
+    assert after > before + 0.03, f"target silhouette IoU {before:.3f} -> {after:.3f}"
+
+
+def test_resume_matches_uninterrupted_run(data, tmp_path):
+    straight = train(config(data=str(data["source"]), out=str(tmp_path / "a"), steps=6), progress=False)
+    train(config(data=str(data["source"]), out=str(tmp_path / "b"), steps=3), progress=False)
+    resumed = train(config(data=str(data["source"]), out=str(tmp_path / "b"), steps=6), progress=False)
+    a, _ = load_model(straight.checkpoint)
+    b, _ = load_model(resumed.checkpoint)
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(pa, pb), f"{name} differs after resume"
+    assert resumed.steps == 6
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, cfg_dict, queue):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    torch.set_num_threads(1)
+    trainer = Trainer(TrainConfig.from_dict(cfg_dict), progress=False)
+    trainer.run()
+    if rank == 0:
+        queue.put({k: v.clone() for k, v in trainer.model.state_dict().items()})
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
+
+
+def test_ddp_two_processes_match_one_process(data, tmp_path):
+    cfg = config(data=str(data["source"]), steps=2, out=str(tmp_path / "ddp"))
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    port = _free_port()
+    procs = [ctx.Process(target=_ddp_worker, args=(r, 2, port, cfg.to_dict(), queue)) for r in range(2)]
+    for p in procs:
+        p.start()
+    ddp_state = queue.get(timeout=300)
+    for p in procs:
+        p.join(timeout=120)
+        assert p.exitcode == 0
+    single = train(config(data=str(data["source"]), steps=2, out=str(tmp_path / "single")), progress=False)
+    model, _ = load_model(single.checkpoint)
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(ddp_state[name], value, atol=2e-5, rtol=1e-4, msg=f"{name} differs")
+
+
+def test_predict_writes_json_and_ply_that_load_back(data, source_model, tmp_path):
+    count = predict_to_folder(source_model.checkpoint, data["target_test"], tmp_path / "pred")
+    assert count == 16
+    record = json.loads((tmp_path / "pred" / "000003.json").read_text())
+    assert np.asarray(record["joints3d_m"]).shape == (17, 3)
+    mesh = trimesh.load(tmp_path / "pred" / "000003.ply", process=False)
+    assert mesh.vertices.shape == (13718, 3) and mesh.faces.shape == (27420, 3)
+    # The PLY is the predicted body: its pelvis-relative extent is that of a person.
+    assert 1.0 < np.ptp(mesh.vertices[:, 1]) < 2.3
+    assert (tmp_path / "pred" / "000003_overlay.png").exists()
+
+
+def test_bad_input_is_refused_before_training(data, source_model, tmp_path):
+    with pytest.raises(ConfigError, match="unknown loss"):
+        Trainer(config(mode="adapt", data=str(data["target"]), losses={"chamfr": 1.0}, out=str(tmp_path / "x")))
+    with pytest.raises(DataError, match="needs masks|lacks field"):
+        Trainer(config(mode="adapt", data=str(data["no_masks"]), out=str(tmp_path / "y"),
+                       init_checkpoint=str(source_model.checkpoint)))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match="no meta.json"):
+        Trainer(config(data=str(empty), out=str(tmp_path / "z")))
+    other = ModelConfig(resolution=64, width=32, hidden=128)
+    with pytest.raises(ConfigError, match="width is 16 in the checkpoint"):
+        Trainer(TrainConfig(mode="adapt", data=str(data["target"]), out=str(tmp_path / "w"), model=other,
+                            init_checkpoint=str(source_model.checkpoint)))
+    with pytest.raises(ConfigError, match="supervised losses"):
+        Trainer(config(mode="adapt", data=str(data["target"]), losses={"joints3d": 1.0}, out=str(tmp_path / "v")))
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
