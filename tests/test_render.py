@@ -324,3 +324,160 @@ def test_bench_render_reports_the_ratio():
     for key in ("render_fwd_ms", "render_fwd_bwd_ms", "anny_fwd_bwd_ms", "ratio"):
         assert result[key] > 0
     assert result["ratio"] == pytest.approx(result["render_fwd_bwd_ms"] / result["anny_fwd_bwd_ms"], rel=1e-2)
+    from maskpose.render._warp_kernels import warp_available
+
+    assert result["backend"] == ("warp" if warp_available() else "torch")
+
+
+# ----------------------------------------------------------------------------- warp backend
+def _warp_or_skip():
+    from maskpose.render import _warp_kernels
+
+    if not _warp_kernels.warp_available():
+        pytest.skip("warp-lang is not available")
+    return _warp_kernels
+
+
+@pytest.fixture(params=["serial", "two_pass"])
+def warp_passes(request, monkeypatch):
+    """Run a Warp test with the CPU's serial search and with the two-pass atomic search of CUDA."""
+    wk = _warp_or_skip()
+    monkeypatch.setattr(wk, "TWO_PASS_ON_CPU", request.param == "two_pass")
+    return request.param
+
+
+def _assert_same_fragments(a, b):
+    assert torch.equal(a.face_index, b.face_index)
+    assert torch.equal(a.mask, b.mask)
+    hit = a.mask
+    torch.testing.assert_close(a.depth[hit], b.depth[hit], rtol=0, atol=1e-5)
+    assert torch.isinf(b.depth[~hit]).all()
+    torch.testing.assert_close(a.barycentric, b.barycentric, rtol=0, atol=1e-5)
+
+
+def _silhouette_and_grad(vertices, faces, K, res, backend, weights, **kwargs):
+    from maskpose.render.silhouette import render_silhouette
+
+    v = vertices.detach().clone().requires_grad_(True)
+    soft = render_silhouette(v, faces, K, res, backend=backend, **kwargs)
+    if soft.requires_grad:  # not when every face is culled
+        (soft * weights).sum().backward()
+    return soft.detach(), v.grad
+
+
+def _assert_same_silhouettes(vertices, faces, K, res, **kwargs):
+    g = torch.Generator().manual_seed(1)
+    weights = torch.rand(vertices.shape[0], 1, res, res, generator=g, dtype=vertices.dtype)
+    ref, ref_grad = _silhouette_and_grad(vertices, faces, K, res, "torch", weights, **kwargs)
+    out, out_grad = _silhouette_and_grad(vertices, faces, K, res, "warp", weights, **kwargs)
+    assert torch.equal(ref >= 0.5, out >= 0.5)
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)
+    if ref_grad is None:
+        assert out_grad is None
+    else:
+        torch.testing.assert_close(out_grad, ref_grad, rtol=0, atol=1e-5)
+    return ref
+
+
+def test_backend_argument_is_checked_and_auto_picks_warp_on_cpu():
+    from maskpose.render import _warp_kernels
+    from maskpose.render.silhouette import SilhouetteRenderer, render_silhouette
+
+    verts, faces = _octahedron(torch.float32)
+    K = intrinsics(40.0, 16)
+    with pytest.raises(MaskposeError, match="backend"):
+        rasterize(verts[None], faces, K, 16, backend="cuda-magic")
+    with pytest.raises(MaskposeError, match="backend"):
+        render_silhouette(verts[None], faces, K, 16, backend="nope")
+    with pytest.raises(MaskposeError, match="backend"):
+        SilhouetteRenderer(faces, 16, backend="nope")
+    expected = "warp" if _warp_kernels.warp_available() else "torch"
+    assert _warp_kernels.resolve_backend("auto", torch.device("cpu")) == expected
+    assert _warp_kernels.resolve_backend("torch", torch.device("cpu")) == "torch"
+    assert _warp_kernels.resolve_backend("auto", torch.device("meta")) == "torch"
+
+
+def test_warp_zbuffer_is_identical_on_analytic_cases(warp_passes):
+    # One triangle, both windings, with and without culling.
+    res = 32
+    tri = torch.tensor([[[9.5, 9.5, 1.0], [19.5, 9.5, 1.0], [9.5, 19.5, 1.0]]])
+    faces = torch.tensor([[0, 1, 2]])
+    for f in (faces, faces.flip(1)):
+        for cull in (False, True):
+            _assert_same_fragments(rasterize(tri, f, _unit_camera(res), res, cull_backfaces=cull, backend="torch"),
+                                   rasterize(tri, f, _unit_camera(res), res, cull_backfaces=cull, backend="warp"))
+    # Tilted square of two triangles in float64 (pixel centres on the shared diagonal).
+    res = 40
+    corners = torch.tensor([[5.5, 7.5], [30.5, 7.5], [30.5, 20.5], [5.5, 20.5]], dtype=torch.float64)
+    z = 2.0 / (1 - 0.01 * corners[:, 0] - 0.02 * corners[:, 1])
+    verts = torch.cat((corners * z[:, None], z[:, None]), -1)[None]
+    square = torch.tensor([[0, 1, 2], [0, 2, 3]])
+    K = _unit_camera(res, dtype=torch.float64)
+    ref = rasterize(verts, square, K, res, backend="torch")
+    out = rasterize(verts, square, K, res, backend="warp")
+    _assert_same_fragments(ref, out)
+    assert out.depth.dtype == torch.float64
+    # Overlapping triangles: the nearer one wins; an exact depth tie goes to the smaller index.
+    res = 24
+    near = torch.tensor([[2.0, 2.0, 1.0], [20.0, 2.0, 1.0], [2.0, 20.0, 1.0]])
+    far = torch.tensor([[2.0, 2.0, 3.0], [20.0, 2.0, 3.0], [20.0, 20.0, 3.0]]) * torch.tensor([3.0, 3.0, 1.0])
+    verts = torch.cat((far, near, near))[None]  # faces 1 and 2 coincide: face 1 must win
+    faces = torch.tensor([[0, 1, 2], [3, 4, 5], [6, 7, 8]])
+    ref = rasterize(verts, faces, _unit_camera(res), res, backend="torch")
+    out = rasterize(verts, faces, _unit_camera(res), res, backend="warp")
+    _assert_same_fragments(ref, out)
+    assert (out.face_index == 1).sum() > 100 and not (out.face_index == 2).any()
+
+
+@pytest.mark.parametrize("batch", [1, 64])
+def test_warp_zbuffer_is_identical_on_anny_poses(body, batch, warp_passes):
+    res = 64 if batch > 1 else 128
+    vertices, K = _random_bodies(body, batch, res, seed=7)
+    for cull in (False, True):
+        ref = rasterize(vertices, body.faces, K, res, cull_backfaces=cull, backend="torch")
+        out = rasterize(vertices, body.faces, K, res, cull_backfaces=cull, backend="warp")
+        _assert_same_fragments(ref, out)
+        assert out.mask.sum() > 0.05 * out.mask.numel()
+
+
+def test_warp_backends_are_identical_with_behind_cull(body, warp_passes):
+    res = 64
+    original, K = _random_bodies(body, 3, res, seed=8)
+    vertices = original.clone()
+    # Push the upper part of every body behind the camera (z <= 0): those faces are dropped.
+    top = vertices[..., 1] < vertices[..., 1].mean(1, keepdim=True)
+    vertices[..., 2] = torch.where(top, -0.5, vertices[..., 2])
+    for cull in (False, True):
+        ref = rasterize(vertices, body.faces, K, res, behind="cull", cull_backfaces=cull, backend="torch")
+        out = rasterize(vertices, body.faces, K, res, behind="cull", cull_backfaces=cull, backend="warp")
+        _assert_same_fragments(ref, out)
+    soft = _assert_same_silhouettes(vertices, body.faces, K, res, behind="cull")
+    assert 0 < (soft >= 0.5).sum() < rasterize(original, body.faces, K, res).mask.sum()
+    # Everything behind the camera: empty outputs, no kernel work.
+    gone = vertices.clone()
+    gone[..., 2] = -1.0
+    assert not rasterize(gone, body.faces, K, res, behind="cull", backend="warp").mask.any()
+    soft = _assert_same_silhouettes(gone, body.faces, K, res, behind="cull")
+    assert not soft.any()
+
+
+@pytest.mark.parametrize("batch", [1, 64])
+def test_warp_silhouettes_and_gradients_are_identical_on_anny_poses(body, batch, warp_passes):
+    res = 128 if batch == 1 else 64
+    vertices, K = _random_bodies(body, batch, res, seed=9)
+    soft = _assert_same_silhouettes(vertices, body.faces, K, res)
+    assert ((soft > 0) & (soft < 1)).any()
+    # A wider band and sharper sigma exercise other clamps (band**2 is compared in float32).
+    _assert_same_silhouettes(vertices[:4], body.faces, K[:4], res, band=1.3, sigma=0.3)
+
+
+def test_warp_silhouette_is_identical_on_the_octahedron_in_float64(warp_passes):
+    res = 24
+    verts, faces = _octahedron()
+    K = intrinsics(40.0, res, batch=1, dtype=torch.float64)
+    soft = _assert_same_silhouettes(verts[None], faces, K, res, sigma=1.0, band=3.0)
+    assert soft.dtype == torch.float64 and (soft >= 0.5).sum() > 20
+    # float32 too, and the zbuffer on the same mesh.
+    _assert_same_silhouettes(verts[None].float(), faces, K.float(), res)
+    _assert_same_fragments(rasterize(verts[None], faces, K, res, backend="torch"),
+                           rasterize(verts[None], faces, K, res, backend="warp"))

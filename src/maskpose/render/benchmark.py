@@ -23,10 +23,12 @@ def _median_ms(fn: Callable[[], None], repeats: int, device: str) -> float:
 
 def bench_render(
     batch: int = 16, res: int = 128, repeats: int = 15, warmup: int = 3, mode: str = "contour",
-    seed: int = 0, device: str = "cpu",
+    seed: int = 0, device: str = "cpu", backend: str = "auto",
 ) -> dict:
     """Median milliseconds of the silhouette renderer (forward, forward+backward) and of Anny's
-    forward+backward on the same batch (decimated mesh).
+    forward+backward on the same batch (decimated mesh). ``backend`` is the renderer's winner-search
+    backend (``"auto"``: Warp when available, see :func:`maskpose.render.silhouette.render_silhouette`);
+    the one used is reported as ``"backend"``.
 
     Returns:
         ``{"render_fwd_ms", "render_fwd_bwd_ms", "anny_fwd_bwd_ms", "ratio", ...}`` with
@@ -35,6 +37,7 @@ def bench_render(
     from maskpose.body.anny_body import AnnyBody
     from maskpose.body.rotations import rotvec_to_sixd
     from maskpose.render.camera import fit_translation, intrinsics
+    from maskpose.render._warp_kernels import resolve_backend
     from maskpose.render.silhouette import SilhouetteRenderer
 
     generator = torch.Generator().manual_seed(seed)
@@ -51,7 +54,8 @@ def bench_render(
     with torch.no_grad():
         translation = fit_translation(body(pose, phenotypes).vertices, K, res)
         vertices = body(pose, phenotypes, translation).vertices
-    renderer = SilhouetteRenderer(body.faces, res, mode=mode).to(device)
+    renderer = SilhouetteRenderer(body.faces, res, mode=mode, backend=backend).to(device)
+    used = resolve_backend(backend, vertices.device) if mode == "contour" else "torch"
     weights = torch.rand(batch, 1, res, res, generator=generator).to(device)
 
     def render_fwd() -> None:
@@ -80,5 +84,6 @@ def bench_render(
     out = {key: round(statistics.median(values), 3) for key, values in results.items()}
     out["ratio"] = round(out["render_fwd_bwd_ms"] / out["anny_fwd_bwd_ms"], 3)
     out.update(batch=batch, res=res, mode=mode, faces=int(body.faces.shape[0]),
-               vertices=int(body.num_vertices), threads=torch.get_num_threads(), device=str(device))
+               vertices=int(body.num_vertices), threads=torch.get_num_threads(), device=str(device),
+               backend=used)
     return out

@@ -1,4 +1,4 @@
-"""M2S: differentiable mesh silhouettes, batched, pure PyTorch (CPU or CUDA).
+"""M2S: differentiable mesh silhouettes, batched, PyTorch (CPU or CUDA) with an optional Warp search.
 
 Default mode ``"contour"`` — exact forward pass, gradients at the silhouette's border:
 
@@ -22,8 +22,10 @@ Default mode ``"contour"`` — exact forward pass, gradients at the silhouette's
   (:func:`maskpose.render.zbuffer.rasterize`), and ``soft`` is exactly 0 or 1 farther than ``band``
   from the border.
 * The winning face (inside) or edge (outside) of every pixel is searched without gradient
-  (bounding-box enumeration and a packed-key ``scatter_reduce``); only the winning pairs are
-  recomputed with gradient, so memory and time scale with the number of pixels near the border.
+  (bounding-box enumeration and a packed-key ``scatter_reduce`` in PyTorch, or the same search as
+  ``warp-lang`` kernels with identical results: ``backend="torch"|"warp"|"auto"``); only the
+  winning pairs are recomputed with gradient (always PyTorch), so memory and time scale with the
+  number of pixels near the border.
   Gradients flow to the vertex positions (and ``K``) through the projection.
 
 Mode ``"splat"`` — cheaper and smoother but not exact: every front face is an isotropic Gaussian at
@@ -42,7 +44,7 @@ import torch
 from torch import nn
 
 from maskpose.errors import MaskposeError
-from maskpose.render import _raster
+from maskpose.render import _raster, _warp_kernels
 from maskpose.render.camera import project
 from maskpose.render.zbuffer import _face_valid, _signed_area, check_mesh
 
@@ -99,6 +101,7 @@ def render_silhouette(
     near: float = 1e-6,
     edges: torch.Tensor | None = None,
     max_fragments: int = _raster.MAX_FRAGMENTS,
+    backend: str = "auto",
 ) -> torch.Tensor:
     """Differentiable soft silhouettes of a batch of meshes sharing one topology.
 
@@ -114,7 +117,11 @@ def render_silhouette(
         splat_gain: sharpness of the density threshold (splat mode).
         behind: ``"error"`` or ``"cull"`` for vertices with ``z <= near``.
         edges: optional precomputed :func:`face_edges` of ``faces``.
-        max_fragments: memory bound of the winner search.
+        max_fragments: memory bound of the winner search (torch backend).
+        backend: where the no-gradient winner search of contour mode runs: ``"torch"`` (pure
+            PyTorch, the reference), ``"warp"`` (``warp-lang`` kernels; identical results) or
+            ``"auto"`` (default: Warp when importable and running on ``vertices``' device, else
+            torch). The gradient recomputation is PyTorch either way.
 
     Returns:
         ``(B, 1, H, W)`` soft silhouette in ``[0, 1]``; in contour mode ``>= 0.5`` exactly where
@@ -125,6 +132,7 @@ def render_silhouette(
         raise MaskposeError(f"mode must be one of {MODES}, got {mode!r}")
     if not (sigma > 0 and band > 0):
         raise MaskposeError(f"sigma and band must be positive, got sigma={sigma}, band={band}")
+    use_warp = _warp_kernels.resolve_backend(backend, vertices.device) == "warp" and mode == "contour"
     faces = faces.long()
     keep = _face_valid(vertices, faces, behind, near)
     vertices = vertices.float() if vertices.dtype not in (torch.float32, torch.float64) else vertices
@@ -139,12 +147,57 @@ def render_silhouette(
         return _splat(screen, faces, tri, area, front, height, width, splat_gain, max_fragments)
     if edges is None:
         edges = face_edges(faces)
-    return _contour(screen, faces, edges, tri, front, height, width, sigma, band, max_fragments)
+    return _contour(screen, faces, edges, tri, front, height, width, sigma, band, max_fragments, use_warp)
 
 
-def _contour(screen, faces, edges, tri, front, height, width, sigma, band, max_fragments):
+def _contour(screen, faces, edges, tri, front, height, width, sigma, band, max_fragments, use_warp=False):
     batch = screen.shape[0]
     device = screen.device
+    hw = height * width
+    deep, near_in, in_face, near_out, out_edge, contour, (cb, cf, ci) = _contour_winners(
+        edges, tri, front, height, width, band, max_fragments, use_warp)
+    # --- recompute the winners with gradient.
+    soft = torch.zeros(batch * hw, dtype=screen.dtype, device=device)
+    soft = soft.masked_fill(deep, 1.0)
+    flat = screen.reshape(-1, 2)
+    num_vertices = screen.shape[1]
+    pix = torch.nonzero(near_in).squeeze(1)
+    if pix.numel():
+        bb = pix // hw
+        f = in_face[pix].long()
+        p = torch.stack(((pix % width).to(screen.dtype), ((pix % hw) // width).to(screen.dtype)), -1)
+        t = flat[(bb * num_vertices)[:, None] + faces[f]]  # (n, 3, 2)
+        lines, lengths = _edge_lines(t, -1.0)
+        c = contour[bb, f]
+        s = torch.full_like(p[:, 0], band)
+        for i in range(3):
+            A, B, C = lines[i]
+            dist = _raster.evaluate_edge(A, B, C, p[:, 0], p[:, 1]) / lengths[i].clamp_min(1e-12)
+            s = torch.where(c[:, i], torch.minimum(s, dist), s)
+        soft = soft.index_put((pix,), _normalised_sigmoid(s.clamp(max=band), sigma, band))
+    pix = torch.nonzero(near_out).squeeze(1)
+    if pix.numel():
+        e = out_edge[pix].long()
+        bb, f, i = cb[e], cf[e], ci[e]
+        p = torch.stack(((pix % width).to(screen.dtype), ((pix % hw) // width).to(screen.dtype)), -1)
+        row = bb * num_vertices
+        a = flat[row + faces[f, (i + 1) % 3]]
+        b = flat[row + faces[f, (i + 2) % 3]]
+        d = _segment_distance(p, a, b)
+        soft = soft.index_put((pix,), _normalised_sigmoid(-d.clamp(max=band), sigma, band))
+    return soft.view(batch, 1, height, width)
+
+
+def _contour_winners(edges, tri, front, height, width, band, max_fragments, use_warp):
+    """The no-gradient search of contour mode (torch or Warp; identical results).
+
+    Returns:
+        ``deep, near_in (B*H*W,)`` bool, ``in_face (B*H*W,)`` winning front face (``-1`` none),
+        ``near_out (B*H*W,)`` bool, ``out_edge (B*H*W,)`` winning row of the contour-edge list
+        (``-1`` none), ``contour (B, F, 3)`` and the contour-edge list ``(cb, cf, ci)``.
+    """
+    batch = tri.shape[0]
+    device = tri.device
     hw = height * width
     with torch.no_grad():
         # Contour edges: edges of front faces with no other front face on the other side.
@@ -171,23 +224,29 @@ def _contour(screen, faces, edges, tri, front, height, width, sigma, band, max_f
             cols += [A, B, C, inv]
         table = torch.stack(cols, -1)  # (N, 12)
         base = b_idx * hw
-        keys = torch.full((batch * hw,), -1, dtype=torch.int64, device=device)
-        for item, px, py in _raster.enumerate_boxes(x0, y0, x1, y1, max_fragments):
-            r = table.index_select(0, item)
-            x, y = px.to(r.dtype), py.to(r.dtype)
-            score = torch.full_like(x, band)
-            inside = torch.ones_like(x, dtype=torch.bool)
-            for i in range(3):
-                e = _raster.evaluate_edge(r[:, 4 * i], r[:, 4 * i + 1], r[:, 4 * i + 2], x, y)
-                inside &= e >= 0
-                inv = r[:, 4 * i + 3]
-                score = torch.where(inv > 0, torch.minimum(score, e * inv), score)
-            key = _raster.pack_key(score.clamp(0.0, band), f_idx[item])
-            key = torch.where(inside, key, torch.full_like(key, -1))
-            keys.scatter_reduce_(0, base[item] + py * width + px, key, reduce="amax")
-        covered = keys >= 0
-        in_face = _raster.unpack_item(keys)
-        deep = covered & (_raster.unpack_score(keys) >= band)  # value exactly 1, no gradient
+        if use_warp:
+            best, in_face = _warp_kernels.inside_search(table, x0, y0, x1, y1, base, f_idx, batch * hw, width,
+                                                        band)
+            covered = best >= 0
+            deep = best >= band  # value exactly 1, no gradient
+        else:
+            keys = torch.full((batch * hw,), -1, dtype=torch.int64, device=device)
+            for item, px, py in _raster.enumerate_boxes(x0, y0, x1, y1, max_fragments):
+                r = table.index_select(0, item)
+                x, y = px.to(r.dtype), py.to(r.dtype)
+                score = torch.full_like(x, band)
+                inside = torch.ones_like(x, dtype=torch.bool)
+                for i in range(3):
+                    e = _raster.evaluate_edge(r[:, 4 * i], r[:, 4 * i + 1], r[:, 4 * i + 2], x, y)
+                    inside &= e >= 0
+                    inv = r[:, 4 * i + 3]
+                    score = torch.where(inv > 0, torch.minimum(score, e * inv), score)
+                key = _raster.pack_key(score.clamp(0.0, band), f_idx[item])
+                key = torch.where(inside, key, torch.full_like(key, -1))
+                keys.scatter_reduce_(0, base[item] + py * width + px, key, reduce="amax")
+            covered = keys >= 0
+            in_face = _raster.unpack_item(keys)
+            deep = covered & (_raster.unpack_score(keys) >= band)  # value exactly 1, no gradient
         near_in = covered & ~deep
 
         # --- outside: nearest contour edge segment within the band.
@@ -200,54 +259,29 @@ def _contour(screen, faces, edges, tri, front, height, width, sigma, band, max_f
         d = b - a
         seg = torch.stack((a[:, 0], a[:, 1], d[:, 0], d[:, 1], 1.0 / (d * d).sum(-1).clamp_min(1e-12)), -1)
         seg = seg.to(torch.float32)
-        big = torch.iinfo(torch.int64).max
-        out_keys = torch.full((batch * hw,), big, dtype=torch.int64, device=device)
         ebase = cb * hw
-        for item, px, py in _raster.enumerate_boxes(ex0[okn], ey0[okn], ex1[okn], ey1[okn], max_fragments):
-            e = okn[item]
-            pix = ebase[e] + py * width + px
-            r = seg.index_select(0, e)
-            qx = px.to(torch.float32) - r[:, 0]
-            qy = py.to(torch.float32) - r[:, 1]
-            u = ((qx * r[:, 2] + qy * r[:, 3]) * r[:, 4]).clamp_(0.0, 1.0)
-            d2 = (qx - u * r[:, 2]).square_() + (qy - u * r[:, 3]).square_()
-            key = _raster.pack_key(d2, e)
-            keep = (d2 < band * band) & ~covered.index_select(0, pix)
-            key = torch.where(keep, key, torch.full_like(key, big))
-            out_keys.scatter_reduce_(0, pix, key, reduce="amin")
-        near_out = out_keys != big
-        out_edge = _raster.unpack_item(torch.where(near_out, out_keys, torch.full_like(out_keys, -1)))
-
-    # --- recompute the winners with gradient.
-    soft = torch.zeros(batch * hw, dtype=screen.dtype, device=device)
-    soft = soft.masked_fill(deep, 1.0)
-    flat = screen.reshape(-1, 2)
-    num_vertices = screen.shape[1]
-    pix = torch.nonzero(near_in).squeeze(1)
-    if pix.numel():
-        bb = pix // hw
-        f = in_face[pix]
-        p = torch.stack(((pix % width).to(screen.dtype), ((pix % hw) // width).to(screen.dtype)), -1)
-        t = flat[(bb * num_vertices)[:, None] + faces[f]]  # (n, 3, 2)
-        lines, lengths = _edge_lines(t, -1.0)
-        c = contour[bb, f]
-        s = torch.full_like(p[:, 0], band)
-        for i in range(3):
-            A, B, C = lines[i]
-            dist = _raster.evaluate_edge(A, B, C, p[:, 0], p[:, 1]) / lengths[i].clamp_min(1e-12)
-            s = torch.where(c[:, i], torch.minimum(s, dist), s)
-        soft = soft.index_put((pix,), _normalised_sigmoid(s.clamp(max=band), sigma, band))
-    pix = torch.nonzero(near_out).squeeze(1)
-    if pix.numel():
-        e = out_edge[pix]
-        bb, f, i = cb[e], cf[e], ci[e]
-        p = torch.stack(((pix % width).to(screen.dtype), ((pix % hw) // width).to(screen.dtype)), -1)
-        row = bb * num_vertices
-        a = flat[row + faces[f, (i + 1) % 3]]
-        b = flat[row + faces[f, (i + 2) % 3]]
-        d = _segment_distance(p, a, b)
-        soft = soft.index_put((pix,), _normalised_sigmoid(-d.clamp(max=band), sigma, band))
-    return soft.view(batch, 1, height, width)
+        if use_warp:
+            out_edge = _warp_kernels.outside_search(seg, okn, ex0[okn], ey0[okn], ex1[okn], ey1[okn],
+                                                    ebase[okn], best, batch * hw, width, band * band)
+            near_out = out_edge >= 0
+        else:
+            big = torch.iinfo(torch.int64).max
+            out_keys = torch.full((batch * hw,), big, dtype=torch.int64, device=device)
+            for item, px, py in _raster.enumerate_boxes(ex0[okn], ey0[okn], ex1[okn], ey1[okn], max_fragments):
+                e = okn[item]
+                pix = ebase[e] + py * width + px
+                r = seg.index_select(0, e)
+                qx = px.to(torch.float32) - r[:, 0]
+                qy = py.to(torch.float32) - r[:, 1]
+                u = ((qx * r[:, 2] + qy * r[:, 3]) * r[:, 4]).clamp_(0.0, 1.0)
+                d2 = (qx - u * r[:, 2]).square_() + (qy - u * r[:, 3]).square_()
+                key = _raster.pack_key(d2, e)
+                keep = (d2 < band * band) & ~covered.index_select(0, pix)
+                key = torch.where(keep, key, torch.full_like(key, big))
+                out_keys.scatter_reduce_(0, pix, key, reduce="amin")
+            near_out = out_keys != big
+            out_edge = _raster.unpack_item(torch.where(near_out, out_keys, torch.full_like(out_keys, -1)))
+    return deep, near_in, in_face, near_out, out_edge, contour, (cb, cf, ci)
 
 
 def _splat(screen, faces, tri, area, front, height, width, gain, max_fragments):
@@ -280,7 +314,7 @@ class SilhouetteRenderer(nn.Module):
     Args:
         faces: ``(F, 3)`` triangle indices (e.g. ``AnnyBody().faces``).
         size: output ``(H, W)`` or ``res``.
-        mode, sigma, band, splat_gain, behind: see :func:`render_silhouette`.
+        mode, sigma, band, splat_gain, behind, backend: see :func:`render_silhouette`.
 
     Forward:
         vertices: ``(B, V, 3)`` camera-frame vertices; K: ``(B, 3, 3)``.
@@ -288,7 +322,8 @@ class SilhouetteRenderer(nn.Module):
     """
 
     def __init__(self, faces: torch.Tensor, size: int | tuple[int, int], *, mode: str = "contour",
-                 sigma: float = 0.5, band: float = 2.0, splat_gain: float = 8.0, behind: str = "error"):
+                 sigma: float = 0.5, band: float = 2.0, splat_gain: float = 8.0, behind: str = "error",
+                 backend: str = "auto"):
         super().__init__()
         if mode not in MODES:
             raise MaskposeError(f"mode must be one of {MODES}, got {mode!r}")
@@ -298,13 +333,17 @@ class SilhouetteRenderer(nn.Module):
         self.register_buffer("faces", faces, persistent=False)
         self.register_buffer("edges", face_edges(faces), persistent=False)
         self.size = (size, size) if isinstance(size, int) else tuple(size)
+        if backend not in _warp_kernels.BACKENDS:
+            raise MaskposeError(f"backend must be one of {_warp_kernels.BACKENDS}, got {backend!r}")
         self.mode, self.sigma, self.band, self.splat_gain, self.behind = mode, sigma, band, splat_gain, behind
+        self.backend = backend
 
     def forward(self, vertices: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
         return render_silhouette(
             vertices, self.faces, K, self.size, mode=self.mode, sigma=self.sigma, band=self.band,
-            splat_gain=self.splat_gain, behind=self.behind, edges=self.edges,
+            splat_gain=self.splat_gain, behind=self.behind, edges=self.edges, backend=self.backend,
         )
 
     def extra_repr(self) -> str:
-        return f"faces={self.faces.shape[0]}, size={self.size}, mode={self.mode!r}, sigma={self.sigma}, band={self.band}"
+        return (f"faces={self.faces.shape[0]}, size={self.size}, mode={self.mode!r}, sigma={self.sigma}, "
+                f"band={self.band}, backend={self.backend!r}")

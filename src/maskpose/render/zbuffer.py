@@ -1,5 +1,10 @@
-"""Exact z-buffer rasteriser in pure PyTorch (no gradient): the reference for masks, depth, part
-labels and RGB synthesis (``maskpose.data`` builds on it).
+"""Exact z-buffer rasteriser (no gradient): the reference for masks, depth, part labels and RGB
+synthesis (``maskpose.data`` builds on it).
+
+The per-pixel depth test runs in pure PyTorch (``backend="torch"``, the reference) or as a
+``warp-lang`` kernel (``backend="warp"``, identical results, several times faster on the CPU);
+``backend="auto"`` (default) picks Warp when it is importable and runs on the device. Everything
+else (coefficients, barycentrics, depth) is the same PyTorch code for both.
 
 Rules (stable API):
 
@@ -25,7 +30,7 @@ Rules (stable API):
   default (there is no near-plane clipping); ``behind="cull"`` instead drops every face with such
   a vertex.
 * Memory is bounded: (face, pixel) candidates from the faces' bounding boxes are processed in
-  chunks of at most ``max_fragments``.
+  chunks of at most ``max_fragments`` (torch backend; the Warp kernel loops over each face's box).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from dataclasses import dataclass
 import torch
 
 from maskpose.errors import MaskposeError, check_shape
-from maskpose.render import _raster
+from maskpose.render import _raster, _warp_kernels
 from maskpose.render.camera import check_in_front, check_intrinsics, project
 
 
@@ -132,6 +137,7 @@ def rasterize(
     behind: str = "error",
     near: float = 1e-6,
     max_fragments: int = _raster.MAX_FRAGMENTS,
+    backend: str = "auto",
 ) -> Fragments:
     """Rasterise a batch of triangle meshes sharing one topology with an exact z-buffer.
 
@@ -144,13 +150,17 @@ def rasterize(
         behind: ``"error"`` (default) raises when a vertex has ``z <= near``; ``"cull"`` drops
             the faces touching such a vertex.
         near: depth threshold for ``behind``.
-        max_fragments: memory bound, candidates per chunk.
+        max_fragments: memory bound, candidates per chunk (torch backend).
+        backend: ``"torch"`` (pure PyTorch, the reference), ``"warp"`` (the per-pixel search as a
+            ``warp-lang`` kernel; identical results) or ``"auto"`` (default: Warp when it is
+            importable and runs on ``vertices``' device, else torch).
 
     Returns:
         :class:`Fragments` with ``face_index (B, H, W)``, ``barycentric (B, H, W, 3)`` and
         ``depth (B, H, W)`` in ``vertices``' float dtype, on ``vertices``' device.
     """
     height, width = check_mesh(vertices, faces, K, size)
+    use_warp = _warp_kernels.resolve_backend(backend, vertices.device) == "warp"
     faces = faces.long()
     keep = _face_valid(vertices, faces, behind, near)
     vertices = vertices.detach()
@@ -158,23 +168,30 @@ def rasterize(
     batch, num_faces = vertices.shape[0], faces.shape[0]
     device = vertices.device
     screen = project(vertices, K.detach().to(dtype))  # (B, V, 2)
-    tri = screen[:, faces]  # (B, F, 3, 2)
-    tri_z = vertices[..., 2][:, faces]  # (B, F, 3)
+    corners = faces.reshape(-1)
+    tri = screen.index_select(1, corners).view(batch, num_faces, 3, 2)  # (B, F, 3, 2)
+    tri_z = vertices[..., 2].index_select(1, corners).view(batch, num_faces, 3)  # (B, F, 3)
     area = _signed_area(tri)  # (B, F)
     valid = (area != 0) & torch.isfinite(area)
     if cull_backfaces:
         valid &= area < 0
     if keep is not None:
         valid &= keep
-    x0, y0, x1, y1, nonempty = _raster.pixel_boxes(tri.amin(2), tri.amax(2), height, width)
+    lo = torch.minimum(torch.minimum(tri[:, :, 0], tri[:, :, 1]), tri[:, :, 2])
+    hi = torch.maximum(torch.maximum(tri[:, :, 0], tri[:, :, 1]), tri[:, :, 2])
+    x0, y0, x1, y1, nonempty = _raster.pixel_boxes(lo, hi, height, width)
     valid &= nonempty
-    b_idx, f_idx = torch.nonzero(valid, as_tuple=True)
+    # Flat (batch * face) indices of the items: index_select is much cheaper than 2-D indexing.
+    item = torch.nonzero(valid.view(-1)).squeeze(1)
+    b_idx = torch.div(item, num_faces, rounding_mode="floor")
+    f_idx = item - b_idx * num_faces
 
     # Per-face coefficients: three edge functions with the inside made positive, and 1/z as a
     # linear function of the pixel (for the depth test only; winners are recomputed exactly).
-    t = tri[b_idx, f_idx]  # (N, 3, 2)
-    sign = torch.sign(area[b_idx, f_idx])
-    inv_area_z = 1.0 / (area[b_idx, f_idx, None] * tri_z[b_idx, f_idx])  # (N, 3)
+    t = tri.view(-1, 3, 2).index_select(0, item)  # (N, 3, 2)
+    item_area = area.view(-1).index_select(0, item)
+    sign = torch.sign(item_area)
+    inv_area_z = 1.0 / (item_area[:, None] * tri_z.view(-1, 3).index_select(0, item))  # (N, 3)
     coeffs = []
     plane = 0.0
     for i in range(3):
@@ -183,31 +200,41 @@ def rasterize(
         plane = plane + torch.stack((A, B, C), -1) * inv_area_z[:, i, None]
     table = torch.cat((torch.stack(coeffs, -1), plane), -1).to(torch.float32)  # (N, 12)
     pixel_base = b_idx * (height * width)
+    bx0, by0, bx1, by1 = (c.reshape(-1).index_select(0, item) for c in (x0, y0, x1, y1))
 
-    keys = torch.full((batch * height * width,), -1, dtype=torch.int64, device=device)
-    for item, px, py in _raster.enumerate_boxes(x0[b_idx, f_idx], y0[b_idx, f_idx], x1[b_idx, f_idx],
-                                                y1[b_idx, f_idx], max_fragments):
-        c = table[item]  # (n, 12)
-        x, y = px.to(torch.float32), py.to(torch.float32)
-        e0 = _raster.evaluate_edge(c[:, 0], c[:, 1], c[:, 2], x, y)
-        e1 = _raster.evaluate_edge(c[:, 3], c[:, 4], c[:, 5], x, y)
-        e2 = _raster.evaluate_edge(c[:, 6], c[:, 7], c[:, 8], x, y)
-        inside = (e0 >= 0) & (e1 >= 0) & (e2 >= 0)
-        inv_z = (c[:, 9] * x + c[:, 10] * y + c[:, 11]).clamp_min(0.0)
-        key = _raster.pack_key(inv_z, f_idx[item])
-        key = torch.where(inside, key, torch.full_like(key, -1))
-        keys.scatter_reduce_(0, pixel_base[item] + py * width + px, key, reduce="amax")
+    if use_warp:
+        face_index = _warp_kernels.zbuffer_search(table, bx0, by0, bx1, by1, pixel_base, f_idx,
+                                                  batch * height * width, width)
+        face_index = face_index.view(batch, height, width)
+    else:
+        keys = torch.full((batch * height * width,), -1, dtype=torch.int64, device=device)
+        for item, px, py in _raster.enumerate_boxes(bx0, by0, bx1, by1, max_fragments):
+            c = table[item]  # (n, 12)
+            x, y = px.to(torch.float32), py.to(torch.float32)
+            e0 = _raster.evaluate_edge(c[:, 0], c[:, 1], c[:, 2], x, y)
+            e1 = _raster.evaluate_edge(c[:, 3], c[:, 4], c[:, 5], x, y)
+            e2 = _raster.evaluate_edge(c[:, 6], c[:, 7], c[:, 8], x, y)
+            inside = (e0 >= 0) & (e1 >= 0) & (e2 >= 0)
+            inv_z = (c[:, 9] * x + c[:, 10] * y + c[:, 11]).clamp_min(0.0)
+            key = _raster.pack_key(inv_z, f_idx[item])
+            key = torch.where(inside, key, torch.full_like(key, -1))
+            keys.scatter_reduce_(0, pixel_base[item] + py * width + px, key, reduce="amax")
+        face_index = _raster.unpack_item(keys).view(batch, height, width)
 
-    face_index = _raster.unpack_item(keys).view(batch, height, width)
     barycentric = torch.zeros(batch, height, width, 3, dtype=dtype, device=device)
     depth = torch.full((batch, height, width), float("inf"), dtype=dtype, device=device)
-    hit = face_index >= 0
-    if bool(hit.any()):
-        bb, yy, xx = torch.nonzero(hit, as_tuple=True)
-        ff = face_index[bb, yy, xx]
-        bary, z = _perspective_barycentric(tri[bb, ff], tri_z[bb, ff], xx.to(dtype), yy.to(dtype))
-        barycentric[bb, yy, xx] = bary
-        depth[bb, yy, xx] = z
+    pix = torch.nonzero(face_index.view(-1) >= 0).squeeze(1)
+    if pix.numel():
+        hw = height * width
+        bb = torch.div(pix, hw, rounding_mode="floor")
+        rest = pix - bb * hw
+        yy = torch.div(rest, width, rounding_mode="floor")
+        xx = rest - yy * width
+        hit_item = bb * num_faces + face_index.view(-1).index_select(0, pix)
+        bary, z = _perspective_barycentric(tri.view(-1, 3, 2).index_select(0, hit_item),
+                                           tri_z.view(-1, 3).index_select(0, hit_item), xx.to(dtype), yy.to(dtype))
+        barycentric.view(-1, 3).index_copy_(0, pix, bary)
+        depth.view(-1).index_copy_(0, pix, z)
     return Fragments(face_index, barycentric, depth)
 
 
