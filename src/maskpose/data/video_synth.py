@@ -1,0 +1,537 @@
+"""A synthetic static-camera video with exact person masks, to measure video mask extraction.
+
+:func:`render_static_camera_sequence` renders one or more Anny bodies walking across a fixed
+scene seen by a fixed pinhole camera, and writes
+
+* the video (``.mp4`` as MPEG-4 part 2 ``mp4v``, or ``.avi`` as ``FMP4``; read back with OpenCV
+  to check every frame is there, so codec artefacts are part of what extraction sees);
+* ``<stem>_masks.npz``: ``masks`` ``(T, H, W)`` uint8 ground truth, 0 the background and ``k + 1``
+  the visible pixels of person ``k`` (after occlusion), plus ``K`` and the per-frame ``gain``;
+* ``<stem>_meta.json``: the camera, the people (motion, phenotypes, depth, direction), the
+  flicker and noise settings.
+
+The scene (every choice from ``seed``):
+
+* **camera**: level, at ``camera_height`` metres above a flat floor, focal ``focal_ratio * W``
+  pixels, principal point at the frame centre; the camera frame is the world frame (OpenCV axes:
+  x right, y down, z forward), the floor is the plane ``y = camera_height``;
+* **background**: a far wall textured with a people-free scikit-image photograph (as
+  :mod:`maskpose.data.synthesis` uses; smooth noise when none is available) above a tiled floor
+  drawn in perspective (rendered at twice the size and averaged down, so distant tiles do not alias);
+* **people**: person ``k`` walks at depth about 4.5, 6.5, 5.5 or 7.5 m, alternately left to right
+  and right to left, from about 8 % to 92 % of the frame width over the sequence, so the people
+  cross the frame (and, for two or more, each other). The motion is the built-in procedural walk
+  (:func:`procedural_walk`: legs swinging, knees bending in swing, arms counter-swinging), or a
+  mocap clip of a :class:`~maskpose.body.motion.MotionLibrary` resampled to the video rate and
+  looped (accumulating its displacement). A clip's horizontal path is turned about the vertical
+  so that its net displacement points along the walking direction (its heading turns with it),
+  and its progress along that direction is rescaled to cross the frame; a clip that hardly
+  travels (a jump on the spot) is carried across at uniform speed; the procedural walk moves at
+  the speed that crosses the frame in the sequence (brisk for short ones). Every frame the body is
+  lowered or raised so that its lowest vertex touches the floor;
+* **appearance and lighting**: the clothing, skin and the Lambert-shaded directional light of
+  :class:`~maskpose.data.synthesis.SynthesisRenderer`'s ``studio`` setting (one appearance per
+  person, the same in every frame), composited with the exact z-buffer depth;
+* **flicker and sensor noise**: each frame is multiplied by a global gain within
+  ``1 +- flicker`` (a slow sine plus a random jitter), then Gaussian noise of ``noise`` grey
+  levels (0-255 scale) is added per pixel and channel.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from maskpose.errors import ConfigError, DataError
+
+#: Default frame size ``(W, H)``, frame rate, flicker amplitude and noise std (grey levels).
+DEFAULT_RES = (320, 240)
+DEFAULT_FPS = 25.0
+DEFAULT_FLICKER = 0.05
+DEFAULT_NOISE = 2.0
+#: Depth (metres) of person k (cycled) and the fraction of the frame width crossed.
+DEPTHS = (4.5, 6.5, 5.5, 7.5)
+CROSSING = (0.08, 0.92)
+#: Codec per container suffix (OpenCV fourcc), in the order tried.
+CODECS = {".mp4": ("mp4v",), ".avi": ("FMP4", "MJPG")}
+
+
+# --------------------------------------------------------------------------------------------
+# motion
+
+
+def _joint(name: str) -> int:
+    from maskpose.body.limits import ARTICULATED_JOINTS
+
+    return ARTICULATED_JOINTS.index(name)
+
+
+def _yaw(angle: float | torch.Tensor) -> torch.Tensor:
+    """Rotation ``(..., 3, 3)`` about the camera +y axis: turns the x-z polar angle by ``-angle``."""
+    import roma
+
+    a = torch.as_tensor(angle, dtype=torch.float32)
+    zero = torch.zeros_like(a)
+    return roma.rotvec_to_rotmat(torch.stack([zero, a, zero], -1))
+
+
+def procedural_walk(frames: int, fps: float = DEFAULT_FPS, speed: float = 1.3, stride: float = 1.4,
+                    phase: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A simple walk cycle built from hinge and ball rotations, facing and moving along +x.
+
+    Hips swing ``+-25`` degrees (flexion about Anny's X axis), knees bend up to 60 degrees during
+    the swing, arms hang close to the body and counter-swing ``+-20`` degrees, elbows slightly
+    bent; the cycle advances with the distance walked (one cycle per ``stride`` metres), so the
+    feet do not slide much.
+
+    Returns:
+        ``pose (T, 18, 6)`` (global orientation in the camera frame) and the pelvis displacement
+        ``(T, 3)`` in metres (along +x, zero height).
+    """
+    import roma
+
+    from maskpose.body.limits import NUM_POSE_ROTATIONS
+    from maskpose.body.rotations import rotmat_to_sixd
+    from maskpose.body.sampler import hinge_axis
+
+    t = torch.arange(frames, dtype=torch.float32) / fps
+    distance = speed * t
+    cycle = 2 * math.pi * distance / stride + phase
+    rot = torch.eye(3).repeat(frames, NUM_POSE_ROTATIONS, 1, 1)
+    rot[:, 0] = _yaw(-math.pi / 2)  # identity faces the camera (-z); this faces +x
+    deg = math.radians
+    for side, offset, sign in (("l", 0.0, 1.0), ("r", math.pi, -1.0)):
+        phi = cycle + offset
+        swing = torch.sin(phi)
+        zero = torch.zeros_like(phi)
+        # hip: negative X is flexion (leg forward)
+        rot[:, _joint(f"{side}_hip")] = roma.euler_to_rotmat("XYZ", torch.stack([-deg(25) * swing, zero, zero], -1))
+        knee = deg(5) + deg(55) * torch.clamp(torch.cos(phi - 0.3), min=0.0) ** 2
+        rot[:, _joint(f"{side}_knee")] = roma.rotvec_to_rotmat(knee[:, None] * hinge_axis(f"{side}_knee"))
+        ankle = deg(8) * torch.cos(phi)
+        rot[:, _joint(f"{side}_ankle")] = roma.euler_to_rotmat("XYZ", torch.stack([ankle, zero, zero], -1))
+        # shoulder: positive X swings the arm backward (counter to the same side's leg); the Y
+        # rotation brings the A-pose arm down beside the body (mirrored on the right)
+        arm = torch.stack([deg(20) * swing, torch.full_like(phi, sign * deg(30)), zero], -1)
+        rot[:, _joint(f"{side}_shoulder")] = roma.euler_to_rotmat("XYZ", arm)
+        elbow = deg(-15) + deg(12) * torch.clamp(-swing, min=0.0)
+        rot[:, _joint(f"{side}_elbow")] = roma.rotvec_to_rotmat(elbow[:, None] * hinge_axis(f"{side}_elbow"))
+    spine_twist = deg(4) * torch.sin(cycle)
+    zero = torch.zeros_like(cycle)
+    rot[:, _joint("spine")] = roma.euler_to_rotmat("XYZ", torch.stack([zero, zero, spine_twist], -1))
+    displacement = torch.stack([distance, zero, zero], -1)
+    return rotmat_to_sixd(rot), displacement
+
+
+def _clip_motion(clip, frames: int, fps: float, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A clip resampled to ``fps`` for ``frames`` frames from frame ``start``, looped with its
+    displacement accumulated; returns ``pose (T, 18, 6)`` and pelvis displacement ``(T, 3)``
+    (horizontal, from the first frame)."""
+    length = len(clip)
+    if length < 2:
+        raise DataError(f"{clip.path}: the clip has fewer than 2 frames")
+    step = float(clip.fps) / fps
+    raw = start + np.floor(np.arange(frames) * step).astype(np.int64)
+    loop, index = np.divmod(raw, length)
+    trans = clip.translation.float()
+    per_loop = trans[-1] - trans[0] + (trans[-1] - trans[-2])  # one step past the end
+    position = trans[torch.from_numpy(index)] + torch.from_numpy(loop).float()[:, None] * per_loop
+    displacement = position - position[:1]
+    displacement[:, 1] = 0.0
+    return clip.pose[torch.from_numpy(index)].float().clone(), displacement
+
+
+def _place(pose: torch.Tensor, displacement: torch.Tensor, direction: int, depth: float,
+           x_range: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Turn a motion about the vertical so it travels along ``direction`` (+1 right, -1 left),
+    scale its progress to cross ``x_range`` (metres, in order of travel) at ``depth``; returns the
+    pose (heading turned) and the pelvis path ``(T, 3)`` with zero height."""
+    from maskpose.body.rotations import rotmat_to_sixd, sixd_to_rotmat
+
+    frames = pose.shape[0]
+    net = displacement[-1]
+    travel = float(torch.hypot(net[0], net[2]))
+    if travel > 0.2:
+        angle = math.atan2(float(net[2]), float(net[0])) - (0.0 if direction > 0 else math.pi)
+        turn = _yaw(angle)
+        rot = sixd_to_rotmat(pose)
+        rot[:, 0] = turn @ rot[:, 0]
+        pose = rotmat_to_sixd(rot)
+        aligned = displacement @ turn.T
+        progress = aligned[:, 0] * direction
+        progress = progress / max(float(progress[-1]), 1e-6)
+        drift = (aligned[:, 2] - aligned[0, 2]).clamp(-0.5, 0.5)
+    else:
+        progress = torch.linspace(0.0, 1.0, frames)
+        drift = displacement[:, 2] - displacement[0, 2]
+    x0, x1 = x_range
+    path = torch.zeros(frames, 3)
+    path[:, 0] = x0 + (x1 - x0) * progress
+    path[:, 2] = depth + drift
+    return pose, path
+
+
+def _as_clips(clips) -> list:
+    if clips is None:
+        return []
+    from maskpose.body.motion import Clip, MotionLibrary
+
+    if isinstance(clips, MotionLibrary):
+        return list(clips)
+    if isinstance(clips, Clip):
+        return [clips]
+    if isinstance(clips, (str, os.PathLike)) or (
+            isinstance(clips, Sequence) and all(isinstance(c, (str, os.PathLike)) for c in clips)):
+        return list(MotionLibrary(clips))
+    items = list(clips)
+    if not all(isinstance(c, Clip) for c in items):
+        raise ConfigError("clips must be a MotionLibrary, clips, or paths of BVH / DeepMimic files or folders")
+    return items
+
+
+# --------------------------------------------------------------------------------------------
+# scene
+
+
+def scene_background(width: int, height: int, K: np.ndarray, camera_height: float,
+                     rng: np.random.Generator, wall_depth: float = 12.0) -> np.ndarray:
+    """The static scene ``(H, W, 3)`` float32 in [0, 1]: a photo-textured wall over a tiled floor."""
+    import cv2
+
+    from maskpose.data.synthesis import photo_bank
+
+    ss = 2  # supersampling
+    w2, h2 = width * ss, height * ss
+    f, cx, cy = K[0, 0] * ss, (K[0, 2] + 0.5) * ss - 0.5, (K[1, 2] + 0.5) * ss - 0.5
+    junction = cy + f * camera_height / wall_depth  # image row where the floor meets the wall
+    rows = np.arange(h2, dtype=np.float32)[:, None]
+    cols = np.arange(w2, dtype=np.float32)[None, :]
+    # wall
+    bank = photo_bank("studio")
+    if bank:
+        photo = bank[int(rng.integers(len(bank)))]
+        ph, pw = photo.shape[:2]
+        scale = max(w2 / pw, h2 / ph)
+        big = cv2.resize(photo, (int(math.ceil(pw * scale)), int(math.ceil(ph * scale))),
+                         interpolation=cv2.INTER_LINEAR)
+        y = int(rng.integers(0, big.shape[0] - h2 + 1))
+        x = int(rng.integers(0, big.shape[1] - w2 + 1))
+        wall = big[y:y + h2, x:x + w2]
+        wall = 0.25 + 0.55 * wall * rng.uniform(0.8, 1.1, size=3).astype(np.float32)
+    else:
+        small = rng.random((6, 8, 3), dtype=np.float32)
+        wall = 0.3 + 0.4 * cv2.resize(small, (w2, h2), interpolation=cv2.INTER_CUBIC)
+    # floor: checker tiles by ray-floor intersection
+    below = np.maximum(rows - cy, 1e-3)
+    z = f * camera_height / below
+    xw = (cols - cx) * z / f
+    tile = rng.uniform(0.5, 0.8)
+    checker = (np.floor(xw / tile) + np.floor(z / tile)) % 2
+    tint = rng.uniform(0.93, 1.07, 3)  # neutral tiles with a slight common tint
+    light, dark = rng.uniform(0.6, 0.72) * tint, rng.uniform(0.28, 0.4) * tint
+    floor = np.where(checker[..., None] > 0, light, dark).astype(np.float32)
+    floor = floor * (0.85 + 0.15 * np.clip(6.0 / z, 0, 1))[..., None]  # a little brighter nearby
+    image = np.where((rows >= junction)[..., None], floor, wall)
+    skirting = (rows >= junction - f * 0.12 / wall_depth) & (rows < junction)  # a 12 cm skirting board
+    image = np.where(skirting[..., None], np.float32(0.2), image)
+    image = cv2.resize(image.astype(np.float32), (width, height), interpolation=cv2.INTER_AREA)
+    return np.clip(image, 0.0, 1.0).astype(np.float32)
+
+
+def _gains(frames: int, flicker: float, rng: np.random.Generator) -> np.ndarray:
+    """Global light gain per frame within ``1 +- flicker``: a slow sine and a random jitter."""
+    period = rng.uniform(9.0, 17.0)
+    phase = rng.uniform(0, 2 * math.pi)
+    t = np.arange(frames)
+    wave = 0.7 * np.sin(2 * math.pi * t / period + phase) + 0.3 * rng.uniform(-1, 1, frames)
+    return (1.0 + flicker * np.clip(wave, -1, 1)).astype(np.float32)
+
+
+def open_video_writer(path: str | os.PathLike, fps: float, size: tuple[int, int]):
+    """An opened ``cv2.VideoWriter`` for ``path`` (``.mp4``: ``mp4v``; ``.avi``: ``FMP4``, else
+    ``MJPG``) of frame size ``(W, H)``, and the fourcc used. Frames written to it are BGR."""
+    import cv2
+
+    path = Path(path)
+    codecs = CODECS.get(path.suffix.lower())
+    if codecs is None:
+        raise ConfigError(f"{path}: the video must end in {' or '.join(CODECS)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for fourcc in codecs:
+        writer = cv2.VideoWriter(str(path), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*fourcc), float(fps),
+                                 (int(size[0]), int(size[1])))
+        if writer.isOpened():
+            return writer, fourcc
+        writer.release()
+    raise DataError(f"{path}: OpenCV cannot write this video ({', '.join(codecs)} tried)")
+
+
+def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float) -> str:
+    """Write RGB frames ``(T, H, W, 3)`` uint8 with OpenCV and check that they all read back;
+    returns the fourcc used. Raises ``DataError`` when the video does not read back."""
+    path = Path(path)
+    height, width = frames.shape[1:3]
+    writer, fourcc = open_video_writer(path, fps, (width, height))
+    try:
+        for frame in frames:
+            writer.write(np.ascontiguousarray(frame[..., ::-1]))
+    finally:
+        writer.release()
+    decoded = count_frames(path)
+    if decoded != len(frames):
+        raise DataError(f"{path}: wrote {len(frames)} frames with {fourcc} but OpenCV reads back {decoded}")
+    return fourcc
+
+
+def count_frames(path: str | os.PathLike) -> int:
+    """Frames OpenCV decodes from a video file (0 when it cannot open it)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    try:
+        while cap.isOpened():
+            ok, _ = cap.read()
+            if not ok:
+                break
+            n += 1
+    finally:
+        cap.release()
+    return n
+
+
+# --------------------------------------------------------------------------------------------
+# the sequence
+
+
+def render_frames(
+    frames: int = 120,
+    people: int = 1,
+    clips=None,
+    res: tuple[int, int] = DEFAULT_RES,
+    seed: int = 0,
+    flicker: float = DEFAULT_FLICKER,
+    noise: float = DEFAULT_NOISE,
+    fps: float = DEFAULT_FPS,
+    *,
+    focal_ratio: float = 0.9,
+    camera_height: float = 1.2,
+    batch_size: int = 16,
+    device: str | torch.device = "cpu",
+    body=None,
+    progress: Callable[[int, int], Any] | None = None,
+) -> tuple[Path, np.ndarray, dict]:
+    """Render the frames of a static-camera sequence of Anny bodies walking through a fixed scene
+    (no file written; :func:`render_static_camera_sequence` writes them as a video).
+
+    Args:
+        frames: number of frames (at least 2).
+        people: number of people, 1 to 4 (see the module docstring for where they walk).
+        clips: ``None`` for the procedural walk, or a
+            :class:`~maskpose.body.motion.MotionLibrary`, clips, or paths of BVH / DeepMimic files or
+            folders; person ``k`` plays clip ``(seed + k) mod n`` from a random start frame.
+        res: frame size ``(W, H)``.
+        seed: every random choice (scene, start frames, phenotypes, appearance, flicker, noise).
+        flicker: global gain amplitude (0.05: +-5 %).
+        noise: Gaussian sensor noise std in grey levels (0-255).
+        fps: frame rate of the video (and of the motion).
+        focal_ratio: focal length in units of the frame width.
+        camera_height: metres above the floor (the camera looks level).
+        batch_size: frames rendered at once.
+        device: torch device for Anny and the renderer.
+        body: an :class:`~maskpose.body.anny_body.AnnyBody` to reuse (render topology).
+        progress: optional ``callback(done, total)`` after each rendered batch.
+
+    Returns:
+        ``(video, gt_masks, meta)``: RGB frames ``(T, H, W, 3)`` uint8, ``gt_masks`` ``(T, H, W)``
+        uint8 (0 background, ``k + 1`` person ``k``'s visible pixels) and a dict: the settings
+        (JSON-ready) plus ``K``, ``gain`` ``(T,)``, ``boxes`` ``(T, people, 4)`` arrays and the
+        clean ``background`` ``(H, W, 3)`` float32 in [0, 1] (before flicker and noise).
+    """
+    from maskpose.body.anny_body import AnnyBody
+    from maskpose.body.limits import ADULT_PHENOTYPE_RANGE, PHENOTYPE_LABELS
+    from maskpose.data.synthesis import SynthesisRenderer
+    from maskpose.render.camera import intrinsics
+
+    width, height = (int(v) for v in res)
+    if frames < 2:
+        raise ConfigError(f"frames must be at least 2, got {frames}")
+    if not 1 <= people <= len(DEPTHS):
+        raise ConfigError(f"people must be 1 to {len(DEPTHS)}, got {people}")
+    if width < 32 or height < 32:
+        raise ConfigError(f"res must be at least 32x32, got {width}x{height}")
+    if not 0.0 <= flicker < 0.5:
+        raise ConfigError(f"flicker must be in [0, 0.5), got {flicker}")
+    if noise < 0:
+        raise ConfigError(f"noise must be >= 0, got {noise}")
+    if fps <= 0 or focal_ratio <= 0 or camera_height <= 0 or batch_size < 1:
+        raise ConfigError("fps, focal_ratio, camera_height and batch_size must be positive")
+    clip_list = _as_clips(clips)
+
+    root = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, 0x5EC0])
+    scene_rng, motion_rng, light_rng, noise_rng = (np.random.default_rng(s) for s in root.spawn(4))
+    device = torch.device(device)
+    K = intrinsics(focal_ratio * width, (height, width), batch=1)[0]
+    Kn = K.numpy().astype(np.float64)
+    bg = scene_background(width, height, Kn, camera_height, scene_rng)
+
+    # people: motions placed in the scene
+    body = body if body is not None else AnnyBody(device=device)
+    bounds = np.array([ADULT_PHENOTYPE_RANGE.get(k, (0.5, 0.5)) for k in PHENOTYPE_LABELS])
+    flip = 1 if motion_rng.random() < 0.5 else -1
+    poses, paths, phenotypes, people_meta = [], [], [], []
+    for k in range(people):
+        direction = flip * (1 if k % 2 == 0 else -1)
+        depth = DEPTHS[k] + float(motion_rng.uniform(-0.25, 0.25))
+        u0, u1 = (np.array(CROSSING) + motion_rng.uniform(-0.03, 0.03)) * (width - 1)
+        if direction < 0:
+            u0, u1 = u1, u0
+        x_range = tuple(float((u - Kn[0, 2]) * depth / Kn[0, 0]) for u in (u0, u1))
+        if clip_list:
+            clip = clip_list[(int(seed) + k) % len(clip_list)]
+            start = int(motion_rng.integers(len(clip)))
+            pose, disp = _clip_motion(clip, frames, fps, start)
+            motion = {"clip": clip.name, "path": str(clip.path), "start_frame": start}
+        else:
+            # the speed that crosses the frame in the sequence, so the feet keep pace with the floor
+            speed = abs(x_range[1] - x_range[0]) * fps / (frames - 1)
+            pose, disp = procedural_walk(frames, fps, speed=speed, stride=float(motion_rng.uniform(1.2, 1.5)),
+                                         phase=float(motion_rng.uniform(0, 2 * math.pi)))
+            motion = {"clip": "procedural-walk", "speed_m_s": speed}
+        pose, path = _place(pose, disp, direction, depth, x_range)
+        pheno = bounds[:, 0] + (bounds[:, 1] - bounds[:, 0]) * motion_rng.random(len(PHENOTYPE_LABELS))
+        poses.append(pose)
+        paths.append(path)
+        phenotypes.append(torch.tensor(pheno, dtype=torch.float32))
+        people_meta.append({"id": k, "depth_m": depth, "direction": "right" if direction > 0 else "left",
+                            "phenotypes": [float(p) for p in pheno], **motion})
+    appearance_seeds = [int(s) for s in light_rng.integers(0, 2**62, size=people)]
+    gains = _gains(frames, flicker, light_rng)
+
+    # render on a square canvas (the synthesis renderer's shape), centred on the frame
+    side = max(width, height)
+    ox, oy = (side - width) // 2, (side - height) // 2
+    K_square = K.clone()
+    K_square[0, 2] += ox
+    K_square[1, 2] += oy
+    canvas = np.zeros((side, side, 3), np.float32)
+    canvas[oy:oy + height, ox:ox + width] = bg
+    renderer = SynthesisRenderer(body, device=device)
+    video = np.empty((frames, height, width, 3), np.uint8)
+    masks = np.zeros((frames, height, width), np.uint8)
+    boxes = np.full((frames, people, 4), -1, np.int32)
+    for start in range(0, frames, batch_size):
+        stop = min(frames, start + batch_size)
+        n = stop - start
+        image = np.broadcast_to(bg, (n, height, width, 3)).copy()
+        nearest = np.full((n, height, width), np.inf, np.float32)
+        label = np.zeros((n, height, width), np.uint8)
+        for k in range(people):
+            with torch.no_grad():
+                out = body(poses[k][start:stop].to(device), phenotypes[k].expand(n, -1).to(device))
+                vertices = out.vertices
+                trans = paths[k][start:stop].to(device).clone()
+                trans[:, 1] = camera_height - vertices[..., 1].amax(1)  # lowest vertex on the floor
+                vertices = vertices + trans[:, None]
+            rngs = [np.random.default_rng(appearance_seeds[k]) for _ in range(n)]
+            rendered = renderer.render(vertices, K_square.expand(n, 3, 3).to(device), rngs, setting="studio",
+                                       size=side, backgrounds=np.broadcast_to(canvas, (n, side, side, 3)),
+                                       noise=False)
+            window = (slice(None), slice(oy, oy + height), slice(ox, ox + width))
+            hit = rendered.mask[window].astype(bool)
+            depth = np.where(hit, rendered.depth[window], np.inf)
+            front = hit & (depth < nearest)
+            nearest = np.where(front, depth, nearest)
+            label[front] = k + 1
+            image[front] = rendered.image[window][front].astype(np.float32) / 255.0
+        noise_maps = noise_rng.normal(0.0, noise, size=image.shape).astype(np.float32) if noise > 0 else 0.0
+        image = image * gains[start:stop, None, None, None] * 255.0 + noise_maps
+        video[start:stop] = np.clip(np.round(image), 0, 255).astype(np.uint8)
+        masks[start:stop] = label
+        for i in range(n):
+            for k in range(people):
+                ys, xs = np.nonzero(label[i] == k + 1)
+                if len(xs):
+                    boxes[start + i, k] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+        if progress is not None:
+            progress(stop, frames)
+
+    meta = {
+        "generator": "maskpose.data.video_synth.render_static_camera_sequence",
+        "frames": int(frames),
+        "size": [width, height],
+        "fps": float(fps),
+        "seed": int(seed),
+        "flicker": float(flicker),
+        "noise": float(noise),
+        "camera": {"K": Kn.tolist(), "height_m": float(camera_height), "focal_ratio": float(focal_ratio),
+                   "note": "level camera at the world origin, OpenCV axes; floor y = height_m"},
+        "people": people_meta,
+        "anny_topology": body.topology,
+    }
+    arrays = {"K": Kn.astype(np.float32), "gain": gains, "boxes": boxes, "background": bg}
+    return video, masks, {**meta, **arrays}
+
+
+def render_static_camera_sequence(
+    out_video: str | os.PathLike,
+    frames: int = 120,
+    people: int = 1,
+    clips=None,
+    res: tuple[int, int] = DEFAULT_RES,
+    seed: int = 0,
+    flicker: float = DEFAULT_FLICKER,
+    noise: float = DEFAULT_NOISE,
+    fps: float = DEFAULT_FPS,
+    **kwargs,
+) -> tuple[Path, np.ndarray, dict]:
+    """Render a static-camera video of Anny bodies walking through a fixed scene and write it.
+
+    Args:
+        out_video: the video to write (``.mp4`` or ``.avi``); the ground truth goes beside it as
+            ``<stem>_masks.npz`` (``masks``, ``K``, ``gain``, ``boxes``) and ``<stem>_meta.json``.
+        frames, people, clips, res, seed, flicker, noise, fps, kwargs: see :func:`render_frames`.
+
+    Returns:
+        ``(video_path, gt_masks, meta)``: ``gt_masks`` ``(T, H, W)`` uint8 (0 background, ``k + 1``
+        person ``k``'s visible pixels), ``meta`` the dict written to ``<stem>_meta.json``.
+    """
+    out_video = Path(out_video)
+    if out_video.suffix.lower() not in CODECS:
+        raise ConfigError(f"{out_video}: the video must end in {' or '.join(CODECS)}")
+    video, masks, info = render_frames(frames, people, clips, res, seed, flicker, noise, fps, **kwargs)
+    fourcc = write_video(out_video, video, fps)
+    masks_path = out_video.with_name(out_video.stem + "_masks.npz")
+    np.savez_compressed(masks_path, masks=masks, K=info["K"], gain=info["gain"], boxes=info["boxes"])
+    meta = {k: v for k, v in info.items() if not isinstance(v, np.ndarray)}
+    meta.update(video=out_video.name, masks=masks_path.name, fourcc=fourcc,
+                masks_note="masks (T, H, W) uint8, 0 background, k + 1 person k visible; boxes (T, people, 4) "
+                           "x0, y0, x1, y1 of each person's visible pixels (-1: not visible); gain (T,) flicker")
+    out_video.with_name(out_video.stem + "_meta.json").write_text(json.dumps(meta, indent=1))
+    return out_video, masks, meta
+
+
+def load_ground_truth(video: str | os.PathLike) -> tuple[np.ndarray, dict]:
+    """The ``masks (T, H, W)`` and meta written beside a synthetic video."""
+    video = Path(video)
+    masks_path = video.with_name(video.stem + "_masks.npz")
+    meta_path = video.with_name(video.stem + "_meta.json")
+    if not masks_path.exists():
+        raise DataError(f"{masks_path}: no ground-truth masks beside the video")
+    with np.load(masks_path) as z:
+        masks = z["masks"]
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    return masks, meta
+
+
+__all__ = [
+    "render_static_camera_sequence", "render_frames", "procedural_walk", "scene_background", "open_video_writer",
+    "write_video", "count_frames",
+    "load_ground_truth", "DEFAULT_RES", "DEFAULT_FPS", "DEFAULT_FLICKER", "DEFAULT_NOISE",
+]
