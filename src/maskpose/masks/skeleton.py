@@ -1,0 +1,168 @@
+"""Skeleton masks of Mask-as-Supervision (DESIGN §1.2): soft lines along the projected bones.
+
+Each bone ``b`` between projected joints ``x_i, x_j`` is drawn as ``B_b(p) = exp(-d_b(p)² / σ_b²)``
+with ``d_b(p)`` the distance from pixel centre ``p`` to the segment. Two ways to combine bones:
+
+* ``reduce="sum"`` — the paper: ``M_skel = Σ_b B_b``. Values exceed 1 where bones meet or cross.
+* ``reduce="max"`` — the released code: the union ``max_b B_b``, in [0, 1]. Together with thinner
+  arm bones and extra torso lines (:func:`released_style`) this is our reading of the released
+  implementation (its exact widths are not published in the paper; the defaults are documented
+  below and are parameters).
+
+Joints may lie outside the image (a prediction early in training often does): the lines are drawn
+clipped to the image, values stay finite. Non-finite joints raise :class:`MaskposeError`.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from maskpose.body.skeletons import H36M_ARM_BONES, H36M_BONES
+from maskpose.errors import MaskposeError, check_shape
+from maskpose.render.stick import segment_distance_map
+
+#: Extra torso lines of the released-code style, H36M-17 indices: hip-to-shoulder on each side,
+#: hip-to-hip and shoulder-to-shoulder, so the torso reads as a filled quadrilateral outline.
+H36M_TORSO_EXTRA_BONES: tuple[tuple[int, int], ...] = ((1, 14), (4, 11), (1, 4), (11, 14))
+
+#: Width multiplier of the arm bones in the released-code style (thinner than legs and torso).
+RELEASED_ARM_WIDTH = 0.5
+
+_REDUCTIONS = ("sum", "max")
+
+
+def released_style(
+    bones: Sequence[tuple[int, int]] = H36M_BONES,
+    arm_bones: Sequence[int] = H36M_ARM_BONES,
+    extra_bones: Sequence[tuple[int, int]] = H36M_TORSO_EXTRA_BONES,
+    arm_width: float = RELEASED_ARM_WIDTH,
+) -> tuple[tuple[tuple[int, int], ...], torch.Tensor]:
+    """Bones and per-bone width multipliers of the released-code skeleton mask.
+
+    Returns:
+        ``(bones + extra_bones, widths)`` with ``widths`` a ``(K + E,)`` tensor: ``arm_width`` on
+        ``arm_bones``, 1 elsewhere. Use with ``reduce="max"``.
+    """
+    all_bones = tuple(tuple(b) for b in bones) + tuple(tuple(b) for b in extra_bones)
+    widths = torch.ones(len(all_bones))
+    for i in arm_bones:
+        widths[i] = arm_width
+    return all_bones, widths  # type: ignore[return-value]
+
+
+def _check_bones(bones: Sequence[tuple[int, int]], num_joints: int) -> tuple[tuple[int, int], ...]:
+    bones = tuple((int(a), int(b)) for a, b in bones)
+    if not bones:
+        raise MaskposeError("bones must name at least one (parent, child) pair")
+    bad = [bone for bone in bones if not all(0 <= j < num_joints for j in bone)]
+    if bad:
+        raise MaskposeError(f"bones {bad} index joints outside 0..{num_joints - 1} of joints_2d")
+    return bones
+
+
+def check_joints_2d(joints_2d: torch.Tensor, name: str = "joints_2d") -> None:
+    """Raise ``MaskposeError`` unless ``joints_2d`` is a finite ``(B, J, 2)`` float tensor."""
+    if not isinstance(joints_2d, torch.Tensor):
+        raise MaskposeError(f"{name} must be a torch.Tensor, got {type(joints_2d).__name__}")
+    check_shape(name, joints_2d, (None, None, 2))
+    if not joints_2d.is_floating_point():
+        raise MaskposeError(f"{name} must be a floating-point tensor, got {joints_2d.dtype}")
+    if not torch.isfinite(joints_2d).all():
+        raise MaskposeError(f"{name} contains NaN or infinite coordinates")
+
+
+def skeleton_mask(
+    joints_2d: torch.Tensor,
+    bones: Sequence[tuple[int, int]] = H36M_BONES,
+    sigma: float = 2.0,
+    size: tuple[int, int] = (64, 64),
+    reduce: str = "sum",
+    limb_widths: torch.Tensor | Sequence[float] | None = None,
+) -> torch.Tensor:
+    """Render the skeleton mask of 2D joints.
+
+    Args:
+        joints_2d: ``(B, J, 2)`` joint positions in pixels (x, y), pixel (0, 0) centred at (0, 0).
+        bones: ``K`` (parent, child) joint index pairs.
+        sigma: line width σ in pixels: a pixel at distance σ from a bone gets ``exp(-1)``.
+        size: ``(H, W)`` of the mask.
+        reduce: ``"sum"`` (paper) or ``"max"`` (released code), over bones.
+        limb_widths: optional ``(K,)`` multipliers of σ per bone (released code: arms 0.5).
+
+    Returns:
+        ``(B, 1, H, W)`` mask, differentiable in ``joints_2d``; in [0, 1] for ``"max"``, in
+        [0, K] for ``"sum"``.
+    """
+    check_joints_2d(joints_2d)
+    bones = _check_bones(bones, joints_2d.shape[1])
+    if reduce not in _REDUCTIONS:
+        raise MaskposeError(f"reduce must be one of {_REDUCTIONS}, got {reduce!r}")
+    if not float(sigma) > 0:
+        raise MaskposeError(f"sigma must be a positive number of pixels, got {sigma}")
+    height, width = (int(s) for s in size)
+    if height < 1 or width < 1:
+        raise MaskposeError(f"size must be positive (H, W), got {tuple(size)}")
+
+    dist = segment_distance_map(joints_2d, bones, (height, width))  # (B, K, H, W)
+    scale = torch.full((len(bones),), float(sigma), device=dist.device, dtype=dist.dtype)
+    if limb_widths is not None:
+        widths = torch.as_tensor(limb_widths, device=dist.device, dtype=dist.dtype)
+        if widths.shape != (len(bones),):
+            raise MaskposeError(
+                f"limb_widths must have shape ({len(bones)},), one per bone, got {tuple(widths.shape)}"
+            )
+        if not (widths > 0).all():
+            raise MaskposeError("limb_widths must all be positive")
+        scale = scale * widths
+    lines = torch.exp(-(dist / scale[None, :, None, None]).square())
+    if reduce == "sum":
+        return lines.sum(dim=1, keepdim=True)
+    return lines.amax(dim=1, keepdim=True)
+
+
+class SkeletonMask(nn.Module):
+    """Module form of :func:`skeleton_mask`.
+
+    ``style="paper"`` sums the bones; ``style="released"`` takes the max, draws arm bones thinner
+    and adds torso lines (:func:`released_style`); ``style="custom"`` uses ``bones``, ``reduce`` and
+    ``limb_widths`` as given.
+
+    Shape: ``(B, J, 2)`` -> ``(B, 1, H, W)``.
+    """
+
+    def __init__(
+        self,
+        size: tuple[int, int] = (64, 64),
+        sigma: float = 2.0,
+        bones: Sequence[tuple[int, int]] = H36M_BONES,
+        style: str = "paper",
+        reduce: str = "sum",
+        limb_widths: torch.Tensor | Sequence[float] | None = None,
+    ) -> None:
+        super().__init__()
+        if style == "paper":
+            self.bones, self.reduce, widths = tuple(bones), "sum", None
+        elif style == "released":
+            if tuple(bones) != H36M_BONES:
+                raise MaskposeError("style='released' is defined for H36M_BONES; use style='custom'")
+            self.bones, widths = released_style()
+            self.reduce = "max"
+        elif style == "custom":
+            self.bones, self.reduce = tuple(bones), reduce
+            widths = None if limb_widths is None else torch.as_tensor(limb_widths, dtype=torch.float32)
+        else:
+            raise MaskposeError(f"style must be 'paper', 'released' or 'custom', got {style!r}")
+        self.size = (int(size[0]), int(size[1]))
+        self.sigma = float(sigma)
+        self.style = style
+        # A buffer so that .to(device) moves it along with the module.
+        self.register_buffer("limb_widths", widths, persistent=False)
+
+    def forward(self, joints_2d: torch.Tensor) -> torch.Tensor:
+        return skeleton_mask(joints_2d, self.bones, self.sigma, self.size, self.reduce, self.limb_widths)
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, sigma={self.sigma}, style={self.style!r}, reduce={self.reduce!r}"
