@@ -62,10 +62,25 @@ class BodyOutput:
     coco: torch.Tensor
 
 
+def _quiet_warp() -> None:
+    """Anny initialises NVIDIA Warp, which prints a banner and a line per kernel load at INFO
+    level; keep the terminal for maskpose's own progress (warnings still show)."""
+    try:
+        import warp
+    except ImportError:  # Warp is an Anny dependency; without it Anny falls back to torch skinning
+        return
+    level = getattr(warp.config, "log_level", None)
+    if level is not None:
+        warp.config.log_level = max(level, warp.LOG_WARNING)
+    if hasattr(warp.config, "quiet"):
+        warp.config.quiet = True
+
+
 @functools.lru_cache(maxsize=4)
 def load_anny(topology: str):
     """Construct (and cache in-process) an Anny model. The first construction on a machine builds
     Anny's on-disk cache (about a minute); later ones take well under a second."""
+    _quiet_warp()
     import anny  # heavy import (warp); deferred so the CLI starts fast
 
     log.info("building Anny (topology=%s)", topology)
