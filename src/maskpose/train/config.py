@@ -59,6 +59,10 @@ class TrainConfig:
     checkpoint_every: int = 50
     focal: float = 0.0  # pixels; 0 = 2 x the resolution, as the synthetic crops (used when a dataset has no intrinsics)
     mas_sigma: float = 2.0  # skeleton-mask line width (pixels at the model resolution)
+    # Mask-as-Supervision ablation switches: the physique net ψ (its term ``λp‖G ⊙ (M − ψ(M_skel))‖²``)
+    # and the geodesic weights G (uniform weights when off).
+    mas_physique: bool = True
+    mas_geodesic: bool = True
     freeze_encoder: bool = False
     # Fitting in the loop (adapt, mesh head): every ``fit_every`` steps the batch's predicted body
     # parameters are refined by ``fit_iterations`` Adam steps on the mask losses alone, and the

@@ -164,8 +164,9 @@ class Trainer:
         state = load_checkpoint(path, map_location=self.device)
         saved = dict(state["config"])
         mine = self.config.to_dict()
+        defaults = TrainConfig().to_dict()  # fields added since the checkpoint was written
         differing = sorted(k for k in mine if k not in ("steps", "device", "log_every", "checkpoint_every", "out")
-                           and saved.get(k) != mine[k])
+                           and saved.get(k, defaults[k]) != mine[k])
         if differing:
             raise ConfigError(f"{path}: a run with a different config is already there (differs in {differing}); "
                               "choose another --out or delete it")

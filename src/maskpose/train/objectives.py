@@ -42,8 +42,10 @@ class Objective(nn.Module):
             joint_head = "joints" in config.model.heads
             bones = landmark_bones(config.model.num_landmarks) if joint_head else H36M_BONES
             self.mas = JointMaskSupervision(
-                size=(self.res, self.res), sigma=config.mas_sigma, bones=bones, physique=PhysiqueNet()
+                size=(self.res, self.res), sigma=config.mas_sigma, bones=bones,
+                physique=PhysiqueNet() if config.mas_physique else None,
             )
+        self.mas_geodesic = config.mas_geodesic
 
     @property
     def needs_silhouette(self) -> bool:
@@ -119,7 +121,7 @@ class Objective(nn.Module):
 
     # ------------------------------------------------------------------ masks only (method 2)
     def _mas(self, pred: Prediction, batch: dict) -> torch.Tensor:
-        return self.mas(pred.joints2d, batch["mask"], batch.get("geodesic"))
+        return self.mas(pred.joints2d, batch["mask"], batch.get("geodesic") if self.mas_geodesic else None)
 
     # ------------------------------------------------------------------ regularisers
     def _prior(self, pred: Prediction, batch: dict) -> torch.Tensor:

@@ -1,0 +1,90 @@
+"""``maskpose bench adapt`` and ``maskpose bench unsup`` (registered on the shared bench app)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ._app import bench_app
+from .errors import friendly
+
+
+def _split(text: Optional[str]) -> Optional[tuple[str, ...]]:
+    return None if text is None else tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def _bench_config(quick: bool, device: str, targets: Optional[str] = None, variants: Optional[str] = None,
+                  seeds: Optional[str] = None, source_checkpoint: Optional[Path] = None):
+    from dataclasses import replace
+
+    from maskpose.train.benchmark import BenchConfig
+
+    cfg = BenchConfig.quick() if quick else BenchConfig.full()
+    changes: dict = {"device": device}
+    if targets is not None:
+        changes["targets"] = _split(targets)
+    if variants is not None:
+        changes["variants"] = _split(variants)
+    if seeds is not None:
+        try:
+            changes["seeds"] = tuple(int(s) for s in _split(seeds))
+        except ValueError:
+            raise ValueError(f"--seeds {seeds!r}: give integers separated by commas (e.g. 0,1)") from None
+    if source_checkpoint is not None:
+        if not source_checkpoint.exists():
+            raise FileNotFoundError(f"--source-checkpoint: {source_checkpoint} does not exist")
+        changes["source_checkpoint"] = str(source_checkpoint)
+    return replace(cfg, **changes).validate()
+
+
+QUICK = typer.Option(False, "--quick", help="The small configuration (BenchConfig.quick: under 20 min on 2 cores).")
+JSON = typer.Option(..., "--json", help="Write the results JSON here.")
+OUT = typer.Option(..., "--out", help="Run folder: data, runs, partial results (an existing one resumes).")
+DEVICE = typer.Option("cpu", help="cpu, cuda, ...")
+THREADS = typer.Option(None, help="torch.set_num_threads (default: leave torch's choice).")
+
+
+@bench_app.command("adapt")
+@friendly
+def bench_adapt(
+    quick: bool = QUICK, json_path: Path = JSON, out: Path = OUT, device: str = DEVICE,
+    source_checkpoint: Optional[Path] = typer.Option(None, "--source-checkpoint",
+                                                     help="Reuse this source model (same resolution)."),
+    targets: Optional[str] = typer.Option(None, help="Comma-separated target domains (default: the config's)."),
+    variants: Optional[str] = typer.Option(None, help="Comma-separated variants: source, l2, ls, ls_lt, bce, "
+                                                      "chamfer_points, mas, ls_lt_mas, oracle."),
+    seeds: Optional[str] = typer.Option(None, help="Comma-separated seeds (default 0,1)."),
+    threads: Optional[int] = THREADS,
+) -> None:
+    """Source model vs. every adaptation loss vs. an oracle, on every synthetic target domain.
+
+    Writes OUT/bench_adapt.json (after every cell; a rerun skips finished cells), OUT/bench_adapt.md
+    (PA-MPJPE table, the paper's ablation order first), OUT/bench_adapt_bars.png and
+    OUT/bench_adapt_steps.png, and the JSON at --json.
+    """
+    from maskpose.train.benchmark import run_adapt_benchmark
+
+    cfg = _bench_config(quick, device, targets, variants, seeds, source_checkpoint)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    run_adapt_benchmark(cfg, out, json_path)
+
+
+@bench_app.command("unsup")
+@friendly
+def bench_unsup(quick: bool = QUICK, json_path: Path = JSON, out: Path = OUT, device: str = DEVICE,
+                threads: Optional[int] = THREADS) -> None:
+    """Mask-as-Supervision with / without ψ and G against a 3D-supervised model (joint head):
+    MPJPE with and without the left-right flip, and the ambiguity ratio."""
+    from maskpose.train.benchmark import run_unsup_benchmark
+
+    cfg = _bench_config(quick, device)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    run_unsup_benchmark(cfg, out, json_path)

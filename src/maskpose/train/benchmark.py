@@ -1,0 +1,644 @@
+"""``maskpose bench adapt`` and ``maskpose bench unsup``: the adaptation benchmark (DESIGN §6).
+
+``adapt``: from fixed seeds, build (or reuse) the source split and the target domains, train (or
+reuse) a source model, then for every target run
+
+* ``source`` — the source model, no adaptation;
+* one adaptation per mask loss — ``l2``, ``bce``, ``chamfer_points``, ``ls``, ``ls_lt`` (L_S + L_T),
+  ``mas`` (Mask-as-Supervision on the mesh joints), ``ls_lt_mas`` — each the same
+  :func:`maskpose.train.loop.train` call (``mode="adapt"``) with another ``losses`` dict, every one
+  with the pose prior ``prior: 0.1`` added;
+* ``oracle`` — fine-tuned with 3D labels (``joints3d, joints2d, params``) on the target train split;
+
+for every seed in ``BenchConfig.seeds`` (the seed drives the adaptation's batch order and the
+initialisation of what the losses train, e.g. ψ; the source model is one model, so ``source`` has
+no spread). Every cell is evaluated on the target's labelled test split.
+
+Outputs in the run folder: ``bench_adapt.json`` (updated after every cell: the run resumes by
+skipping cells found there), ``bench_adapt.md`` (the table: variants in the paper's ablation order
+source > l2 > ls > ls_lt first, targets as columns, PA-MPJPE mean ± std over seeds), and the plots
+``bench_adapt_bars.png`` and ``bench_adapt_steps.png`` (PA-MPJPE along the adaptation run for
+``ls_lt`` against ``l2``, evaluated at ``curve_points`` checkpoints).
+
+Target train splits are generated *with* labels so the oracle can use them; the adaptation
+variants never read labels (``TrainConfig.validate`` refuses supervised losses in ``adapt``).
+
+``unsup``: Mask-as-Supervision from scratch with the joint head (``train-unsup``), with and
+without ψ (physique net) and G (geodesic weights), against the same network trained with 3D labels
+on the same images; MPJPE / PA-MPJPE with and without the flip to the better side, and the
+left-right ambiguity ratio.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from maskpose.errors import ConfigError
+
+#: Adaptation variants: the mask losses of each (``prior`` is added to all of them).
+ADAPT_LOSSES: dict[str, dict[str, float]] = {
+    "l2": {"l2": 1.0},
+    "bce": {"bce": 1.0},
+    "chamfer_points": {"chamfer_points": 1.0},
+    "ls": {"ls": 1.0},
+    "ls_lt": {"ls": 1.0, "lt": 1.0},
+    "mas": {"mas": 1.0},
+    "ls_lt_mas": {"ls": 1.0, "lt": 1.0, "mas": 1.0},
+}
+#: Table order: the paper's ablation order first (source > L2 > L_S > L_S + L_T), then the rest.
+VARIANT_ORDER = ("source", "l2", "ls", "ls_lt", "bce", "chamfer_points", "mas", "ls_lt_mas", "oracle")
+ABLATION_ORDER = ("source", "l2", "ls", "ls_lt")
+#: The paper's numbers for the same rows (PA-MPJPE mm, synthetic -> 3DPW; DESIGN §1.1).
+PAPER_ABLATION = {"source": 134.7, "l2": 129.6, "ls": 106.2, "ls_lt": 95.1}
+ALL_TARGETS = ("lowres-32", "lowres-52", "thermal", "uap-8", "uap-16", "scene")
+METRICS = ("mpjpe", "pa_mpjpe", "n_mpjpe", "pck", "auc", "silhouette_iou", "mpjpe_flip", "pa_mpjpe_flip",
+           "ambiguity_ratio")
+#: Unsupervised variants: (mode, TrainConfig overrides).
+UNSUP_VARIANTS: dict[str, dict] = {
+    "supervised": {"mode": "pretrain", "losses": {"joints3d": 1.0, "joints2d": 1.0}},
+    "mas": {"mode": "train-unsup", "losses": {"mas": 1.0}},
+    "mas_no_g": {"mode": "train-unsup", "losses": {"mas": 1.0}, "mas_geodesic": False},
+    "mas_no_psi": {"mode": "train-unsup", "losses": {"mas": 1.0}, "mas_physique": False},
+    "mas_no_psi_no_g": {"mode": "train-unsup", "losses": {"mas": 1.0}, "mas_physique": False, "mas_geodesic": False},
+}
+#: The paper's MaS ablation (H36M MPJPE, ambiguity ratio %; DESIGN §1.2).
+PAPER_MAS = {"mas_no_psi_no_g": (127.4, None), "mas_no_g": (102.6, None), "mas": (95.9, 20.3)}
+
+
+@dataclass
+class BenchConfig:
+    """Every size, step count and seed of ``maskpose bench adapt`` / ``bench unsup``."""
+
+    resolution: int = 64
+    width: int = 32
+    hidden: int = 256
+    data_seed: int = 0
+    # source
+    source_train: int = 3000
+    source_heldout: int = 256  # labelled studio images the UAP is computed on (not trained on)
+    source_steps: int = 1500
+    source_batch: int = 32
+    source_lr: float = 1e-3
+    source_checkpoint: str = ""  # reuse this source model instead of training one
+    # targets
+    targets: tuple[str, ...] = ALL_TARGETS
+    target_train: int = 400
+    target_test: int = 200
+    # UAP
+    uap_steps: int = 200
+    uap_batch: int = 16
+    # adaptation
+    variants: tuple[str, ...] = VARIANT_ORDER
+    seeds: tuple[int, ...] = (0, 1)
+    adapt_steps: int = 150
+    adapt_batch: int = 16
+    adapt_lr: float = 1e-4
+    prior_weight: float = 0.1
+    fit_every: int = 0  # fitting in the loop (the paper: every 4th step); 0 = off
+    fit_iterations: int = 8
+    oracle_lr: float = 1e-4
+    curve_variants: tuple[str, ...] = ("l2", "ls_lt")
+    curve_points: int = 3  # evaluations along each curve-variant run (the last is the run's end)
+    # unsup (Mask-as-Supervision ablation)
+    unsup_variants: tuple[str, ...] = tuple(UNSUP_VARIANTS)
+    unsup_train: int = 3000
+    unsup_test: int = 200
+    unsup_steps: int = 1500
+    unsup_batch: int = 32
+    unsup_lr: float = 1e-3
+    unsup_seeds: tuple[int, ...] = (0, 1)
+    device: str = "cpu"
+    eval_batch: int = 32
+
+    def __post_init__(self):
+        for name in ("targets", "variants", "seeds", "curve_variants", "unsup_variants", "unsup_seeds"):
+            setattr(self, name, tuple(getattr(self, name)))
+
+    @staticmethod
+    def full() -> "BenchConfig":
+        """Every target and variant, two seeds, fitting in the loop every 4th step (CPU: hours)."""
+        return BenchConfig(fit_every=4)
+
+    @staticmethod
+    def quick() -> "BenchConfig":
+        """Under 20 minutes on 2 idle cores. Against :meth:`full` it drops: the targets ``lowres-52``
+        and ``uap-8`` (keeps ``lowres-32``, ``thermal``, ``uap-16``, ``scene``), the variants ``bce``,
+        ``chamfer_points`` and ``ls_lt_mas`` (keeps source, l2, ls, ls_lt, mas, oracle), fitting in
+        the loop; and shrinks everything (source 1500 samples / 600 steps, targets 200 train / 100
+        test, 60 adaptation steps of batch 8, UAP 60 steps on 128 held-out images, a narrower
+        network; unsup 1500 samples / 300 steps, one seed)."""
+        return BenchConfig(
+            width=16, hidden=128, source_train=1500, source_heldout=128, source_steps=600, source_batch=16,
+            targets=("lowres-32", "thermal", "uap-16", "scene"), target_train=200, target_test=100,
+            uap_steps=60, uap_batch=16, variants=("source", "l2", "ls", "ls_lt", "mas", "oracle"),
+            adapt_steps=60, adapt_batch=8, curve_points=3,
+            unsup_train=1500, unsup_test=100, unsup_steps=300, unsup_batch=16, unsup_seeds=(0,),
+        )
+
+    def model(self, heads=("mesh",)):
+        from maskpose.models.regressor import ModelConfig
+
+        return ModelConfig(resolution=self.resolution, width=self.width, hidden=self.hidden, heads=tuple(heads))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict) -> "BenchConfig":
+        known = {f.name for f in fields(BenchConfig)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown BenchConfig key(s) {sorted(unknown)}")
+        return BenchConfig(**d)
+
+    def validate(self) -> "BenchConfig":
+        bad = [v for v in self.variants if v not in VARIANT_ORDER]
+        if bad:
+            raise ConfigError(f"unknown variant(s) {bad}; known: {list(VARIANT_ORDER)}")
+        bad = [v for v in self.unsup_variants if v not in UNSUP_VARIANTS]
+        if bad:
+            raise ConfigError(f"unknown unsup variant(s) {bad}; known: {list(UNSUP_VARIANTS)}")
+        from maskpose.data.domains import DOMAINS
+        from maskpose.train.uap import register_uap_domains
+
+        register_uap_domains()
+        bad = [t for t in self.targets if t not in DOMAINS or t == "studio"]
+        if bad:
+            raise ConfigError(f"unknown target domain(s) {bad}; known: {sorted(set(DOMAINS) - {'studio'})}")
+        if not self.seeds or not self.unsup_seeds:
+            raise ConfigError("at least one seed is needed")
+        if self.curve_points < 1:
+            raise ConfigError("curve_points must be >= 1")
+        return self
+
+
+# ---------------------------------------------------------------------- helpers
+class _Log:
+    def __init__(self, name: str, printer: Callable[[str], None] | None = None):
+        self.name, self.start = name, time.time()
+        self.printer = printer or (lambda m: print(m, flush=True))
+
+    def __call__(self, msg: str) -> None:
+        self.printer(f"[bench {self.name} {time.time() - self.start:7.1f}s] {msg}")
+
+
+def _dataset_ready(path: Path, n: int, res: int, labels: bool, domain: str) -> bool:
+    """A finished dataset (``meta.json`` is written last) of this domain, size and resolution."""
+    meta = path / "meta.json"
+    if not meta.exists():
+        return False
+    try:
+        info = json.loads(meta.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return (int(info.get("num_samples", -1)) == n and list(info.get("resolution", [])) == [res, res]
+            and info.get("domain") == domain and (not labels or "joints3d" in info.get("fields", {})))
+
+
+def _generate(path: Path, domain: str, n: int, res: int, seed: int, split: str, labels: bool, body,
+              log: _Log, perturbation=None) -> Path:
+    from maskpose.data.synth import generate
+
+    if _dataset_ready(path, n, res, labels, domain):
+        log(f"reusing {path}")
+        return path
+    log(f"generating {domain}/{split}: {n} samples at {res} px{' with labels' if labels else ''}")
+    return generate(path, domain, n, res, seed, split, labels=labels, body=body, perturbation=perturbation)
+
+
+def _metrics(full: dict) -> dict:
+    return {k: float(full[k]) for k in METRICS if k in full}
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def _load_state(path: Path, cfg: BenchConfig, kind: str, log: _Log) -> dict:
+    """The partial results in the run folder; a run with another configuration is refused (except for
+    the lists of targets, variants and seeds, which may grow or shrink between runs)."""
+    if not path.exists():
+        return {"cells": {}}
+    state = json.loads(path.read_text())
+    free = {"targets", "variants", "seeds", "curve_variants", "unsup_variants", "unsup_seeds", "device", "eval_batch"}
+    mine = json.loads(json.dumps(cfg.to_dict()))
+    saved = state.get("config", {})
+    differing = sorted(k for k in mine if k not in free and saved.get(k) != mine[k])
+    if differing:
+        raise ConfigError(f"{path}: a {kind} benchmark with another configuration is there (differs in "
+                          f"{differing}); choose another --out or delete it")
+    log(f"resuming: {len(state.get('cells', {}))} finished cell(s) in {path}")
+    state.setdefault("cells", {})
+    return state
+
+
+def aggregate(cells: dict, targets, variants, seeds) -> dict:
+    """``results[target][variant]`` with ``<metric>_mean``, ``<metric>_std`` (sample std over seeds, 0
+    for one seed), ``per_seed`` and ``n_seeds``, from cells keyed ``target|variant|seed``."""
+    results: dict = {}
+    for t in targets:
+        for v in variants:
+            per_seed = {str(s): cells[f"{t}|{v}|{s}"] for s in seeds if f"{t}|{v}|{s}" in cells}
+            if not per_seed:
+                continue
+            entry: dict = {"n_seeds": len(per_seed), "per_seed": per_seed}
+            for m in METRICS:
+                values = [c[m] for c in per_seed.values() if m in c and c[m] is not None]
+                if values:
+                    entry[f"{m}_mean"] = float(np.mean(values))
+                    entry[f"{m}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+            results.setdefault(t, {})[v] = entry
+    return results
+
+
+def ablation_order_check(results: dict) -> dict:
+    """Per target and on the mean over targets: does PA-MPJPE fall along source > l2 > ls > ls_lt?"""
+    out = {}
+    means = {v: [] for v in ABLATION_ORDER}
+    for t, row in results.items():
+        if all(v in row for v in ABLATION_ORDER):
+            values = [row[v]["pa_mpjpe_mean"] for v in ABLATION_ORDER]
+            out[t] = {"pa_mpjpe": dict(zip(ABLATION_ORDER, values)),
+                      "holds": all(a > b for a, b in zip(values, values[1:])),
+                      "ls_lt_vs_source_pct": 100.0 * (values[-1] - values[0]) / values[0]}
+            for v, x in zip(ABLATION_ORDER, values):
+                means[v].append(x)
+    if all(means.values()):
+        values = [float(np.mean(means[v])) for v in ABLATION_ORDER]
+        out["mean_over_targets"] = {"pa_mpjpe": dict(zip(ABLATION_ORDER, values)),
+                                    "holds": all(a > b for a, b in zip(values, values[1:])),
+                                    "ls_lt_vs_source_pct": 100.0 * (values[-1] - values[0]) / values[0],
+                                    "paper_pa_mpjpe": PAPER_ABLATION,
+                                    "paper_ls_lt_vs_source_pct": 100.0 * (95.1 - 134.7) / 134.7}
+    return out
+
+
+def markdown_table(results: dict, targets, variants, metric: str = "pa_mpjpe", title: str | None = None) -> str:
+    """Rows: variants (ablation order first); columns: targets and their mean; cells ``mean ± std``."""
+    targets = [t for t in targets if t in results]
+    rows = [v for v in VARIANT_ORDER if v in variants and any(v in results[t] for t in targets)]
+    head = f"| {metric.upper().replace('_', '-')} (mm) | " + " | ".join(targets) + " | mean |"
+    lines = ([f"**{title}**", ""] if title else []) + [head, "|---" * (len(targets) + 2) + "|"]
+    for v in rows:
+        cells, means = [], []
+        for t in targets:
+            e = results[t].get(v)
+            if e is None or f"{metric}_mean" not in e:
+                cells.append("–")
+                continue
+            means.append(e[f"{metric}_mean"])
+            cells.append(f"{e[f'{metric}_mean']:.1f} ± {e[f'{metric}_std']:.1f}")
+        mean = f"{np.mean(means):.1f}" if len(means) == len(targets) else "–"
+        lines.append(f"| {v} | " + " | ".join(cells) + f" | {mean} |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- bench adapt
+def prepare_adapt(cfg: BenchConfig, out: Path, log: _Log, body) -> dict:
+    """Source data, source model, UAPs and target splits (each reused when already in ``out``)."""
+    from maskpose.train.checkpoint import load_checkpoint
+    from maskpose.train.config import TrainConfig
+    from maskpose.train.loop import train
+    from maskpose.train.uap import build_uap_domain, load_uap, register_uap_domains
+
+    data = out / "data"
+    res, seed = cfg.resolution, cfg.data_seed
+    info: dict = {"targets": {}}
+    if cfg.source_checkpoint:
+        ckpt = Path(cfg.source_checkpoint)
+        saved = load_checkpoint(ckpt)["config"]["model"]
+        if int(saved["resolution"]) != res:
+            raise ConfigError(f"{ckpt}: source model resolution {saved['resolution']} differs from the benchmark's "
+                              f"{res}")
+        log(f"using the source checkpoint {ckpt}")
+    else:
+        source = _generate(data / "studio" / "train", "studio", cfg.source_train, res, seed, "train", True, body, log)
+        log(f"source model: pretrain {cfg.source_steps} steps (resumes / reuses {out / 'runs' / 'source'})")
+        ckpt = train(TrainConfig(mode="pretrain", data=str(source), out=str(out / "runs" / "source"),
+                                 steps=cfg.source_steps, batch_size=cfg.source_batch, lr=cfg.source_lr,
+                                 seed=seed, device=cfg.device, log_every=25, checkpoint_every=100,
+                                 model=cfg.model()), progress=True).checkpoint
+    info["source_checkpoint"] = str(ckpt)
+    needs_uap = [t for t in cfg.targets if t.startswith("uap-")]
+    if needs_uap:
+        heldout = _generate(data / "studio" / "heldout", "studio", cfg.source_heldout, res, seed, "heldout", True,
+                            body, log)
+    for t in cfg.targets:
+        perturbation = None
+        if t.startswith("uap-"):
+            eps = float(t.split("-", 1)[1])
+            register_uap_domains((eps,))
+            npy = out / "uap" / f"{t}.npy"
+            if not npy.exists():
+                shutil.rmtree(data / t, ignore_errors=True)  # splits made with another perturbation
+                log(f"computing the UAP for {t} ({cfg.uap_steps} steps on {cfg.source_heldout} held-out images)")
+                build_uap_domain(ckpt, heldout, eps, npy, steps=cfg.uap_steps, batch_size=cfg.uap_batch,
+                                 seed=seed, device=cfg.device, body=body)
+            uap_info = json.loads(npy.with_suffix(".json").read_text())
+            log(f"{t}: source joint error on held-out images {1000 * uap_info['clean_joint_error_m']:.1f} mm clean, "
+                f"{1000 * uap_info['uap_joint_error_m']:.1f} mm with the UAP")
+            info.setdefault("uap", {})[t] = uap_info
+            perturbation = load_uap(npy, pixels=True)
+        splits = {}
+        for split, n in (("train", cfg.target_train), ("test", cfg.target_test)):
+            splits[split] = str(_generate(data / t / split, t, n, res, seed, split, True, body, log, perturbation))
+        info["targets"][t] = splits
+    return info
+
+
+def _cell_losses(cfg: BenchConfig, variant: str) -> dict[str, float]:
+    losses = dict(ADAPT_LOSSES[variant])
+    if cfg.prior_weight > 0:
+        losses["prior"] = cfg.prior_weight
+    return losses
+
+
+def _curve_steps(cfg: BenchConfig) -> list[int]:
+    n = cfg.curve_points
+    return sorted({max(1, round(cfg.adapt_steps * (i + 1) / n)) for i in range(n)}) if cfg.adapt_steps else [0]
+
+
+def run_cell(cfg: BenchConfig, target: str, variant: str, seed: int, info: dict, out: Path, model_config,
+             focal: float, log: _Log) -> dict:
+    """Train (unless ``source``) and evaluate one cell; returns its metrics (with a ``curve`` for the
+    curve variants)."""
+    from maskpose.train.config import DEFAULT_LOSSES, TrainConfig
+    from maskpose.train.evaluate import evaluate_checkpoint
+    from maskpose.train.loop import train
+
+    start = time.time()
+    splits = info["targets"][target]
+    ckpt = info["source_checkpoint"]
+    if variant == "source":
+        result = _metrics(evaluate_checkpoint(ckpt, splits["test"], cfg.device, cfg.eval_batch))
+        result["seconds"] = round(time.time() - start, 1)
+        return result
+    run_dir = out / "runs" / target / variant / f"seed{seed}"
+    shutil.rmtree(run_dir, ignore_errors=True)  # resume is per cell: an unfinished cell starts again
+    if variant == "oracle":
+        base = TrainConfig(mode="oracle", data=splits["train"], init_checkpoint=ckpt, out=str(run_dir),
+                           losses=dict(DEFAULT_LOSSES["pretrain"]), steps=cfg.adapt_steps,
+                           batch_size=cfg.adapt_batch, lr=cfg.oracle_lr, seed=seed, device=cfg.device,
+                           log_every=10, checkpoint_every=10**9, focal=focal, model=model_config)
+    else:
+        base = TrainConfig(mode="adapt", data=splits["train"], init_checkpoint=ckpt, out=str(run_dir),
+                           losses=_cell_losses(cfg, variant), steps=cfg.adapt_steps, batch_size=cfg.adapt_batch,
+                           lr=cfg.adapt_lr, seed=seed, device=cfg.device, log_every=10, checkpoint_every=10**9,
+                           fit_every=cfg.fit_every, fit_iterations=cfg.fit_iterations, focal=focal,
+                           model=model_config)
+    stops = _curve_steps(cfg) if variant in cfg.curve_variants else [cfg.adapt_steps]
+    curve = []
+    result = None
+    for stop in stops:  # training to ``stop`` resumes the run's checkpoint: the same run as one call
+        trained = train(replace(base, steps=stop), progress=False)
+        metrics = _metrics(evaluate_checkpoint(trained.checkpoint, splits["test"], cfg.device, cfg.eval_batch))
+        curve.append({"step": stop, "pa_mpjpe": metrics["pa_mpjpe"], "mpjpe": metrics["mpjpe"]})
+        result = metrics
+    if len(stops) > 1:
+        result["curve"] = curve
+    if trained.history:
+        result["final_loss"] = trained.history[-1].get("loss")
+    result["seconds"] = round(time.time() - start, 1)
+    return result
+
+
+def run_adapt_benchmark(cfg: BenchConfig, out, json_path=None, printer: Callable[[str], None] | None = None,
+                        plots: bool = True) -> dict:
+    """Run (or resume) the adaptation benchmark in ``out``; returns the JSON payload (also written to
+    ``out/bench_adapt.json`` after every cell and to ``json_path`` at the end)."""
+    from maskpose.body.anny_body import AnnyBody
+    from maskpose.models.regressor import ModelConfig
+    from maskpose.train.checkpoint import load_checkpoint
+
+    cfg.validate()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = _Log("adapt", printer)
+    state_path = out / "bench_adapt.json"
+    state = _load_state(state_path, cfg, "adapt", log)
+    body = AnnyBody(device=cfg.device)
+    info = prepare_adapt(cfg, out, log, body)
+    saved = load_checkpoint(info["source_checkpoint"])["config"]
+    model_config = ModelConfig.from_dict(saved["model"])
+    focal = float(saved.get("focal", 0.0) or 0.0)
+
+    cells = state["cells"]
+    todo = [(t, v, s) for t in cfg.targets for v in VARIANT_ORDER if v in cfg.variants for s in cfg.seeds]
+    payload: dict = {}
+
+    def save(elapsed: float) -> dict:
+        results = aggregate(cells, cfg.targets, cfg.variants, cfg.seeds)
+        payload.clear()
+        payload.update({
+            "benchmark": "adapt", "config": cfg.to_dict(), "source_checkpoint": info["source_checkpoint"],
+            "uap": info.get("uap", {}), "datasets": info["targets"], "cells": cells, "results": results,
+            "ablation_order": ablation_order_check(results),
+            "complete": all(f"{t}|{v}|{s}" in cells for t, v, s in todo),
+            "seconds_this_run": round(elapsed, 1),
+        })
+        _write_json(state_path, payload)
+        return payload
+
+    source_cache: dict[str, dict] = {}
+    done_before = sum(f"{t}|{v}|{s}" in cells for t, v, s in todo)
+    for i, (t, v, s) in enumerate(todo, 1):
+        key = f"{t}|{v}|{s}"
+        if key in cells:
+            continue
+        if v == "source" and t in source_cache:  # one source model: the same numbers for every seed
+            cells[key] = dict(source_cache[t])
+        else:
+            log(f"cell {i}/{len(todo)}: target {t}, variant {v}, seed {s}")
+            cells[key] = run_cell(cfg, t, v, s, info, out, model_config, focal, log)
+            if v == "source":
+                source_cache[t] = cells[key]
+            c = cells[key]
+            log(f"  {key}: PA-MPJPE {c['pa_mpjpe']:.1f} mm, MPJPE {c['mpjpe']:.1f} mm, "
+                f"IoU {c.get('silhouette_iou', float('nan')):.1f} % ({c['seconds']:.0f} s)")
+        save(time.time() - log.start)
+    payload = save(time.time() - log.start)
+    log(f"{len(todo) - done_before} cell(s) run, {done_before} reused")
+    md = adapt_markdown(payload, cfg)
+    (out / "bench_adapt.md").write_text(md + "\n")
+    if plots:
+        plot_bars(payload["results"], cfg, out / "bench_adapt_bars.png")
+        plot_curves(payload, cfg, out / "bench_adapt_steps.png")
+    if json_path is not None:
+        _write_json(Path(json_path), payload)
+    log(f"wrote {state_path}, {out / 'bench_adapt.md'}" + (f", {json_path}" if json_path else ""))
+    print(md, flush=True) if printer is None else printer(md)
+    return payload
+
+
+def adapt_markdown(payload: dict, cfg: BenchConfig) -> str:
+    results = payload["results"]
+    parts = [markdown_table(results, cfg.targets, cfg.variants, "pa_mpjpe",
+                            f"PA-MPJPE (mm) on the target test splits, mean ± std over seeds {list(cfg.seeds)}"),
+             "", markdown_table(results, cfg.targets, cfg.variants, "mpjpe", "MPJPE (mm)"), ""]
+    iou = markdown_table(results, cfg.targets, cfg.variants, "silhouette_iou", "Silhouette IoU (%)")
+    parts += [iou.replace("SILHOUETTE-IOU (mm)", "IoU (%)"), ""]
+    order = payload.get("ablation_order", {})
+    if order:
+        parts.append("**Ablation order** (paper: source 134.7 > L2 129.6 > L_S 106.2 > L_S+L_T 95.1, −29 %):")
+        parts.append("")
+        for t, o in order.items():
+            chain = " → ".join(f"{v} {o['pa_mpjpe'][v]:.1f}" for v in ABLATION_ORDER)
+            parts.append(f"- {t}: {chain} — decreasing order {'holds' if o['holds'] else 'does not hold'}; "
+                         f"ls_lt vs source {o['ls_lt_vs_source_pct']:+.1f} %")
+    return "\n".join(parts)
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_bars(results: dict, cfg: BenchConfig, path: Path) -> Path:
+    """Grouped bars: PA-MPJPE per target (groups) and variant (bars), error bars = std over seeds."""
+    plt = _plt()
+    targets = [t for t in cfg.targets if t in results]
+    variants = [v for v in VARIANT_ORDER if v in cfg.variants]
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(targets) + 2), 3.6))
+    width = 0.8 / max(1, len(variants))
+    for j, v in enumerate(variants):
+        xs = [i + (j - (len(variants) - 1) / 2) * width for i in range(len(targets))]
+        ys = [results[t].get(v, {}).get("pa_mpjpe_mean", np.nan) for t in targets]
+        es = [results[t].get(v, {}).get("pa_mpjpe_std", 0.0) for t in targets]
+        ax.bar(xs, ys, width, yerr=es, label=v, capsize=2)
+    ax.set_xticks(range(len(targets)), targets)
+    ax.set_ylabel("PA-MPJPE (mm)")
+    finite = [results[t][v]["pa_mpjpe_mean"] for t in targets for v in variants if v in results[t]]
+    if finite:
+        ax.set_ylim(0.9 * min(finite) - 5, 1.05 * max(finite) + 5)
+    ax.legend(fontsize=7, ncol=3)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title("Adaptation benchmark: PA-MPJPE per target (lower is better)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_curves(payload: dict, cfg: BenchConfig, path: Path) -> Path | None:
+    """PA-MPJPE against adaptation steps (step 0: the source model) for the curve variants, per target,
+    mean over seeds."""
+    cells, results = payload["cells"], payload["results"]
+    targets = [t for t in cfg.targets if t in results]
+    curve_variants = [v for v in cfg.curve_variants if v in cfg.variants]
+    if not targets or not curve_variants:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(targets), figsize=(3.2 * len(targets), 3.0), squeeze=False)
+    for ax, t in zip(axes[0], targets):
+        start = results[t].get("source", {}).get("pa_mpjpe_mean")
+        for v in curve_variants:
+            curves = [cells[f"{t}|{v}|{s}"].get("curve") for s in cfg.seeds if f"{t}|{v}|{s}" in cells]
+            curves = [c for c in curves if c]
+            if not curves:
+                continue
+            steps = [p["step"] for p in curves[0]]
+            ys = np.array([[p["pa_mpjpe"] for p in c] for c in curves]).mean(0).tolist()
+            if start is not None:
+                steps, ys = [0] + steps, [start] + ys
+            ax.plot(steps, ys, marker="o", label=v)
+        ax.set_title(t, fontsize=9)
+        ax.set_xlabel("adaptation step")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("PA-MPJPE (mm)")
+    axes[0][0].legend(fontsize=7)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------------- bench unsup
+def run_unsup_benchmark(cfg: BenchConfig, out, json_path=None, printer: Callable[[str], None] | None = None) -> dict:
+    """Mask-as-Supervision ablation (joint head): ``supervised`` (3D labels, same images and network),
+    ``mas`` (ψ + G), ``mas_no_g``, ``mas_no_psi``, ``mas_no_psi_no_g``; evaluated on a labelled studio
+    test split with and without the flip to the better side. Resumable per cell
+    (``out/bench_unsup.json``)."""
+    from maskpose.body.anny_body import AnnyBody
+    from maskpose.train.config import TrainConfig
+    from maskpose.train.evaluate import evaluate_checkpoint
+    from maskpose.train.loop import train
+
+    cfg.validate()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = _Log("unsup", printer)
+    state_path = out / "bench_unsup.json"
+    state = _load_state(state_path, cfg, "unsup", log)
+    body = AnnyBody(device=cfg.device)
+    res, seed = cfg.resolution, cfg.data_seed
+    train_split = _generate(out / "data" / "studio" / "unsup_train", "studio", cfg.unsup_train, res, seed,
+                            "unsup_train", True, body, log)
+    test_split = _generate(out / "data" / "studio" / "unsup_test", "studio", cfg.unsup_test, res, seed,
+                           "unsup_test", True, body, log)
+    cells = state["cells"]
+    todo = [(v, s) for v in cfg.unsup_variants for s in cfg.unsup_seeds]
+    for i, (v, s) in enumerate(todo, 1):
+        key = f"studio|{v}|{s}"
+        if key in cells:
+            continue
+        log(f"cell {i}/{len(todo)}: {v}, seed {s} ({cfg.unsup_steps} steps)")
+        start = time.time()
+        spec = dict(UNSUP_VARIANTS[v])
+        run_dir = out / "runs" / v / f"seed{s}"
+        shutil.rmtree(run_dir, ignore_errors=True)
+        trained = train(TrainConfig(
+            data=str(train_split), out=str(run_dir), steps=cfg.unsup_steps, batch_size=cfg.unsup_batch,
+            lr=cfg.unsup_lr, seed=s, device=cfg.device, log_every=25, checkpoint_every=10**9,
+            model=cfg.model(heads=("joints",)), **spec), progress=False)
+        cells[key] = _metrics(evaluate_checkpoint(trained.checkpoint, test_split, cfg.device, cfg.eval_batch))
+        cells[key]["seconds"] = round(time.time() - start, 1)
+        c = cells[key]
+        log(f"  {v} seed {s}: MPJPE {c['mpjpe']:.1f} (flip {c['mpjpe_flip']:.1f}) mm, "
+            f"PA-MPJPE {c['pa_mpjpe']:.1f} (flip {c['pa_mpjpe_flip']:.1f}) mm, ambiguity {c['ambiguity_ratio']:.1f} %")
+        _write_json(state_path, {"benchmark": "unsup", "config": cfg.to_dict(), "cells": cells})
+    results = aggregate(cells, ("studio",), cfg.unsup_variants, cfg.unsup_seeds).get("studio", {})
+    payload = {"benchmark": "unsup", "config": cfg.to_dict(), "cells": cells, "results": results,
+               "paper_mas_ablation": {k: {"mpjpe": a, "ambiguity_ratio": b} for k, (a, b) in PAPER_MAS.items()},
+               "complete": all(f"studio|{v}|{s}" in cells for v, s in todo),
+               "seconds_this_run": round(time.time() - log.start, 1)}
+    _write_json(state_path, payload)
+    md = unsup_markdown(results, cfg)
+    (out / "bench_unsup.md").write_text(md + "\n")
+    if json_path is not None:
+        _write_json(Path(json_path), payload)
+    print(md, flush=True) if printer is None else printer(md)
+    return payload
+
+
+def unsup_markdown(results: dict, cfg: BenchConfig) -> str:
+    cols = (("mpjpe", "MPJPE"), ("mpjpe_flip", "MPJPE flip"), ("pa_mpjpe", "PA-MPJPE"),
+            ("pa_mpjpe_flip", "PA-MPJPE flip"), ("ambiguity_ratio", "ambiguity %"))
+    lines = [f"**Mask-as-Supervision ablation** (studio test split, mm; mean ± std over seeds {list(cfg.unsup_seeds)})",
+             "", "| variant | " + " | ".join(c[1] for c in cols) + " | paper MPJPE |", "|---" * (len(cols) + 2) + "|"]
+    for v in UNSUP_VARIANTS:
+        if v not in results:
+            continue
+        e = results[v]
+        cells = [f"{e[f'{k}_mean']:.1f} ± {e[f'{k}_std']:.1f}" if f"{k}_mean" in e else "–" for k, _ in cols]
+        paper = PAPER_MAS.get(v, (None,))[0]
+        lines.append(f"| {v} | " + " | ".join(cells) + f" | {paper if paper is not None else '–'} |")
+    return "\n".join(lines)
+
+
+__all__ = ["ADAPT_LOSSES", "ALL_TARGETS", "BenchConfig", "UNSUP_VARIANTS", "VARIANT_ORDER", "ablation_order_check",
+           "aggregate", "markdown_table", "run_adapt_benchmark", "run_unsup_benchmark"]

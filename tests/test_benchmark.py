@@ -1,0 +1,175 @@
+"""The adaptation benchmark (micro configuration end to end, resume) and the UAP domains."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from maskpose.train import benchmark as bench
+from maskpose.train.benchmark import BenchConfig, run_adapt_benchmark
+
+MICRO = BenchConfig(
+    resolution=32, width=8, hidden=32, source_train=12, source_heldout=8, source_steps=3, source_batch=4,
+    targets=("uap-16",), target_train=6, target_test=5, uap_steps=2, uap_batch=4,
+    variants=("source", "l2", "ls_lt"), seeds=(0,), adapt_steps=2, adapt_batch=2, curve_points=2,
+    curve_variants=("ls_lt",), eval_batch=8,
+)
+
+
+@pytest.fixture(scope="module")
+def micro_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    lines: list[str] = []
+    payload = run_adapt_benchmark(MICRO, out / "run", json_path=out / "result.json", printer=lines.append)
+    return out, payload, lines
+
+
+def test_micro_benchmark_writes_json_table_and_plots(micro_run):
+    out, payload, lines = micro_run
+    run = out / "run"
+    saved = json.loads((out / "result.json").read_text())
+    assert saved["complete"] and saved["results"] == payload["results"]
+    row = saved["results"]["uap-16"]
+    for variant in ("source", "l2", "ls_lt"):
+        entry = row[variant]
+        for key in ("pa_mpjpe_mean", "pa_mpjpe_std", "mpjpe_mean", "mpjpe_std", "silhouette_iou_mean"):
+            assert np.isfinite(entry[key]), (variant, key)
+        assert set(entry["per_seed"]) == {"0"}
+        assert entry["per_seed"]["0"]["pa_mpjpe"] == entry["pa_mpjpe_mean"]
+    # the curve variant is evaluated along its run; its last point is the cell's result
+    curve = saved["cells"]["uap-16|ls_lt|0"]["curve"]
+    assert [p["step"] for p in curve] == [1, 2]
+    assert curve[-1]["pa_mpjpe"] == row["ls_lt"]["pa_mpjpe_mean"]
+    table = (run / "bench_adapt.md").read_text()
+    body = [line for line in table.splitlines() if line.startswith("| ")]
+    assert "uap-16" in body[0]
+    assert [line.split("|")[1].strip() for line in body[1:4]] == ["source", "l2", "ls_lt"]
+    assert "±" in body[1]
+    assert (run / "bench_adapt_bars.png").stat().st_size > 0
+    assert (run / "bench_adapt_steps.png").stat().st_size > 0
+    assert any("cell" in line for line in lines)
+    # the UAP of the target respects its budget
+    delta = np.load(run / "uap" / "uap-16.npy")
+    assert np.abs(delta).max() <= 16 / 255
+
+
+def test_resume_skips_finished_cells(micro_run, monkeypatch):
+    out, payload, _ = micro_run
+    run = out / "run"
+    state = json.loads((run / "bench_adapt.json").read_text())
+    kept = state["cells"]["uap-16|source|0"]
+    del state["cells"]["uap-16|l2|0"]  # as if the run had stopped before this cell
+    (run / "bench_adapt.json").write_text(json.dumps(state))
+    calls = []
+    original = bench.run_cell
+
+    def counting(cfg, target, variant, seed, *args, **kwargs):
+        calls.append((target, variant, seed))
+        return original(cfg, target, variant, seed, *args, **kwargs)
+
+    monkeypatch.setattr(bench, "run_cell", counting)
+    lines: list[str] = []
+    again = run_adapt_benchmark(MICRO, run, printer=lines.append, plots=False)
+    assert calls == [("uap-16", "l2", 0)]
+    assert again["complete"] and again["cells"]["uap-16|source|0"] == kept
+    assert any("reusing" in line for line in lines)  # data and the source model are reused too
+    # a different configuration in the same folder is refused
+    from maskpose.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="another configuration"):
+        run_adapt_benchmark(replace(MICRO, adapt_lr=1e-3), run, printer=lines.append, plots=False)
+
+
+def test_bench_config_constructors():
+    quick, full = BenchConfig.quick().validate(), BenchConfig.full().validate()
+    assert set(quick.targets) < set(full.targets) == set(bench.ALL_TARGETS)
+    assert quick.variants[:4] == ("source", "l2", "ls", "ls_lt") and "oracle" in quick.variants
+    assert full.variants == bench.VARIANT_ORDER and full.seeds == (0, 1)
+    with pytest.raises(Exception, match="unknown variant"):
+        replace(quick, variants=("nope",)).validate()
+
+
+# ---------------------------------------------------------------------- UAP
+@pytest.fixture(scope="module")
+def uap_setup(micro_run):
+    from maskpose.body.anny_body import AnnyBody
+    from maskpose.data.dataset import MaskposeDataset
+    from maskpose.train.checkpoint import load_model
+
+    out, payload, _ = micro_run
+    model, _ = load_model(payload["source_checkpoint"])
+    data = MaskposeDataset(out / "run" / "data" / "studio" / "heldout")
+    return model, data, AnnyBody()
+
+
+def test_uap_respects_the_budget_and_is_deterministic(uap_setup):
+    from maskpose.train.uap import compute_uap
+
+    model, data, body = uap_setup
+    for eps in (4, 8):
+        a = compute_uap(model, data, eps, steps=3, batch_size=4, seed=1, body=body)
+        b = compute_uap(model, data, eps, steps=3, batch_size=4, seed=1, body=body)
+        assert a.dtype == np.float32 and a.shape == (32, 32, 3)
+        assert float(np.abs(a).max()) <= eps / 255  # exactly, compared in float64
+        np.testing.assert_array_equal(a, b)
+    c = compute_uap(model, data, 8, steps=3, batch_size=4, seed=2, body=body)
+    assert not np.array_equal(c, a)
+    assert all(p.requires_grad for p in model.parameters())  # the model is left as it was
+
+
+def test_uap_beats_random_sign_noise(uap_setup):
+    from maskpose.train.uap import compute_uap, perturbed_error, random_sign_perturbation
+
+    model, data, body = uap_setup
+    eps = 16
+    delta = compute_uap(model, data, eps, steps=12, batch_size=8, seed=0, body=body)
+    clean = perturbed_error(model, data, None, body=body)
+    attacked = perturbed_error(model, data, delta, body=body)
+    noise = [perturbed_error(model, data, random_sign_perturbation(delta.shape, eps, seed=s), body=body)
+             for s in range(3)]
+    assert attacked - clean > max(noise) - clean
+    assert attacked > clean
+
+
+def test_uap_domain_adds_the_perturbation_and_clips():
+    from maskpose.data.domains import apply_domain
+    from maskpose.errors import ConfigError
+    from maskpose.train.uap import random_sign_perturbation
+
+    images = np.array([[[[0, 128, 255]] * 4] * 4], dtype=np.uint8)  # (1, 4, 4, 3)
+    delta = random_sign_perturbation((4, 4, 3), 8, seed=0) * 255  # pixel units
+    out = apply_domain("uap-8", images, perturbation=delta)
+    expected = np.clip(np.rint(images.astype(np.float32) + delta[None]), 0, 255)
+    np.testing.assert_array_equal(out, expected)
+    assert out.dtype == np.uint8 and out.max() <= 255
+    with pytest.raises(ConfigError, match="needs a perturbation"):
+        apply_domain("uap-4", images)
+    with pytest.raises(ConfigError, match="budget"):
+        apply_domain("uap-4", images, perturbation=delta)  # 8 > 4
+
+
+def test_mas_ablation_switches_reach_the_objective():
+    from maskpose.models.regressor import ModelConfig
+    from maskpose.train.config import TrainConfig
+    from maskpose.train.objectives import Objective
+
+    model = ModelConfig(resolution=32, width=8, hidden=32, heads=("joints",))
+    full = Objective(TrainConfig(mode="train-unsup", data="x", model=model))
+    bare = Objective(TrainConfig(mode="train-unsup", data="x", model=model, mas_physique=False, mas_geodesic=False))
+    assert full.mas.physique is not None and full.mas_geodesic
+    assert bare.mas.physique is None and not bare.mas_geodesic
+    assert len(list(bare.parameters())) == 0 < len(list(full.parameters()))
+    torch.manual_seed(0)
+    joints = torch.rand(2, 34, 2) * 32
+    mask = (torch.rand(2, 1, 32, 32) > 0.5).float()
+    geodesic = torch.rand(2, 1, 32, 32) * 5
+    from maskpose.train.pipeline import Prediction
+
+    pred = Prediction(joints3d=torch.zeros(2, 17, 3), joints2d=joints)
+    with_g = bare(pred, {"mask": mask, "geodesic": geodesic})[0]
+    without = bare(pred, {"mask": mask})[0]
+    assert torch.allclose(with_g, without)  # G is ignored when switched off
