@@ -6,6 +6,7 @@ Flags only map onto ``maskpose.train.config.TrainConfig``; ``--config FILE.yaml`
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -64,6 +65,8 @@ RES = typer.Option(None, "--res", help="Model input resolution (pixels).")
 
 
 def _report(result) -> None:
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, one report is enough
+        return
     typer.echo(f"trained {result.steps} steps; checkpoint: {result.checkpoint}")
     if result.history:
         typer.echo("last: " + json.dumps(result.history[-1]))
