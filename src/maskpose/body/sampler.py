@@ -107,6 +107,13 @@ class PoseSampler:
             raise MaskposeError(f"spread must lie in (0, 1], got {spread}")
         self.spread = spread
 
+    @classmethod
+    def facing_camera(cls, seed: int = 0, spread: float = 0.6, max_yaw_deg: float = 45.0) -> "PoseSampler":
+        """A milder distribution: ``spread`` of each joint range, people turned at most
+        ``max_yaw_deg`` from the camera, small pitch and roll (the demo's and the benchmark's)."""
+        return cls(seed=seed, spread=spread, global_orient_range={
+            "yaw": (-max_yaw_deg, max_yaw_deg), "pitch": (-10.0, 10.0), "roll": (-8.0, 8.0)})
+
     def _uniform(self, low: torch.Tensor, high: torch.Tensor, n: int) -> torch.Tensor:
         u = torch.rand((n, *low.shape), generator=self.generator)
         return low + (high - low) * u

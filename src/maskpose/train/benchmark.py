@@ -81,6 +81,10 @@ class BenchConfig:
     width: int = 32
     hidden: int = 256
     data_seed: int = 0
+    # Pose distribution of every generated split (PoseSampler.facing_camera), as the demo's; the
+    # shipped demo source model (--source-checkpoint) was trained on it.
+    pose_spread: float = 0.6
+    max_yaw_deg: float = 45.0
     # source
     source_train: int = 3000
     source_heldout: int = 256  # labelled studio images the UAP is computed on (not trained on)
@@ -204,14 +208,19 @@ def _dataset_ready(path: Path, n: int, res: int, labels: bool, domain: str) -> b
 
 
 def _generate(path: Path, domain: str, n: int, res: int, seed: int, split: str, labels: bool, body,
-              log: _Log, perturbation=None) -> Path:
+              log: _Log, perturbation=None, poses: tuple[float, float] = (0.6, 45.0)) -> Path:
+    import zlib
+
+    from maskpose.body.sampler import PoseSampler
     from maskpose.data.synth import generate
 
     if _dataset_ready(path, n, res, labels, domain):
         log(f"reusing {path}")
         return path
     log(f"generating {domain}/{split}: {n} samples at {res} px{' with labels' if labels else ''}")
-    return generate(path, domain, n, res, seed, split, labels=labels, body=body, perturbation=perturbation)
+    pose_seed = zlib.crc32(f"{seed}/{domain}/{split}".encode())
+    return generate(path, domain, n, res, seed, split, labels=labels, body=body, perturbation=perturbation,
+                    pose_source=PoseSampler.facing_camera(pose_seed, *poses))
 
 
 def _metrics(full: dict) -> dict:
@@ -314,6 +323,7 @@ def prepare_adapt(cfg: BenchConfig, out: Path, log: _Log, body) -> dict:
 
     data = out / "data"
     res, seed = cfg.resolution, cfg.data_seed
+    poses = (cfg.pose_spread, cfg.max_yaw_deg)
     info: dict = {"targets": {}}
     if cfg.source_checkpoint:
         ckpt = Path(cfg.source_checkpoint)
@@ -323,7 +333,8 @@ def prepare_adapt(cfg: BenchConfig, out: Path, log: _Log, body) -> dict:
                               f"{res}")
         log(f"using the source checkpoint {ckpt}")
     else:
-        source = _generate(data / "studio" / "train", "studio", cfg.source_train, res, seed, "train", True, body, log)
+        source = _generate(data / "studio" / "train", "studio", cfg.source_train, res, seed, "train", True, body, log,
+                           poses=poses)
         log(f"source model: pretrain {cfg.source_steps} steps (resumes / reuses {out / 'runs' / 'source'})")
         ckpt = train(TrainConfig(mode="pretrain", data=str(source), out=str(out / "runs" / "source"),
                                  steps=cfg.source_steps, batch_size=cfg.source_batch, lr=cfg.source_lr,
@@ -333,7 +344,7 @@ def prepare_adapt(cfg: BenchConfig, out: Path, log: _Log, body) -> dict:
     needs_uap = [t for t in cfg.targets if t.startswith("uap-")]
     if needs_uap:
         heldout = _generate(data / "studio" / "heldout", "studio", cfg.source_heldout, res, seed, "heldout", True,
-                            body, log)
+                            body, log, poses=poses)
     for t in cfg.targets:
         perturbation = None
         if t.startswith("uap-"):
@@ -352,7 +363,8 @@ def prepare_adapt(cfg: BenchConfig, out: Path, log: _Log, body) -> dict:
             perturbation = load_uap(npy, pixels=True)
         splits = {}
         for split, n in (("train", cfg.target_train), ("test", cfg.target_test)):
-            splits[split] = str(_generate(data / t / split, t, n, res, seed, split, True, body, log, perturbation))
+            splits[split] = str(_generate(data / t / split, t, n, res, seed, split, True, body, log, perturbation,
+                                          poses))
         info["targets"][t] = splits
     return info
 
@@ -586,10 +598,11 @@ def run_unsup_benchmark(cfg: BenchConfig, out, json_path=None, printer: Callable
     state = _load_state(state_path, cfg, "unsup", log)
     body = AnnyBody(device=cfg.device)
     res, seed = cfg.resolution, cfg.data_seed
+    poses = (cfg.pose_spread, cfg.max_yaw_deg)
     train_split = _generate(out / "data" / "studio" / "unsup_train", "studio", cfg.unsup_train, res, seed,
-                            "unsup_train", True, body, log)
+                            "unsup_train", True, body, log, poses=poses)
     test_split = _generate(out / "data" / "studio" / "unsup_test", "studio", cfg.unsup_test, res, seed,
-                           "unsup_test", True, body, log)
+                           "unsup_test", True, body, log, poses=poses)
     cells = state["cells"]
     todo = [(v, s) for v in cfg.unsup_variants for s in cfg.unsup_seeds]
     for i, (v, s) in enumerate(todo, 1):

@@ -64,9 +64,7 @@ class DemoConfig:
         """The demo's pose sampler for one split (``stream`` keeps splits apart)."""
         from maskpose.body.sampler import PoseSampler
 
-        yaw = (-self.max_yaw_deg, self.max_yaw_deg)
-        return PoseSampler(seed=self.seed * 1000 + stream, spread=self.pose_spread,
-                           global_orient_range={"yaw": yaw, "pitch": (-10.0, 10.0), "roll": (-8.0, 8.0)})
+        return PoseSampler.facing_camera(self.seed * 1000 + stream, self.pose_spread, self.max_yaw_deg)
 
 
 def source_config(cfg: DemoConfig, data: Path, out: Path) -> TrainConfig:
