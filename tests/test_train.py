@@ -183,3 +183,13 @@ def test_bad_input_is_refused_before_training(data, source_model, tmp_path):
     with pytest.raises(ConfigError, match="supervised losses"):
         Trainer(config(mode="adapt", data=str(data["target"]), losses={"joints3d": 1.0}, out=str(tmp_path / "v")))
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_adapt_mixes_supervised_source_batches(data, source_model, tmp_path):
+    cfg = config(mode="adapt", data=str(data["target"]), out=str(tmp_path / "mix"), steps=4,
+                 init_checkpoint=str(source_model.checkpoint), source_data=str(data["source"]), source_ratio=0.5)
+    history = train(cfg, progress=False).history
+    mixed = [h for h in history if "source_joints3d" in h]
+    # The draw is seeded per step: some steps take a source batch, some do not.
+    assert 0 < len(mixed) < len(history)
+    assert all(h["loss"] > h["source_joints3d"] for h in mixed)

@@ -9,6 +9,7 @@ average gradients, so N processes match one process on the combined batch.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -247,22 +248,29 @@ class Trainer:
             fitted = self.fit_parameters(batch, mesh_out)
             for i, index in enumerate(batch["index"].tolist()):
                 self.fits[int(index)] = {k: v[i].cpu() for k, v in fitted.items()}
-        outputs = self.net(batch["image"])
-        loss, parts = self.objective(self._prediction(outputs, batch), batch)
-        if cfg.fit_every:
-            fit_loss = self._fit_loss(batch, outputs["mesh"])
-            if fit_loss is not None:
-                loss = loss + cfg.fit_weight * fit_loss
-                parts["fit"] = float(fit_loss.detach())
+        mixed = False
         if self.source is not None:
-            gen = torch.Generator().manual_seed(cfg.seed * 7919 + self.step)
-            if float(torch.rand((), generator=gen)) < cfg.source_ratio:
-                source_batch = self._rank_batch(self.source, self.step, salt=1)
-                source_loss, source_parts = self.source_objective(self.predict(source_batch), source_batch)
-                loss = loss + source_loss
-                parts.update({f"source_{k}": v for k, v in source_parts.items()})
+            gen = torch.Generator().manual_seed(cfg.seed * 7919 + self.step)  # the same on every rank
+            mixed = float(torch.rand((), generator=gen)) < cfg.source_ratio
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        # With a source batch too, the target pass accumulates locally and the source pass's
+        # backward synchronises both (DDP allows one forward per synchronised backward).
+        sync_later = self.net.no_sync() if (mixed and self.world > 1) else contextlib.nullcontext()
+        with sync_later:
+            outputs = self.net(batch["image"])
+            loss, parts = self.objective(self._prediction(outputs, batch), batch)
+            if cfg.fit_every:
+                fit_loss = self._fit_loss(batch, outputs["mesh"])
+                if fit_loss is not None:
+                    loss = loss + cfg.fit_weight * fit_loss
+                    parts["fit"] = float(fit_loss.detach())
+            loss.backward()
+        if mixed:
+            source_batch = self._rank_batch(self.source, self.step, salt=1)
+            source_loss, source_parts = self.source_objective(self.predict(source_batch), source_batch)
+            source_loss.backward()
+            loss = loss.detach() + source_loss.detach()
+            parts.update({f"source_{k}": v for k, v in source_parts.items()})
         self.optimizer.step()
         self.step += 1
         return {"step": self.step, "loss": float(loss.detach()), **parts}
