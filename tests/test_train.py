@@ -193,3 +193,16 @@ def test_adapt_mixes_supervised_source_batches(data, source_model, tmp_path):
     # The draw is seeded per step: some steps take a source batch, some do not.
     assert 0 < len(mixed) < len(history)
     assert all(h["loss"] > h["source_joints3d"] for h in mixed)
+
+
+def test_missing_joint_labels_are_ignored_not_nan():
+    from maskpose.train.objectives import _masked_l1
+
+    pred = torch.zeros(2, 17, 3, requires_grad=True)
+    gt = torch.ones(2, 17, 3)
+    gt[0, 5] = float("nan")  # a joint the source annotation lacks
+    loss = _masked_l1(pred, gt)
+    loss.backward()
+    assert torch.isfinite(loss) and loss.item() == pytest.approx(1.0)
+    assert pred.grad[0, 5].abs().sum() == 0 and torch.isfinite(pred.grad).all()
+    assert _masked_l1(pred, torch.full((2, 17, 3), float("nan"))).item() == 0.0

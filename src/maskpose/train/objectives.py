@@ -27,6 +27,14 @@ def landmark_bones(num_landmarks: int, num_joints: int = 17) -> tuple[tuple[int,
     return tuple(H36M_BONES) + extra
 
 
+def _masked_l1(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error over the joints whose label is known: real-data adapters store a
+    missing joint as NaN (never 0), and such joints must neither count nor poison the loss."""
+    known = torch.isfinite(gt).all(-1, keepdim=True)
+    diff = torch.where(known, pred - torch.nan_to_num(gt), torch.zeros_like(pred))
+    return diff.abs().sum() / (known.sum() * pred.shape[-1]).clamp_min(1)
+
+
 class Objective(nn.Module):
     """Weighted sum of the configured loss terms. Holds the trainable physique net of method 2."""
 
@@ -69,10 +77,10 @@ class Objective(nn.Module):
     # ------------------------------------------------------------------ supervised
     def _joints3d(self, pred: Prediction, batch: dict) -> torch.Tensor:
         gt = batch["joints3d"]
-        return (pred.joints3d - pred.joints3d[:, :1] - (gt - gt[:, :1])).abs().mean()
+        return _masked_l1(pred.joints3d - pred.joints3d[:, :1], gt - gt[:, :1])
 
     def _joints2d(self, pred: Prediction, batch: dict) -> torch.Tensor:
-        return ((pred.joints2d[:, :17] - batch["joints2d"]).abs() / self.res).mean()
+        return _masked_l1(pred.joints2d[:, :17] / self.res, batch["joints2d"] / self.res)
 
     def _params(self, pred: Prediction, batch: dict) -> torch.Tensor:
         params = pred.params
