@@ -177,3 +177,14 @@ def test_sampler_rejects_bad_ranges():
         PoseSampler(phenotype_range={"age": (0.5, 1.2)})
     with pytest.raises(MaskposeError, match="unknown phenotype"):
         PoseSampler(phenotype_range={"shoe_size": (0.1, 0.2)})
+
+
+def test_cached_surface_data_equals_a_fresh_computation(full_body):
+    from maskpose.body.anny_body import _surface_point_data, surface_cache_path, surface_point_data
+
+    cached = surface_point_data()
+    assert surface_cache_path().exists()
+    fresh = _surface_point_data(load_anny("anny"))
+    assert cached.keys() == fresh.keys()
+    for key in fresh:
+        assert torch.equal(cached[key], fresh[key]), key

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from dataclasses import dataclass
 
 import torch
@@ -144,9 +145,35 @@ def _surface_point_data(full) -> dict[str, torch.Tensor]:
     }
 
 
+def surface_cache_path():
+    """Where the folded surface-point data is cached: beside Anny's own cache, keyed by Anny's
+    version (the data depends only on Anny's assets)."""
+    import importlib.metadata
+
+    from anny.paths import get_anny_cache_path
+
+    return get_anny_cache_path() / f"maskpose_surface_points_anny-{importlib.metadata.version('anny')}.pt"
+
+
 @functools.lru_cache(maxsize=1)
 def surface_point_data() -> dict[str, torch.Tensor]:
-    return _surface_point_data(load_anny(FULL_TOPOLOGY))
+    """The folded surface-point data; computed from the full mesh once per machine (building the
+    full Anny model costs seconds and memory in every process otherwise), then read from disk."""
+    path = surface_cache_path()
+    if path.exists():
+        try:
+            return torch.load(path, weights_only=True)
+        except Exception:  # a truncated or foreign file: recompute and overwrite it
+            log.warning("ignoring unreadable cache %s", path)
+    data = _surface_point_data(load_anny(FULL_TOPOLOGY))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        torch.save(data, tmp)
+        os.replace(tmp, path)  # atomic: concurrent processes never read a partial file
+    except OSError as err:  # a read-only cache folder only costs the recomputation
+        log.warning("cannot cache %s (%s)", path, err)
+    return data
 
 
 class AnnyBody(nn.Module):
