@@ -21,7 +21,8 @@ from maskpose.train.pipeline import batch_intrinsics, joint_prediction, mesh_pre
 def collect_predictions(model: PoseRegressor, data: MaskposeDataset, device="cpu", batch_size: int = 32,
                         focal_px: float | None = None, body=None, with_silhouettes: bool = True) -> dict:
     """Run the model over a dataset in order. Returns stacked ``joints3d`` ``(N, 17, 3)``,
-    ``joints2d``, and for the mesh head ``silhouette`` ``(N, 1, H, W)`` (exact raster), ``vertices``."""
+    ``joints2d``, for the mesh head ``silhouette`` ``(N, 1, H, W)`` (exact raster) and ``vertices``, and
+    the dataset's ``mask`` at the model resolution when it has masks."""
     model.eval()
     res = model.config.resolution
     focal_px = focal_px or default_focal(res)
@@ -29,10 +30,12 @@ def collect_predictions(model: PoseRegressor, data: MaskposeDataset, device="cpu
         from maskpose.body.anny_body import AnnyBody
 
         body = AnnyBody(device=device)
-    out: dict[str, list] = {"joints3d": [], "joints2d": [], "silhouette": [], "vertices": []}
+    out: dict[str, list] = {"joints3d": [], "joints2d": [], "silhouette": [], "vertices": [], "mask": []}
     for start in range(0, len(data), batch_size):
         indices = torch.arange(start, min(start + batch_size, len(data)))
         batch = load_batch(data, indices, res, device)
+        if "mask" in batch:  # kept at the model resolution, for the silhouette IoU
+            out["mask"].append(batch["mask"].cpu())
         heads = model(batch["image"])
         if "mesh" in heads:
             K = batch_intrinsics(batch, res, focal_px, device)
@@ -61,10 +64,8 @@ def evaluate_model(model: PoseRegressor, data_path: str | Path, device="cpu", ba
     metrics["mpjpe_flip"] = float(flip_aware(mpjpe, preds["joints3d"], gt))
     metrics["pa_mpjpe_flip"] = float(flip_aware(pa_mpjpe, preds["joints3d"], gt))
     metrics["ambiguity_ratio"] = 100.0 * ambiguity_ratio(preds["joints3d"], gt)
-    if "silhouette" in preds and data.has("mask"):
-        res = model.config.resolution
-        masks = load_batch(data, torch.arange(len(data)), res, "cpu")["mask"]
-        metrics["silhouette_iou"] = 100.0 * float(silhouette_iou(preds["silhouette"], masks))
+    if "silhouette" in preds and "mask" in preds:
+        metrics["silhouette_iou"] = 100.0 * float(silhouette_iou(preds["silhouette"], preds["mask"]))
     metrics["num_samples"] = len(data)
     return metrics
 
