@@ -173,3 +173,49 @@ def test_mas_ablation_switches_reach_the_objective():
     with_g = bare(pred, {"mask": mask, "geodesic": geodesic})[0]
     without = bare(pred, {"mask": mask})[0]
     assert torch.allclose(with_g, without)  # G is ignored when switched off
+
+
+def test_bench_config_from_yaml_overrides_and_refuses_bad_files(tmp_path):
+    from maskpose.errors import ConfigError
+
+    good = tmp_path / "b.yaml"
+    good.write_text("unsup_steps: 12\nunsup_seeds: [3, 4]\ntopology_binarization: straight_through\n")
+    cfg = BenchConfig.quick().updated_from_yaml(good).validate()
+    assert cfg.unsup_steps == 12 and cfg.unsup_seeds == (3, 4) and cfg.topology_binarization == "straight_through"
+    assert cfg.width == BenchConfig.quick().width  # untouched fields keep the base's value
+    bad_key = tmp_path / "k.yaml"
+    bad_key.write_text("unsup_stepz: 12\n")
+    with pytest.raises(ConfigError, match="unknown BenchConfig key"):
+        BenchConfig.full().updated_from_yaml(bad_key)
+    not_mapping = tmp_path / "l.yaml"
+    not_mapping.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        BenchConfig.full().updated_from_yaml(not_mapping)
+    with pytest.raises(ConfigError, match="does not exist"):
+        BenchConfig.full().updated_from_yaml(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="topology_binarization"):
+        replace(BenchConfig.quick(), topology_binarization="hard").validate()
+
+
+def test_micro_unsup_benchmark_on_the_mesh_head(tmp_path):
+    """Both heads run end to end; on the mesh head the mask-only variants also carry the pose prior."""
+    from maskpose.train.benchmark import run_unsup_benchmark
+    from maskpose.train.checkpoint import load_checkpoint
+
+    micro = replace(MICRO, unsup_train=6, unsup_test=5, unsup_steps=2, unsup_batch=2, unsup_seeds=(0,),
+                    unsup_variants=("supervised", "mas_no_psi"), unsup_head="mesh")
+    lines: list[str] = []
+    payload = run_unsup_benchmark(micro, tmp_path / "run", json_path=tmp_path / "u.json", printer=lines.append)
+    assert payload["complete"]
+    for variant in ("supervised", "mas_no_psi"):
+        entry = payload["results"][variant]
+        for key in ("mpjpe_mean", "mpjpe_flip_mean", "pa_mpjpe_mean", "ambiguity_ratio_mean"):
+            assert np.isfinite(entry[key]), (variant, key)
+        assert entry["mpjpe_flip_mean"] <= entry["mpjpe_mean"] + 1e-6  # the flip picks the better side
+    saved = {v: load_checkpoint(tmp_path / "run" / "runs" / v / "seed0" / "checkpoint.pt")["config"]
+             for v in ("supervised", "mas_no_psi")}
+    assert saved["mas_no_psi"]["losses"] == {"mas": 1.0, "prior": micro.prior_weight}
+    assert saved["mas_no_psi"]["model"]["heads"] == ["mesh"] and not saved["mas_no_psi"]["mas_physique"]
+    assert "prior" not in saved["supervised"]["losses"]
+    with pytest.raises(Exception, match="unsup_head"):
+        replace(micro, unsup_head="both").validate()

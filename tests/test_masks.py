@@ -455,3 +455,25 @@ def test_cli_train_physique_writes_weights_atomically(tmp_path):
     assert set(state) == set(PhysiqueNet().state_dict())
     bad = CliRunner().invoke(masks_app, ["train-physique", "--steps", "2", "--out", str(out), "--sigma", "-1"])
     assert bad.exit_code == 2 and "error:" in bad.output and "--sigma" in bad.output
+
+
+def test_segment_distances_match_a_dense_sampling_of_each_segment():
+    from maskpose.render.stick import segment_distance_map, segment_squared_distance_map
+
+    gen = torch.Generator().manual_seed(3)
+    joints = torch.rand(2, 5, 2, generator=gen, dtype=torch.float64) * torch.tensor([30.0, 20.0], dtype=torch.float64)
+    joints[1, 4] = joints[1, 3]  # a zero-length bone
+    bones = [(0, 1), (1, 2), (2, 3), (3, 4), (0, 4)]
+    got = segment_distance_map(joints, bones, (20, 30)).numpy()
+    squared = segment_squared_distance_map(joints, bones, (20, 30)).numpy()
+    ys, xs = np.mgrid[0:20, 0:30]
+    pixels = np.stack([xs, ys], -1).reshape(-1, 1, 2).astype(np.float64)
+    t = np.linspace(0.0, 1.0, 4001)[None, :, None]
+    for b in range(2):
+        for k, (i, j) in enumerate(bones):
+            a, c = joints[b, i].numpy(), joints[b, j].numpy()
+            samples = a + t[0] * (c - a)  # (4001, 2) points along the segment
+            reference = np.linalg.norm(pixels - samples[None], axis=-1).min(1).reshape(20, 30)
+            step = np.linalg.norm(c - a) / 4000
+            assert np.abs(got[b, k] - reference).max() <= step / 2 + 1e-9
+            assert np.allclose(squared[b, k], got[b, k] ** 2, atol=1e-9)

@@ -205,3 +205,37 @@ def test_missing_joint_labels_are_ignored_not_nan():
     assert torch.isfinite(loss) and loss.item() == pytest.approx(1.0)
     assert pred.grad[0, 5].abs().sum() == 0 and torch.isfinite(pred.grad).all()
     assert _masked_l1(pred, torch.full((2, 17, 3), float("nan"))).item() == 0.0
+
+
+def test_topology_binarization_option_reaches_the_losses():
+    """Same hard forward value either way; the soft gradient stays near the 0.5 level set while the
+    straight-through one also reaches saturated pixels."""
+    from maskpose.train.objectives import Objective
+    from maskpose.train.pipeline import Prediction
+
+    with pytest.raises(ConfigError, match="topology_binarization"):
+        TrainConfig(mode="adapt", data="x", topology_binarization="hard").validate()
+    with pytest.raises(ConfigError, match="topology_temperature"):
+        TrainConfig(mode="adapt", data="x", topology_temperature=0.0).validate()
+    assert TrainConfig(mode="adapt", data="x").validate().topology_binarization == "soft"
+    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    # A soft disc (radius 8, edge 1 px wide) and a target disc moved 4 px to the right.
+    soft = torch.sigmoid(8.0 - ((yy - 16) ** 2 + (xx - 14) ** 2).sqrt())[None, None]
+    mask = (((yy - 16) ** 2 + (xx - 18) ** 2).sqrt() <= 8).float()[None, None]
+    values, grads = {}, {}
+    for mode in ("straight_through", "soft"):
+        objective = Objective(TrainConfig(mode="adapt", data="x", losses={"ls": 1.0, "lt": 1.0},
+                                          topology_binarization=mode, topology_temperature=0.1))
+        silhouette = soft.clone().requires_grad_(True)
+        pred = Prediction(joints3d=torch.zeros(1, 17, 3), joints2d=torch.zeros(1, 17, 2), silhouette=silhouette)
+        values[mode], _ = objective(pred, {"mask": mask})
+        values[mode].backward()
+        grads[mode] = silhouette.grad[0, 0]
+    assert torch.allclose(values["soft"], values["straight_through"])
+    saturated = (soft[0, 0] - 0.5).abs() > 0.45
+    share = {mode: float(g[saturated].abs().mean() / g.abs().max()) for mode, g in grads.items()}
+    assert share["straight_through"] > 0.01
+    assert share["soft"] < 0.2 * share["straight_through"]  # the soft gradient fades away from the edge
+    # both move the disc toward the target: grow on its right edge, shrink on its left
+    for g in grads.values():
+        assert g[16, 22] < 0 < g[16, 6]

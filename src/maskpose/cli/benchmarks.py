@@ -16,12 +16,15 @@ def _split(text: Optional[str]) -> Optional[tuple[str, ...]]:
 
 
 def _bench_config(quick: bool, device: str, targets: Optional[str] = None, variants: Optional[str] = None,
-                  seeds: Optional[str] = None, source_checkpoint: Optional[Path] = None):
+                  seeds: Optional[str] = None, source_checkpoint: Optional[Path] = None,
+                  config: Optional[Path] = None, seeds_field: str = "seeds"):
     from dataclasses import replace
 
     from maskpose.train.benchmark import BenchConfig
 
     cfg = BenchConfig.quick() if quick else BenchConfig.full()
+    if config is not None:
+        cfg = cfg.updated_from_yaml(config)
     changes: dict = {"device": device}
     if targets is not None:
         changes["targets"] = _split(targets)
@@ -29,7 +32,7 @@ def _bench_config(quick: bool, device: str, targets: Optional[str] = None, varia
         changes["variants"] = _split(variants)
     if seeds is not None:
         try:
-            changes["seeds"] = tuple(int(s) for s in _split(seeds))
+            changes[seeds_field] = tuple(int(s) for s in _split(seeds))
         except ValueError:
             raise ValueError(f"--seeds {seeds!r}: give integers separated by commas (e.g. 0,1)") from None
     if source_checkpoint is not None:
@@ -44,6 +47,8 @@ JSON = typer.Option(..., "--json", help="Write the results JSON here.")
 OUT = typer.Option(..., "--out", help="Run folder: data, runs, partial results (an existing one resumes).")
 DEVICE = typer.Option("cpu", help="cpu, cuda, ...")
 THREADS = typer.Option(None, help="torch.set_num_threads (default: leave torch's choice).")
+CONFIG = typer.Option(None, "--config", help="YAML of BenchConfig fields overriding the base configuration "
+                                             "(full, or quick with --quick); flags override it.")
 
 
 @bench_app.command("adapt")
@@ -56,7 +61,7 @@ def bench_adapt(
     variants: Optional[str] = typer.Option(None, help="Comma-separated variants: source, l2, ls, ls_lt, bce, "
                                                       "chamfer_points, mas, ls_lt_mas, oracle."),
     seeds: Optional[str] = typer.Option(None, help="Comma-separated seeds (default 0,1)."),
-    threads: Optional[int] = THREADS,
+    threads: Optional[int] = THREADS, config: Optional[Path] = CONFIG,
 ) -> None:
     """Source model vs. every adaptation loss vs. an oracle, on every synthetic target domain.
 
@@ -66,7 +71,7 @@ def bench_adapt(
     """
     from maskpose.train.benchmark import run_adapt_benchmark
 
-    cfg = _bench_config(quick, device, targets, variants, seeds, source_checkpoint)
+    cfg = _bench_config(quick, device, targets, variants, seeds, source_checkpoint, config)
     if threads:
         import torch
 
@@ -77,12 +82,14 @@ def bench_adapt(
 @bench_app.command("unsup")
 @friendly
 def bench_unsup(quick: bool = QUICK, json_path: Path = JSON, out: Path = OUT, device: str = DEVICE,
-                threads: Optional[int] = THREADS) -> None:
+                seeds: Optional[str] = typer.Option(None, help="Comma-separated seeds (default: the config's "
+                                                               "unsup_seeds)."),
+                threads: Optional[int] = THREADS, config: Optional[Path] = CONFIG) -> None:
     """Mask-as-Supervision with / without ψ and G against a 3D-supervised model (joint head):
     MPJPE with and without the left-right flip, and the ambiguity ratio."""
     from maskpose.train.benchmark import run_unsup_benchmark
 
-    cfg = _bench_config(quick, device)
+    cfg = _bench_config(quick, device, seeds=seeds, config=config, seeds_field="unsup_seeds")
     if threads:
         import torch
 

@@ -21,10 +21,10 @@ def pixel_grid(height: int, width: int, device=None, dtype=torch.float32) -> tor
     return torch.stack((gx, gy), dim=-1)
 
 
-def segment_distance_map(
+def segment_squared_distance_map(
     joints_2d: torch.Tensor, bones: Sequence[tuple[int, int]], size: tuple[int, int]
 ) -> torch.Tensor:
-    """Distance from every pixel centre to every bone segment.
+    """Squared distance from every pixel centre to every bone segment.
 
     Args:
         joints_2d: ``(B, J, 2)`` joint positions in pixels (x, y).
@@ -32,20 +32,32 @@ def segment_distance_map(
         size: ``(H, W)`` of the output.
 
     Returns:
-        ``(B, K, H, W)`` Euclidean distances in pixels; differentiable in ``joints_2d``.
+        ``(B, K, H, W)`` squared Euclidean distances in pixels²; smooth in ``joints_2d`` (no square
+        root, so no infinite gradient on the segment itself).
     """
     check_shape("joints_2d", joints_2d, (None, None, 2))
     height, width = size
-    idx_a = torch.tensor([a for a, _ in bones], device=joints_2d.device)
-    idx_b = torch.tensor([b for _, b in bones], device=joints_2d.device)
-    a = joints_2d[:, idx_a][:, :, None, None, :]  # (B, K, 1, 1, 2)
-    b = joints_2d[:, idx_b][:, :, None, None, :]
-    p = pixel_grid(height, width, joints_2d.device, joints_2d.dtype)  # (H, W, 2)
-    ab = b - a
-    # Clamp the projection parameter to the segment; the epsilon keeps zero-length bones finite.
-    t = ((p - a) * ab).sum(-1) / (ab * ab).sum(-1).clamp_min(1e-8)
-    closest = a + t.clamp(0.0, 1.0)[..., None] * ab
-    return (p - closest).square().sum(-1).clamp_min(1e-12).sqrt()
+    idx_a = torch.tensor([a for a, _ in bones], device=joints_2d.device, dtype=torch.long)
+    idx_b = torch.tensor([b for _, b in bones], device=joints_2d.device, dtype=torch.long)
+    a = joints_2d[:, idx_a, None, None, :]  # (B, K, 1, 1, 2)
+    ab = joints_2d[:, idx_b, None, None, :] - a
+    ax, ay, abx, aby = a[..., 0], a[..., 1], ab[..., 0], ab[..., 1]  # (B, K, 1, 1) each
+    # x and y kept apart: every full-size (B, K, H, W) tensor is made by broadcasting a row
+    # (B, K, 1, W) against a column (B, K, H, 1), a few times faster than an (..., 2) layout.
+    dx = torch.arange(width, device=joints_2d.device, dtype=joints_2d.dtype) - ax  # (B, K, 1, W)
+    dy = torch.arange(height, device=joints_2d.device, dtype=joints_2d.dtype)[:, None] - ay  # (B, K, H, 1)
+    # Projection parameter clamped to the segment; the epsilon keeps zero-length bones finite.
+    inv_len2 = 1.0 / (abx * abx + aby * aby).clamp_min(1e-8)
+    t = (dx * (abx * inv_len2) + dy * (aby * inv_len2)).clamp_(0.0, 1.0)
+    return (dx - t * abx).square() + (dy - t * aby).square()
+
+
+def segment_distance_map(
+    joints_2d: torch.Tensor, bones: Sequence[tuple[int, int]], size: tuple[int, int]
+) -> torch.Tensor:
+    """Distance from every pixel centre to every bone segment: the square root of
+    :func:`segment_squared_distance_map` (same arguments), ``(B, K, H, W)`` in pixels."""
+    return segment_squared_distance_map(joints_2d, bones, size).clamp_min(1e-12).sqrt()
 
 
 def capsule_silhouette(

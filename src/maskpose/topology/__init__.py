@@ -14,6 +14,7 @@ Binarisation (hard forward; straight-through or soft gradient), the border conve
 for masks with nothing to be near are documented in :mod:`maskpose.topology.distance`.
 """
 
+from ._checks import BINARIZATIONS, KERNELS
 from .distance import (
     InwardDistanceMap,
     OutwardDistanceMap,
@@ -34,7 +35,7 @@ from .loss import (
 from .skeleton import TopologicalSkeleton, topological_skeleton
 
 __all__ = [
-    "ChamferMapLoss", "InwardDistanceMap", "OutwardDistanceMap", "SilhouetteAlignmentLoss",
+    "BINARIZATIONS", "KERNELS", "ChamferMapLoss", "InwardDistanceMap", "OutwardDistanceMap", "SilhouetteAlignmentLoss",
     "TopologicalSkeleton", "TopologyAlignmentLoss", "binarize", "chamfer_map_loss", "default_iterations",
     "inward_distance_map", "outward_distance_map", "silhouette_alignment_loss", "silhouette_topology_loss",
     "topological_skeleton", "topology_alignment_loss",

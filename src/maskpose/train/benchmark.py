@@ -23,9 +23,10 @@ source > l2 > ls > ls_lt first, targets as columns, PA-MPJPE mean ± std over se
 Target train splits are generated *with* labels so the oracle can use them; the adaptation
 variants never read labels (``TrainConfig.validate`` refuses supervised losses in ``adapt``).
 
-``unsup``: Mask-as-Supervision from scratch with the joint head (``train-unsup``), with and
-without ψ (physique net) and G (geodesic weights), against the same network trained with 3D labels
-on the same images; MPJPE / PA-MPJPE with and without the flip to the better side, and the
+``unsup``: Mask-as-Supervision from scratch (``train-unsup``) with the joint head or, with
+``unsup_head: mesh``, the mesh head (whose body model fixes the 3D structure that a mask cannot),
+with and without ψ (physique net) and G (geodesic weights), against the same network trained with
+3D labels on the same images; MPJPE / PA-MPJPE with and without the flip to the better side, and the
 left-right ambiguity ratio.
 """
 
@@ -108,6 +109,10 @@ class BenchConfig:
     prior_weight: float = 0.1
     fit_every: int = 0  # fitting in the loop (the paper: every 4th step); 0 = off
     fit_iterations: int = 8
+    # gradient through the threshold of ls / lt (TrainConfig.topology_binarization; "straight_through"
+    # reproduces the first benchmark run, see docs/benchmark.md)
+    topology_binarization: str = "soft"
+    topology_temperature: float = 0.1
     oracle_lr: float = 1e-4
     curve_variants: tuple[str, ...] = ("l2", "ls_lt")
     curve_points: int = 3  # evaluations along each curve-variant run (the last is the run's end)
@@ -119,6 +124,10 @@ class BenchConfig:
     unsup_batch: int = 32
     unsup_lr: float = 1e-3
     unsup_seeds: tuple[int, ...] = (0, 1)
+    # "joints": free 3D landmarks (masks constrain only their projection, so depth is learned from
+    # nothing); "mesh": the body model's joints, with the pose prior (prior_weight) added to every
+    # mask-only variant.
+    unsup_head: str = "joints"
     device: str = "cpu"
     eval_batch: int = 32
 
@@ -155,6 +164,13 @@ class BenchConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def updated_from_yaml(self, path) -> "BenchConfig":
+        """This configuration with the fields set in a YAML mapping replaced (unknown keys refused)."""
+        from maskpose.train.config import load_yaml_mapping
+
+        changes = load_yaml_mapping(path)
+        return BenchConfig.from_dict({**self.to_dict(), **changes})
+
     @staticmethod
     def from_dict(d: dict) -> "BenchConfig":
         known = {f.name for f in fields(BenchConfig)}
@@ -170,6 +186,11 @@ class BenchConfig:
         bad = [v for v in self.unsup_variants if v not in UNSUP_VARIANTS]
         if bad:
             raise ConfigError(f"unknown unsup variant(s) {bad}; known: {list(UNSUP_VARIANTS)}")
+        from maskpose.topology import BINARIZATIONS
+
+        if self.topology_binarization not in BINARIZATIONS or not self.topology_temperature > 0:
+            raise ConfigError(f"topology_binarization must be one of {BINARIZATIONS} and topology_temperature > 0, "
+                              f"got {self.topology_binarization!r}, {self.topology_temperature!r}")
         from maskpose.data.domains import DOMAINS
         from maskpose.train.uap import register_uap_domains
 
@@ -179,6 +200,8 @@ class BenchConfig:
             raise ConfigError(f"unknown target domain(s) {bad}; known: {sorted(set(DOMAINS) - {'studio'})}")
         if not self.seeds or not self.unsup_seeds:
             raise ConfigError("at least one seed is needed")
+        if self.unsup_head not in ("joints", "mesh"):
+            raise ConfigError(f"unsup_head must be 'joints' or 'mesh', got {self.unsup_head!r}")
         if self.curve_points < 1:
             raise ConfigError("curve_points must be >= 1")
         return self
@@ -408,7 +431,8 @@ def run_cell(cfg: BenchConfig, target: str, variant: str, seed: int, info: dict,
                            losses=_cell_losses(cfg, variant), steps=cfg.adapt_steps, batch_size=cfg.adapt_batch,
                            lr=cfg.adapt_lr, seed=seed, device=cfg.device, log_every=10, checkpoint_every=10**9,
                            fit_every=cfg.fit_every, fit_iterations=cfg.fit_iterations, focal=focal,
-                           model=model_config)
+                           topology_binarization=cfg.topology_binarization,
+                           topology_temperature=cfg.topology_temperature, model=model_config)
     stops = _curve_steps(cfg) if variant in cfg.curve_variants else [cfg.adapt_steps]
     curve = []
     result = None
@@ -612,12 +636,14 @@ def run_unsup_benchmark(cfg: BenchConfig, out, json_path=None, printer: Callable
         log(f"cell {i}/{len(todo)}: {v}, seed {s} ({cfg.unsup_steps} steps)")
         start = time.time()
         spec = dict(UNSUP_VARIANTS[v])
+        if cfg.unsup_head == "mesh" and spec["mode"] == "train-unsup" and cfg.prior_weight > 0:
+            spec["losses"] = {**spec["losses"], "prior": cfg.prior_weight}
         run_dir = out / "runs" / v / f"seed{s}"
         shutil.rmtree(run_dir, ignore_errors=True)
         trained = train(TrainConfig(
             data=str(train_split), out=str(run_dir), steps=cfg.unsup_steps, batch_size=cfg.unsup_batch,
             lr=cfg.unsup_lr, seed=s, device=cfg.device, log_every=25, checkpoint_every=10**9,
-            model=cfg.model(heads=("joints",)), **spec), progress=False)
+            model=cfg.model(heads=(cfg.unsup_head,)), **spec), progress=False)
         cells[key] = _metrics(evaluate_checkpoint(trained.checkpoint, test_split, cfg.device, cfg.eval_batch))
         cells[key]["seconds"] = round(time.time() - start, 1)
         c = cells[key]

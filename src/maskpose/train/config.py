@@ -10,6 +10,7 @@ import yaml
 
 from maskpose.errors import ConfigError
 from maskpose.models.regressor import ModelConfig
+from maskpose.topology import BINARIZATIONS
 
 #: Loss terms a config may name, and what each needs from a batch.
 SUPERVISED_LOSSES = ("joints3d", "joints2d", "params", "silhouette_sup")
@@ -24,6 +25,21 @@ FOCAL_RATIO = 2.0
 
 def default_focal(resolution: int) -> float:
     return FOCAL_RATIO * resolution
+
+
+def load_yaml_mapping(path: str | Path) -> dict:
+    """The mapping in a YAML config file (empty file: ``{}``); ``ConfigError`` naming the problem
+    for a missing file, invalid YAML or anything but a mapping."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file does not exist")
+    try:
+        d = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(d, dict):
+        raise ConfigError(f"{path}: a config must be a mapping of keys to values, got {type(d).__name__}")
+    return d
 
 
 DEFAULT_LOSSES = {
@@ -63,6 +79,11 @@ class TrainConfig:
     # and the geodesic weights G (uniform weights when off).
     mas_physique: bool = True
     mas_geodesic: bool = True
+    # Gradient through the 0.5 threshold of the topology losses (ls, lt): "soft" (the gradient of a
+    # sigmoid of this temperature) adapts better than "straight_through" in our benchmark
+    # (docs/benchmark.md, "Binarisation"); both are kept. The forward pass is hard either way.
+    topology_binarization: str = "soft"
+    topology_temperature: float = 0.1
     freeze_encoder: bool = False
     # Fitting in the loop (adapt, mesh head): every ``fit_every`` steps the batch's predicted body
     # parameters are refined by ``fit_iterations`` Adam steps on the mask losses alone, and the
@@ -102,6 +123,11 @@ class TrainConfig:
             raise ConfigError(f"steps >= 0, batch_size > 0 and lr > 0 required, got {self.steps}, {self.batch_size}, {self.lr}")
         if self.fit_every < 0 or self.fit_iterations < 0 or self.fit_lr <= 0 or self.fit_weight < 0:
             raise ConfigError("fit_every, fit_iterations, fit_weight must be >= 0 and fit_lr > 0")
+        if self.topology_binarization not in BINARIZATIONS:
+            raise ConfigError(f"topology_binarization must be one of {BINARIZATIONS}, "
+                              f"got {self.topology_binarization!r}")
+        if not self.topology_temperature > 0:
+            raise ConfigError(f"topology_temperature must be > 0, got {self.topology_temperature!r}")
         if self.fit_every and (self.mode != "adapt" or "mesh" not in self.model.heads):
             raise ConfigError("fitting in the loop (fit_every > 0) is for adapt with the mesh head")
         if not 0.0 <= self.source_ratio <= 1.0:
@@ -132,13 +158,5 @@ class TrainConfig:
 
     @staticmethod
     def from_yaml(path: str | Path) -> "TrainConfig":
-        path = Path(path)
-        if not path.exists():
-            raise ConfigError(f"{path}: config file does not exist")
-        try:
-            d = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML ({err})") from None
-        if not isinstance(d, dict):
-            raise ConfigError(f"{path}: a config must be a mapping of keys to values")
+        d = load_yaml_mapping(path)
         return TrainConfig.from_dict(d)

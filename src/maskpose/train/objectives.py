@@ -54,6 +54,8 @@ class Objective(nn.Module):
                 physique=PhysiqueNet() if config.mas_physique else None,
             )
         self.mas_geodesic = config.mas_geodesic
+        self.topology_options = dict(binarization=config.topology_binarization,
+                                     temperature=config.topology_temperature)
 
     @property
     def needs_silhouette(self) -> bool:
@@ -95,12 +97,12 @@ class Objective(nn.Module):
     def _ls(self, pred: Prediction, batch: dict) -> torch.Tensor:
         from maskpose.topology import silhouette_alignment_loss
 
-        return silhouette_alignment_loss(pred.silhouette, batch["mask"])
+        return silhouette_alignment_loss(pred.silhouette, batch["mask"], **self.topology_options)
 
     def _lt(self, pred: Prediction, batch: dict) -> torch.Tensor:
         from maskpose.topology import topology_alignment_loss
 
-        return topology_alignment_loss(pred.silhouette, batch["mask"])
+        return topology_alignment_loss(pred.silhouette, batch["mask"], **self.topology_options)
 
     def _l1(self, pred: Prediction, batch: dict) -> torch.Tensor:
         from maskpose.topology.baselines import pixel_l1_loss
