@@ -2,7 +2,7 @@
 
 Conventions (DESIGN §2): points are in the camera frame, OpenCV style (x right, y down, z forward,
 metres); pixels are ``(x, y)`` with the origin top-left and pixel ``(i, j)``'s *centre* at integer
-coordinates ``(j, i)``, exactly as :func:`maskpose.render.stick.pixel_grid`. The centre of a
+coordinates ``(j, i)``, as in :func:`maskpose.render.stick.segment_squared_distance_map`. The centre of a
 ``W x H`` image is therefore at ``((W - 1) / 2, (H - 1) / 2)``.
 
 Intrinsics are ``K (B, 3, 3)``::

@@ -13,14 +13,6 @@ import torch
 from maskpose.errors import check_shape
 
 
-def pixel_grid(height: int, width: int, device=None, dtype=torch.float32) -> torch.Tensor:
-    """Pixel-centre coordinates ``(H, W, 2)`` as (x, y), pixel (0, 0) centred at (0, 0)."""
-    ys = torch.arange(height, device=device, dtype=dtype)
-    xs = torch.arange(width, device=device, dtype=dtype)
-    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-    return torch.stack((gx, gy), dim=-1)
-
-
 def segment_squared_distance_map(
     joints_2d: torch.Tensor, bones: Sequence[tuple[int, int]], size: tuple[int, int]
 ) -> torch.Tensor:

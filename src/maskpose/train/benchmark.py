@@ -33,10 +33,9 @@ left-right ambiguity ratio.
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -173,10 +172,9 @@ class BenchConfig:
 
     @staticmethod
     def from_dict(d: dict) -> "BenchConfig":
-        known = {f.name for f in fields(BenchConfig)}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown BenchConfig key(s) {sorted(unknown)}")
+        from maskpose.train.config import check_known_fields
+
+        check_known_fields(BenchConfig, d, "BenchConfig")
         return BenchConfig(**d)
 
     def validate(self) -> "BenchConfig":
@@ -186,11 +184,9 @@ class BenchConfig:
         bad = [v for v in self.unsup_variants if v not in UNSUP_VARIANTS]
         if bad:
             raise ConfigError(f"unknown unsup variant(s) {bad}; known: {list(UNSUP_VARIANTS)}")
-        from maskpose.topology import BINARIZATIONS
+        from maskpose.train.config import check_topology_gradient
 
-        if self.topology_binarization not in BINARIZATIONS or not self.topology_temperature > 0:
-            raise ConfigError(f"topology_binarization must be one of {BINARIZATIONS} and topology_temperature > 0, "
-                              f"got {self.topology_binarization!r}, {self.topology_temperature!r}")
+        check_topology_gradient(self.topology_binarization, self.topology_temperature)
         from maskpose.data.domains import DOMAINS
         from maskpose.train.uap import register_uap_domains
 

@@ -42,6 +42,23 @@ def load_yaml_mapping(path: str | Path) -> dict:
     return d
 
 
+def check_topology_gradient(binarization: str, temperature: float) -> None:
+    """``ConfigError`` unless ``topology_binarization`` / ``topology_temperature`` are valid (the
+    fields of both ``TrainConfig`` and the benchmark's ``BenchConfig``)."""
+    if binarization not in BINARIZATIONS:
+        raise ConfigError(f"topology_binarization must be one of {BINARIZATIONS}, got {binarization!r}")
+    if not temperature > 0:
+        raise ConfigError(f"topology_temperature must be > 0, got {temperature!r}")
+
+
+def check_known_fields(cls, d: dict, label: str) -> None:
+    """``ConfigError`` naming the keys of ``d`` that are not fields of the dataclass ``cls``."""
+    known = {f.name for f in fields(cls)}
+    unknown = set(d) - known
+    if unknown:
+        raise ConfigError(f"unknown {label} key(s) {sorted(unknown)}; known: {sorted(known)}")
+
+
 DEFAULT_LOSSES = {
     "pretrain": {"joints3d": 1.0, "joints2d": 1.0, "params": 0.5},
     "adapt": {"ls": 1.0, "lt": 1.0, "prior": 0.1},
@@ -123,11 +140,7 @@ class TrainConfig:
             raise ConfigError(f"steps >= 0, batch_size > 0 and lr > 0 required, got {self.steps}, {self.batch_size}, {self.lr}")
         if self.fit_every < 0 or self.fit_iterations < 0 or self.fit_lr <= 0 or self.fit_weight < 0:
             raise ConfigError("fit_every, fit_iterations, fit_weight must be >= 0 and fit_lr > 0")
-        if self.topology_binarization not in BINARIZATIONS:
-            raise ConfigError(f"topology_binarization must be one of {BINARIZATIONS}, "
-                              f"got {self.topology_binarization!r}")
-        if not self.topology_temperature > 0:
-            raise ConfigError(f"topology_temperature must be > 0, got {self.topology_temperature!r}")
+        check_topology_gradient(self.topology_binarization, self.topology_temperature)
         if self.fit_every and (self.mode != "adapt" or "mesh" not in self.model.heads):
             raise ConfigError("fitting in the loop (fit_every > 0) is for adapt with the mesh head")
         if not 0.0 <= self.source_ratio <= 1.0:
@@ -150,10 +163,7 @@ class TrainConfig:
 
     @staticmethod
     def from_dict(d: dict) -> "TrainConfig":
-        known = {f.name for f in fields(TrainConfig)}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown config key(s) {sorted(unknown)}; known: {sorted(known)}")
+        check_known_fields(TrainConfig, d, "config")
         return TrainConfig(**d)
 
     @staticmethod
