@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from maskpose.body.skeletons import H36M_BONES
+from maskpose.conventions import H36M_BONES
 from maskpose.render.stick import capsule_silhouette
 
 # A standing figure in a unit box (x right, y down), H36M-17 order.

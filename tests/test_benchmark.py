@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from maskpose.train import benchmark as bench
-from maskpose.train.benchmark import BenchConfig, run_adapt_benchmark
+from maskpose.bench import adapt as bench
+from maskpose.bench.adapt import BenchConfig, run_adapt_benchmark
 
 MICRO = BenchConfig(
     resolution=32, width=8, hidden=32, source_train=12, source_heldout=8, source_steps=3, source_batch=4,
@@ -107,7 +107,7 @@ def uap_setup(micro_run):
 
 
 def test_uap_respects_the_budget_and_is_deterministic(uap_setup):
-    from maskpose.train.uap import compute_uap
+    from maskpose.train.attack import compute_uap
 
     model, data, body = uap_setup
     for eps in (4, 8):
@@ -122,7 +122,8 @@ def test_uap_respects_the_budget_and_is_deterministic(uap_setup):
 
 
 def test_uap_beats_random_sign_noise(uap_setup):
-    from maskpose.train.uap import compute_uap, perturbed_error, random_sign_perturbation
+    from maskpose.synth.uap import random_sign_perturbation
+    from maskpose.train.attack import compute_uap, perturbed_error
 
     model, data, body = uap_setup
     eps = 16
@@ -136,9 +137,9 @@ def test_uap_beats_random_sign_noise(uap_setup):
 
 
 def test_uap_domain_adds_the_perturbation_and_clips():
-    from maskpose.data.domains import apply_domain
     from maskpose.errors import ConfigError
-    from maskpose.train.uap import random_sign_perturbation
+    from maskpose.synth.domains import apply_domain
+    from maskpose.synth.uap import random_sign_perturbation
 
     images = np.array([[[[0, 128, 255]] * 4] * 4], dtype=np.uint8)  # (1, 4, 4, 3)
     delta = random_sign_perturbation((4, 4, 3), 8, seed=0) * 255  # pixel units
@@ -199,7 +200,7 @@ def test_bench_config_from_yaml_overrides_and_refuses_bad_files(tmp_path):
 
 def test_micro_unsup_benchmark_on_the_mesh_head(tmp_path):
     """Both heads run end to end; on the mesh head the mask-only variants also carry the pose prior."""
-    from maskpose.train.benchmark import run_unsup_benchmark
+    from maskpose.bench.adapt import run_unsup_benchmark
     from maskpose.train.checkpoint import load_checkpoint
 
     micro = replace(MICRO, unsup_train=6, unsup_test=5, unsup_steps=2, unsup_batch=2, unsup_seeds=(0,),

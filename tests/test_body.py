@@ -7,10 +7,28 @@ import roma
 import torch
 
 from maskpose.body.anny_body import ANNY_TO_CAMERA, AnnyBody, load_anny
-from maskpose.body.limits import ANNY_BONE_OF_JOINT, ARTICULATED_JOINTS, H36M_FROM_ANNY, HingeLimit, limit_of
-from maskpose.body.rotations import identity_sixd, rotmat_to_sixd, rotvec_to_sixd, sixd_to_rotmat, sixd_to_rotvec
-from maskpose.body.sampler import PoseSampler, _limit_tables, hinge_axis, joint_angles, pose_prior_loss
-from maskpose.body.skeletons import H36M_JOINTS
+from maskpose.body.limits import (
+    ANNY_BONE_OF_JOINT,
+    ARTICULATED_JOINTS,
+    H36M_FROM_ANNY,
+    HingeLimit,
+    limit_of,
+)
+from maskpose.body.rotations import (
+    identity_sixd,
+    rotmat_to_sixd,
+    rotvec_to_sixd,
+    sixd_to_rotmat,
+    sixd_to_rotvec,
+)
+from maskpose.body.sampler import (
+    PoseSampler,
+    _limit_tables,
+    hinge_axis,
+    joint_angles,
+    pose_prior_loss,
+)
+from maskpose.conventions import H36M_JOINTS
 from maskpose.errors import MaskposeError
 
 
@@ -180,7 +198,11 @@ def test_sampler_rejects_bad_ranges():
 
 
 def test_cached_surface_data_equals_a_fresh_computation(full_body):
-    from maskpose.body.anny_body import _surface_point_data, surface_cache_path, surface_point_data
+    from maskpose.body.anny_body import (
+        _surface_point_data,
+        surface_cache_path,
+        surface_point_data,
+    )
 
     cached = surface_point_data()
     assert surface_cache_path().exists()

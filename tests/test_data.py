@@ -22,7 +22,7 @@ from maskpose.data.adapters import (
     polygons_to_mask,
 )
 from maskpose.data.dataset import MaskposeDataset, read_meta, write_dataset
-from maskpose.data.inspect import contact_sheet, dataset_stats
+from maskpose.data.inspect import dataset_contact_sheet, dataset_stats
 from maskpose.errors import DataError
 
 COCO = Path(__file__).parent / "data" / "coco"
@@ -159,7 +159,7 @@ def test_coco_round_trip(tmp_path):
     assert meta["num_samples"] == len(expected) == 3
     assert set(meta["fields"]) == {"image", "mask", "joints2d"}
     images, masks, joints = (np.load(out / f"{k}.npy") for k in ("image", "mask", "joints2d"))
-    for ann, image, mask, j in zip(sorted(expected, key=lambda a: (a["image_id"], a["id"])), images, masks, joints):
+    for ann, _image, mask, j in zip(sorted(expected, key=lambda a: (a["image_id"], a["id"])), images, masks, joints):
         # Re-derive the mask independently: rasterise the polygon in the full image and crop.
         info = next(i for i in coco["images"] if i["id"] == ann["image_id"])
         full = polygons_to_mask(ann["segmentation"], info["height"], info["width"])
@@ -277,7 +277,7 @@ def test_stats_and_contact_sheet(tmp_path):
     assert stats["num_samples"] == 5 and stats["resolution"] == [16, 16]
     assert stats["mask_coverage"]["mean"] == pytest.approx(32 / 256)
     assert stats["labels"] == ["joints3d", "joints2d"] and stats["joints2d"]["inside_fraction"] == 1.0
-    sheet = contact_sheet(path, tmp_path / "sheet.png", n=4, cell=32)
+    sheet = dataset_contact_sheet(path, tmp_path / "sheet.png", n=4, cell=32)
     image = cv2.imread(str(sheet))
     assert image.shape == (64, 64, 3)
     assert (image[..., 1] == 255).any()  # mask outline drawn in green

@@ -2,7 +2,7 @@
 
 import json
 
-from maskpose.train.demo import DemoConfig, metric_table_markdown, run_demo
+from maskpose.apps.demo import DemoConfig, metric_table_markdown, run_demo
 
 
 def test_demo_writes_report_with_before_after_metrics(tmp_path):

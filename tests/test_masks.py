@@ -10,7 +10,7 @@ import skfmm
 import torch
 from scipy.sparse.csgraph import dijkstra
 
-from maskpose.body.skeletons import H36M_BONES
+from maskpose.conventions import H36M_BONES
 from maskpose.errors import MaskposeError
 from maskpose.masks import (
     GeodesicWeights,

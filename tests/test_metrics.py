@@ -8,7 +8,7 @@ import torch
 from scipy.linalg import orthogonal_procrustes
 from scipy.spatial.transform import Rotation
 
-from maskpose.body.skeletons import H36M_BONES, H36M_FLIP
+from maskpose.conventions import H36M_BONES, H36M_FLIP
 from maskpose.errors import MaskposeError
 from maskpose.eval import (
     AUC_THRESHOLDS_MM,

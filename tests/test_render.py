@@ -318,7 +318,7 @@ def test_silhouette_bad_input_raises_maskpose_error(body):
 
 
 def test_bench_render_reports_the_ratio():
-    from maskpose.render.benchmark import bench_render
+    from maskpose.bench.render import bench_render
 
     result = bench_render(batch=2, res=32, repeats=1, warmup=0)
     for key in ("render_fwd_ms", "render_fwd_bwd_ms", "anny_fwd_bwd_ms", "ratio"):

@@ -9,9 +9,20 @@ import pytest
 import torch
 
 from maskpose.data.dataset import LABEL_FIELDS, MaskposeDataset, read_meta
-from maskpose.data.domains import DOMAINS, THERMAL_STATS, apply_domain, estimate_noise_std, get_domain
-from maskpose.data.synth import APPEARANCE_STREAM, generate, generate_domain_splits, sample_rngs
 from maskpose.errors import ConfigError
+from maskpose.synth.domains import (
+    DOMAINS,
+    THERMAL_STATS,
+    apply_domain,
+    estimate_noise_std,
+    get_domain,
+)
+from maskpose.synth.generator import (
+    APPEARANCE_STREAM,
+    generate,
+    generate_domain_splits,
+    sample_rngs,
+)
 
 RES = 64
 MAGENTA = np.array([255, 0, 255], np.uint8)
@@ -78,7 +89,7 @@ def test_mask_coincides_with_rgb(studio, body):
     """Re-render the stored samples from their stored labels on a constant magenta background:
     the pixels that are not magenta are exactly the stored mask, and the body pixels equal the
     stored image (same appearance and noise), so there is no offset or flip."""
-    from maskpose.data.synthesis import SynthesisRenderer
+    from maskpose.synth.renderer import SynthesisRenderer
 
     image, mask, pose, phen, trans, K = _arrays(studio, "image", "mask", "pose", "phenotypes", "translation",
                                                 "intrinsics")
@@ -211,7 +222,7 @@ def test_thermal_statistics(tmp_path, body):
 
 
 def test_scene_is_disjoint_from_studio():
-    from maskpose.data.synthesis import _PATTERNS, PHOTOS
+    from maskpose.synth.appearance import _PATTERNS, PHOTOS
 
     assert not set(PHOTOS["scene"]) & set(PHOTOS["studio"])
     assert not set(_PATTERNS["scene"]) & set(_PATTERNS["studio"])

@@ -13,7 +13,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 from skimage.morphology import medial_axis, thin
 
-from maskpose.body.skeletons import H36M_BONES
+from maskpose.conventions import H36M_BONES
 from maskpose.errors import MaskposeError
 from maskpose.render.stick import capsule_silhouette
 from maskpose.topology import (
@@ -23,6 +23,7 @@ from maskpose.topology import (
     SilhouetteAlignmentLoss,
     TopologicalSkeleton,
     TopologyAlignmentLoss,
+    baselines,
     binarize,
     chamfer_map_loss,
     inward_distance_map,
@@ -32,7 +33,6 @@ from maskpose.topology import (
     topological_skeleton,
     topology_alignment_loss,
 )
-from maskpose.topology import baselines
 from maskpose.topology.distance import erosion_levels, nearest_off_pixel
 from maskpose.topology.loss import GRADIENT_MARGIN
 from shapes import human_masks, standing_joints

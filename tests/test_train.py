@@ -10,6 +10,7 @@ import torch
 import torch.multiprocessing as mp
 import trimesh
 
+from maskpose.apps.predict import predict_to_folder
 from maskpose.data.dataset import MaskposeDataset
 from maskpose.errors import ConfigError, DataError
 from maskpose.models.regressor import ModelConfig
@@ -17,7 +18,6 @@ from maskpose.train.checkpoint import load_model
 from maskpose.train.config import TrainConfig
 from maskpose.train.evaluate import collect_predictions
 from maskpose.train.loop import Trainer, train
-from maskpose.train.predict import predict_to_folder
 from tiny_data import make_dataset
 
 SMALL = ModelConfig(resolution=64, width=16, hidden=128)
@@ -69,8 +69,8 @@ def _target_iou(model, data_path):
 
 def test_adapt_with_topology_losses_raises_target_iou(tmp_path):
     """The shipped source model adapted to thermal images with L_S + L_T on their masks only."""
-    from maskpose.data.synth import generate
-    from maskpose.train.demo import DemoConfig, shipped_checkpoint
+    from maskpose.apps.demo import DemoConfig, shipped_checkpoint
+    from maskpose.synth.generator import generate
 
     demo = DemoConfig()
     source = shipped_checkpoint()

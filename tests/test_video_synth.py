@@ -1,4 +1,4 @@
-"""The synthetic static-camera sequence (maskpose.data.video_synth, ``maskpose masks synth-video``)
+"""The synthetic static-camera sequence (maskpose.synth.video, ``maskpose masks synth-video``)
 and the video paths of ``maskpose adapt --video`` and ``maskpose predict --video``.
 
 One small sequence (40 frames, 320x240, one person) is rendered once through the CLI and shared:
@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from maskpose.cli import app
 from maskpose.data.dataset import MaskposeDataset
-from maskpose.data.video_synth import count_frames, load_ground_truth, render_frames
+from maskpose.synth.video import count_frames, load_ground_truth, render_frames
 
 FRAMES, WIDTH, HEIGHT, WARMUP = 40, 320, 240, 10
 
@@ -55,8 +55,8 @@ def synth(tmp_path_factory):
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """A tiny mesh-head model, pretrained two steps on eight synthetic samples."""
-    from maskpose.data.synth import generate
     from maskpose.models.regressor import ModelConfig
+    from maskpose.synth.generator import generate
     from maskpose.train.config import TrainConfig
     from maskpose.train.loop import train
 
@@ -141,7 +141,7 @@ def test_extraction_iou_on_the_synthetic_sequence(synth):
 
 
 def test_synth_video_with_mocap_clips(tmp_path, body):
-    from maskpose.data.video_synth import render_static_camera_sequence
+    from maskpose.synth.video import render_static_camera_sequence
 
     mocap = Path(__file__).parent / "data" / "mocap"
     video, masks, meta = render_static_camera_sequence(tmp_path / "v.avi", frames=12, people=2, clips=mocap,

@@ -12,12 +12,13 @@ import sys
 
 import torch
 
+from maskpose.apps.demo import shipped_checkpoint
+from maskpose.data.batching import load_batch
 from maskpose.data.dataset import MaskposeDataset
 from maskpose.eval.metrics import pa_mpjpe, silhouette_iou
 from maskpose.train.checkpoint import load_model
 from maskpose.train.config import TrainConfig
-from maskpose.train.demo import shipped_checkpoint
-from maskpose.train.loop import Trainer, load_batch
+from maskpose.train.loop import Trainer
 from maskpose.train.pipeline import batch_intrinsics, mesh_prediction
 
 torch.set_num_threads(1)

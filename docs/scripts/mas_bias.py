@@ -10,10 +10,10 @@ import sys
 
 import torch
 
-from maskpose.body.skeletons import H36M_BONES
+from maskpose.conventions import H36M_BONES
+from maskpose.data.batching import load_batch
 from maskpose.data.dataset import MaskposeDataset
 from maskpose.masks.loss import JointMaskSupervision
-from maskpose.train.loop import load_batch
 
 torch.set_num_threads(1)
 data = MaskposeDataset(sys.argv[1])

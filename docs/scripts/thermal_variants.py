@@ -1,9 +1,15 @@
 """Every adaptation loss on the demo's thermal target, from the shipped source model (docs/benchmark.md)."""
-import json, shutil, sys, torch
+import json
+import shutil
+import sys
+
+import torch
+
+from maskpose.apps.demo import DemoConfig, shipped_checkpoint
 from maskpose.train.config import TrainConfig
-from maskpose.train.demo import DemoConfig, shipped_checkpoint
-from maskpose.train.loop import train
 from maskpose.train.evaluate import evaluate_checkpoint
+from maskpose.train.loop import train
+
 torch.set_num_threads(1)
 demo = DemoConfig()
 src = shipped_checkpoint()
@@ -18,7 +24,8 @@ results = {"source": evaluate_checkpoint(src, f"{root}/test")}
 print("source", round(results["source"]["pa_mpjpe"], 1), flush=True)
 for name in sys.argv[1:]:
     losses, fit = variants[name]
-    out = f"runs/thermal_{name}"; shutil.rmtree(out, ignore_errors=True)
+    out = f"runs/thermal_{name}"
+    shutil.rmtree(out, ignore_errors=True)
     r = train(TrainConfig(mode="adapt", data=f"{root}/train", out=out, init_checkpoint=str(src), steps=demo.adapt_steps,
                           batch_size=demo.adapt_batch, lr=demo.adapt_lr, losses=losses, fit_every=fit,
                           fit_iterations=demo.fit_iterations, model=demo.model()), progress=False)

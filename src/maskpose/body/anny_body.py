@@ -13,13 +13,23 @@ same joints as the full mesh.
 
 from __future__ import annotations
 
+import copy
 import functools
+import importlib.metadata
 import logging
 import os
 from dataclasses import dataclass
 
+import anny
 import torch
+from anny.models.phenotype import phenotype_blendshape_weights
+from anny.paths import get_anny_cache_path, get_anny_root_dir
 from torch import nn
+
+try:  # an Anny dependency; without it Anny falls back to torch skinning
+    import warp
+except ImportError:
+    warp = None
 
 from maskpose.body.limits import (
     ANNY_BONE_OF_JOINT,
@@ -66,9 +76,7 @@ class BodyOutput:
 def _quiet_warp() -> None:
     """Anny initialises NVIDIA Warp, which prints a banner and a line per kernel load at INFO
     level; keep the terminal for maskpose's own progress (warnings still show)."""
-    try:
-        import warp
-    except ImportError:  # Warp is an Anny dependency; without it Anny falls back to torch skinning
+    if warp is None:
         return
     level = getattr(warp.config, "log_level", None)
     if level is not None:
@@ -82,7 +90,6 @@ def load_anny(topology: str):
     """Construct (and cache in-process) an Anny model. The first construction on a machine builds
     Anny's on-disk cache (about a minute); later ones take well under a second."""
     _quiet_warp()
-    import anny  # heavy import (warp); deferred so the CLI starts fast
 
     log.info("building Anny (topology=%s)", topology)
     try:
@@ -104,8 +111,6 @@ def _surface_point_data(full) -> dict[str, torch.Tensor]:
     Returns float64 tensors: ``pair_point``/``pair_bone`` ``(Q,)`` (int64), ``base`` ``(Q, 3)``,
     ``weight_sum`` ``(Q,)``, ``shape_basis`` ``(Wp, Q, 3)`` and ``phenotype_mask``.
     """
-    from anny.paths import get_anny_root_dir
-
     keypoints = torch.load(get_anny_root_dir() / "data" / "keypoints" / "coco.pth", weights_only=True)
     dense = torch.stack([keypoints[name][full.base_mesh_vertex_indices] for name in COCO_WITH_FEET])
     # Head top: the topmost vertex of the full mesh at rest (arms hang down in Anny's A-pose).
@@ -148,10 +153,6 @@ def _surface_point_data(full) -> dict[str, torch.Tensor]:
 def surface_cache_path():
     """Where the folded surface-point data is cached: beside Anny's own cache, keyed by Anny's
     version (the data depends only on Anny's assets)."""
-    import importlib.metadata
-
-    from anny.paths import get_anny_cache_path
-
     return get_anny_cache_path() / f"maskpose_surface_points_anny-{importlib.metadata.version('anny')}.pt"
 
 
@@ -195,8 +196,6 @@ class AnnyBody(nn.Module):
         super().__init__()
         source = load_anny(topology)
         # Each AnnyBody owns a float32 copy: the cached model stays float64 on the CPU.
-        import copy
-
         self.anny = copy.deepcopy(source).to(device=device, dtype=torch.float32)
         self.topology = topology
         bone_index = {name: i for i, name in enumerate(self.anny.bone_labels)}
@@ -267,8 +266,6 @@ class AnnyBody(nn.Module):
 
     def _surface_points(self, phenotypes: torch.Tensor, transforms: torch.Tensor) -> torch.Tensor:
         """``(B, 24, 3)`` regressed points (Anny frame) from phenotypes and bone transforms."""
-        from anny.models.phenotype import phenotype_blendshape_weights
-
         weights = phenotype_blendshape_weights(
             phenotypes, self.anny.phenotype_labels, self.anny.anchors, self.surface_phenotype_mask,
             extrapolate=self.anny.extrapolate_phenotypes,

@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pybvh
 
 from maskpose.errors import DataError
 
@@ -66,8 +67,6 @@ def read_bvh(path: Path, keypoints: tuple[str, ...]) -> tuple[np.ndarray, np.nda
     keypoints the skeleton lacks. ``rest`` is the skeleton with every rotation zero and the root at
     the origin. Raises ``DataError`` naming the file for anything unreadable or missing.
     """
-    import pybvh  # deferred: only BVH users pay for it
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -38,8 +38,15 @@ import roma
 import torch
 
 from maskpose.body.anny_body import ANNY_TO_CAMERA, RENDER_TOPOLOGY, load_anny
-from maskpose.body.limits import ADULT_PHENOTYPE_RANGE, ARTICULATED_JOINTS, PHENOTYPE_LABELS
-from maskpose.body.rotations import rotmat_to_sixd
+from maskpose.body.bvh import read_bvh
+from maskpose.body.deepmimic import looks_like_deepmimic, read_deepmimic
+from maskpose.body.limits import (
+    ADULT_PHENOTYPE_RANGE,
+    ARTICULATED_JOINTS,
+    PHENOTYPE_LABELS,
+)
+from maskpose.body.rotations import rotmat_to_sixd, sixd_to_rotmat
+from maskpose.body.sampler import hinge_axis
 from maskpose.errors import DataError, MaskposeError
 
 log = logging.getLogger(__name__)
@@ -132,8 +139,6 @@ def anny_reference(phenotypes: tuple[float, ...] = DEFAULT_PHENOTYPES) -> dict[s
 
 
 def _hinge_axes() -> dict[str, torch.Tensor]:
-    from maskpose.body.sampler import hinge_axis
-
     return {j: hinge_axis(j).to(_DTYPE) for j in ("l_knee", "r_knee", "l_elbow", "r_elbow")}
 
 
@@ -458,14 +463,10 @@ class Clip:
 
 
 def _read_keypoints(path: Path) -> tuple[np.ndarray, np.ndarray, float]:
-    from maskpose.body.deepmimic import read_deepmimic
-
     suffix = path.suffix.lower()
     if suffix == ".bvh":
         if path.suffix != ".bvh":
             raise DataError(f"{path}: the BVH parser reads only files ending in lowercase '.bvh'; rename the file")
-        from maskpose.body.bvh import read_bvh
-
         return read_bvh(path, MOCAP_KEYPOINTS)
     if suffix in (".txt", ".json"):
         return read_deepmimic(path, MOCAP_KEYPOINTS)
@@ -523,8 +524,6 @@ def load_clip(path: str | Path, *, stride: int = 1, phenotypes: tuple[float, ...
 
 
 def _expand(paths) -> list[Path]:
-    from maskpose.body.deepmimic import looks_like_deepmimic
-
     if isinstance(paths, (str, Path)):
         paths = [paths]
     files: list[Path] = []
@@ -649,8 +648,6 @@ class MotionLibrary:
         bounds = torch.tensor([ranges.get(k, (0.5, 0.5)) for k in PHENOTYPE_LABELS])
         phenotypes = bounds[:, 0] + (bounds[:, 1] - bounds[:, 0]) * torch.rand((n, 6), generator=generator)
         if randomize_yaw and n:
-            from maskpose.body.rotations import sixd_to_rotmat
-
             yaw = (torch.rand(n, generator=generator) * 2.0 - 1.0) * math.pi
             zero = torch.zeros_like(yaw)
             turn = roma.rotvec_to_rotmat(torch.stack([zero, -yaw, zero], -1))  # about camera -y (up)

@@ -108,7 +108,7 @@ class PoseSampler:
         self.spread = spread
 
     @classmethod
-    def facing_camera(cls, seed: int = 0, spread: float = 0.6, max_yaw_deg: float = 45.0) -> "PoseSampler":
+    def facing_camera(cls, seed: int = 0, spread: float = 0.6, max_yaw_deg: float = 45.0) -> PoseSampler:
         """A milder distribution: ``spread`` of each joint range, people turned at most
         ``max_yaw_deg`` from the camera, small pitch and roll (the demo's and the benchmark's)."""
         return cls(seed=seed, spread=spread, global_orient_range={

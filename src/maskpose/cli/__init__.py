@@ -3,8 +3,8 @@
 Each area registers its verbs in its own module; this file only imports them.
 """
 
-from ._app import app
 from . import benchmarks, body, data, demo, learn, masks, render, topology, video  # noqa: F401  (register commands)
+from ._app import app
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -18,9 +19,7 @@ def _split(text: Optional[str]) -> Optional[tuple[str, ...]]:
 def _bench_config(quick: bool, device: str, targets: Optional[str] = None, variants: Optional[str] = None,
                   seeds: Optional[str] = None, source_checkpoint: Optional[Path] = None,
                   config: Optional[Path] = None, seeds_field: str = "seeds"):
-    from dataclasses import replace
-
-    from maskpose.train.benchmark import BenchConfig
+    from maskpose.bench.adapt import BenchConfig
 
     cfg = BenchConfig.quick() if quick else BenchConfig.full()
     if config is not None:
@@ -69,7 +68,7 @@ def bench_adapt(
     (PA-MPJPE table, the paper's ablation order first), OUT/bench_adapt_bars.png and
     OUT/bench_adapt_steps.png, and the JSON at --json.
     """
-    from maskpose.train.benchmark import run_adapt_benchmark
+    from maskpose.bench.adapt import run_adapt_benchmark
 
     cfg = _bench_config(quick, device, targets, variants, seeds, source_checkpoint, config)
     if threads:
@@ -87,7 +86,7 @@ def bench_unsup(quick: bool = QUICK, json_path: Path = JSON, out: Path = OUT, de
                 threads: Optional[int] = THREADS, config: Optional[Path] = CONFIG) -> None:
     """Mask-as-Supervision with / without ψ and G against a 3D-supervised model (joint head):
     MPJPE with and without the left-right flip, and the ambiguity ratio."""
-    from maskpose.train.benchmark import run_unsup_benchmark
+    from maskpose.bench.adapt import run_unsup_benchmark
 
     cfg = _bench_config(quick, device, seeds=seeds, config=config, seeds_field="unsup_seeds")
     if threads:

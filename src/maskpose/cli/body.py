@@ -23,7 +23,7 @@ def render(n: int = typer.Option(8, "--n", help="Number of bodies."),
     """Render posed bodies from a pose source: PNG previews (and a contact sheet) and PLY meshes."""
     if n <= 0:
         raise ValueError(f"--n must be positive, got {n}")
-    from maskpose.render.preview import render_bodies
+    from maskpose.apps.preview import render_bodies
 
     sheet = render_bodies(out, n=n, seed=seed, motions=motions, res=res, topology=topology)
     typer.echo(f"wrote {n} PNG previews, {n} PLY meshes and {sheet}")

@@ -5,10 +5,14 @@
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 from typing import Optional
 
 import typer
+
+from maskpose.errors import ConfigError
 
 from ._app import app, bench_app, body_app, data_app, masks_app  # noqa: F401
 from .errors import friendly
@@ -35,10 +39,8 @@ def synth(
     device: str = typer.Option("cpu", "--device", help="torch device."),
 ) -> None:
     """Render a synthetic dataset of one domain (Anny bodies, random poses, detector-like crops)."""
-    import time
 
-    from maskpose.data.synth import generate
-    from maskpose.errors import ConfigError
+    from maskpose.synth.generator import generate
 
     if split not in ("train", "test"):
         raise ConfigError(f"--split must be train or test, got {split!r}")
@@ -64,9 +66,9 @@ def show(
     seed: Optional[int] = typer.Option(None, "--seed", help="Pick random samples with this seed (default: the first n)."),
 ) -> None:
     """Contact sheet: images with masks outlined (green) and 2D joints drawn (left blue, right red)."""
-    from maskpose.data.inspect import contact_sheet
+    from maskpose.data.inspect import dataset_contact_sheet
 
-    path = contact_sheet(dataset, out, n=n, cell=cell, seed=seed)
+    path = dataset_contact_sheet(dataset, out, n=n, cell=cell, seed=seed)
     typer.echo(f"wrote {path}")
 
 
@@ -77,8 +79,6 @@ def stats(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the statistics as JSON."),
 ) -> None:
     """Counts, fields, resolution, mask coverage and joint ranges of a dataset."""
-    import json
-
     from maskpose.data.inspect import dataset_stats, format_stats
 
     result = dataset_stats(dataset)
@@ -157,9 +157,7 @@ def bench_synth(
     device: str = typer.Option("cpu", "--device"),
 ) -> None:
     """End-to-end synthesis speed (poses, Anny, camera, rendering, writing) in frames per second."""
-    import json
-
-    from maskpose.data.synth import benchmark
+    from maskpose.bench.synth import benchmark
 
     result = benchmark(n=n, res=res, batch_size=batch_size, domain=domain, geodesic=geodesic,
                        device=device, threads=threads)

@@ -20,7 +20,7 @@ def demo(out: Path = typer.Option(Path("demo_output"), "--out", help="Output fol
                                              help="Pretrain the source model instead of loading the shipped one."),
          device: str = typer.Option("cpu", help="cpu, cuda, ...")):
     """Source model -> adapt to a target domain with L_S + L_T on masks only -> evaluate -> report.html."""
-    from maskpose.train.demo import DemoConfig, run_demo
+    from maskpose.apps.demo import DemoConfig, run_demo
 
     cfg = DemoConfig(out=str(out), target_domain=target, retrain_source=retrain_source, device=device)
     if adapt_steps is not None:

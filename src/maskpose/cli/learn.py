@@ -191,8 +191,8 @@ def predict(checkpoint: Path = typer.Argument(..., help="Model checkpoint."),
     if inputs is None and video is None:
         raise ValueError("nothing to predict: give --input PATH (image, folder, dataset) or --video VIDEO")
     if video is not None:
+        from maskpose.apps.predict import predict_video
         from maskpose.data.video import ExtractionConfig
-        from maskpose.train.predict import predict_video
 
         json_dir = json_dir if json_dir is not None else out.with_name(out.stem + "_json")
         result = predict_video(checkpoint, video, out, json_dir=json_dir, ply_dir=ply_dir, device=device,
@@ -203,7 +203,7 @@ def predict(checkpoint: Path = typer.Argument(..., help="Model checkpoint."),
         return
     if ply_dir is not None or json_dir is not None:
         raise ValueError("--ply-dir and --json-dir go with --video (with --input, everything goes to --out)")
-    from maskpose.train.predict import predict_to_folder
+    from maskpose.apps.predict import predict_to_folder
 
     written = predict_to_folder(checkpoint, inputs, out, device=device, write_ply=ply)
     typer.echo(f"wrote predictions for {written} image(s) to {out}")

@@ -1,5 +1,7 @@
 """CLI verbs for the masks area (registered on the shared Typer app)."""
 
+import os
+import time
 from pathlib import Path
 
 import typer
@@ -26,9 +28,6 @@ def train_physique(
 
     Prints the held-out IoU and saves the weights atomically (temp file, then rename).
     """
-    import os
-    import time
-
     import torch
 
     from maskpose.masks.physique_training import train_physique_net

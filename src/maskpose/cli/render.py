@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
 import typer
+
+from maskpose.errors import MaskposeError
 
 from ._app import bench_app
 from .errors import friendly
@@ -23,11 +26,7 @@ def bench_render_command(
     device: str = typer.Option("cpu", help="Torch device."),
 ) -> None:
     """Silhouette renderer (M2S) forward and forward+backward against Anny's forward+backward."""
-    import json
-
-    from maskpose.errors import MaskposeError
-    from maskpose.render.benchmark import bench_render
-
+    from maskpose.bench.render import bench_render
     if batch <= 0 or res <= 0 or repeats <= 0 or warmup < 0:
         raise MaskposeError("batch, res and repeats must be positive and warmup non-negative")
     result = bench_render(batch=batch, res=res, repeats=repeats, warmup=warmup, mode=mode, device=device)

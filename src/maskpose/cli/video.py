@@ -1,5 +1,6 @@
 """CLI verbs for the video area (registered on the shared Typer app)."""
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
@@ -30,7 +31,12 @@ def extract(
     """
     from tqdm import tqdm
 
-    from maskpose.data.video import ExtractionConfig, FrameSource, contact_sheet, extract_video
+    from maskpose.data.video import (
+        ExtractionConfig,
+        FrameSource,
+        extract_video,
+        track_contact_sheet,
+    )
 
     method = method.lower()
     config = ExtractionConfig(method=method, resolution=res, warmup=warmup, learning_rate=learning_rate,
@@ -57,7 +63,7 @@ def extract(
     typer.echo("track lengths (frames): " + ", ".join(str(n) for n in lengths))
     typer.echo(f"{result.num_samples} samples ({res}x{res}) written to {result.path}")
     if sheet is not None:
-        contact_sheet(result.path, sheet, title=f"{video.name}: {len(result.tracks)} tracks, "
+        track_contact_sheet(result.path, sheet, title=f"{video.name}: {len(result.tracks)} tracks, "
                                                f"{result.num_samples} crops ({method})")
         typer.echo(f"contact sheet -> {sheet}")
 
@@ -103,7 +109,7 @@ def synth_video(
     from tqdm import tqdm
 
     from maskpose.data.video import ExtractionConfig, extraction_iou
-    from maskpose.data.video_synth import render_static_camera_sequence
+    from maskpose.synth.video import render_static_camera_sequence
 
     size = _parse_size(res)
     container = container.lower().lstrip(".")
@@ -135,8 +141,6 @@ def extract_for_training(video: Path, out: Path, config) -> tuple[Path, bool]:
     """Extract person crops and masks of ``video`` into the dataset folder ``out`` with ``config``
     (an ``ExtractionConfig``), unless ``out`` already holds an extraction of the same, unchanged
     video with the same settings. Returns the folder and whether it was reused."""
-    from dataclasses import asdict
-
     from maskpose.data.dataset import read_meta
     from maskpose.data.video import FrameSource, extract_video
 

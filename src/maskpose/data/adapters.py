@@ -12,7 +12,7 @@ image. The crop maps a source pixel ``(x, y)`` (pixel centres at integers, as ev
 maskpose) to ``((x - x0 + 0.5) * res / side - 0.5, ...)`` with ``x0`` the crop's first source
 pixel (the crop is centred on the box to the nearest pixel); :func:`crop` returns that affine.
 
-Joint conventions, mapped to H36M-17 (:data:`maskpose.body.skeletons.H36M_JOINTS`) where
+Joint conventions, mapped to H36M-17 (:data:`maskpose.conventions.H36M_JOINTS`) where
 possible. **Missing labels are explicit**: a label the source lacks is not written at all (the
 field is absent), and a single joint the source lacks (zero confidence, not annotated, or not in
 its skeleton) is stored as ``NaN`` — never as zeros.
@@ -36,9 +36,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
+import cv2
 import numpy as np
 
 from maskpose.data.dataset import DatasetWriter
@@ -63,8 +64,6 @@ _BATCH = 256
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an RGB image ``(H, W, 3)`` uint8; :class:`DataError` names the file if it cannot."""
-    import cv2
-
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: image file does not exist")
@@ -77,8 +76,6 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 def read_mask(path: str | os.PathLike) -> np.ndarray:
     """Read a person mask ``(H, W)`` bool: any image; foreground is above half its maximum value
     (so both 0/1 and 0/255 PNGs work). :class:`DataError` names the file if it cannot."""
-    import cv2
-
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: mask file does not exist")
@@ -104,8 +101,6 @@ def crop(image: np.ndarray, center: Sequence[float], side: float, res: int, mask
     crops are reduced with area averaging (no aliasing); the mask is averaged the same way and
     thresholded at 0.5.
     """
-    import cv2
-
     side_px = max(1, int(np.ceil(side)))
     # Canvas of side_px source pixels centred on ``center`` (to the nearest pixel: an exact copy,
     # so image and mask stay aligned), zero outside the image.
@@ -294,8 +289,6 @@ def _rle_string_to_counts(s: str) -> list[int]:
 def polygons_to_mask(polygons: Iterable[Sequence[float]], height: int, width: int) -> np.ndarray:
     """Rasterise COCO polygons ``[[x0, y0, x1, y1, ...], ...]`` with ``cv2.fillPoly`` (sub-pixel
     vertices, 4 fractional bits)."""
-    import cv2
-
     mask = np.zeros((height, width), np.uint8)
     polys = [np.round(np.asarray(p, np.float64).reshape(-1, 2) * 16).astype(np.int32)
              for p in polygons if len(p) >= 6]

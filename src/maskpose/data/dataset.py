@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -172,7 +173,7 @@ class DatasetWriter:
         self.arrays.clear()
         return self.path
 
-    def __enter__(self) -> "DatasetWriter":
+    def __enter__(self) -> DatasetWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -275,11 +276,11 @@ class MaskposeDataset(Dataset):
                 out[name] = torch.from_numpy(value.astype(np.float32))
         return out
 
-    def subset(self, indices: Sequence[int] | np.ndarray) -> "MaskposeDataset":
+    def subset(self, indices: Sequence[int] | np.ndarray) -> MaskposeDataset:
         """A dataset over ``indices`` (positions within this dataset)."""
         return MaskposeDataset(self.path, self.fields, self.indices[np.asarray(indices, dtype=np.int64)])
 
-    def shard(self, rank: int, world_size: int) -> "MaskposeDataset":
+    def shard(self, rank: int, world_size: int) -> MaskposeDataset:
         """The ``rank``-th of ``world_size`` interleaved, disjoint shards (for distributed runs)."""
         if not 0 <= rank < world_size:
             raise DataError(f"shard rank {rank} must lie in [0, {world_size})")

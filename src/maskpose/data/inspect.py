@@ -9,9 +9,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
-from maskpose.data.dataset import read_meta
+from maskpose.conventions import H36M_BONES, H36M_JOINTS
+from maskpose.data.dataset import LABEL_FIELDS, read_meta
 from maskpose.errors import DataError
 
 _CHUNK = 1024
@@ -40,8 +42,6 @@ def dataset_stats(path: str | os.PathLike) -> dict[str, Any]:
     present, ``joints3d`` (per-axis min/max in metres), ``joints2d`` (min/max pixels and the share
     of joints inside the image).
     """
-    from maskpose.data.dataset import LABEL_FIELDS
-
     path = Path(path)
     meta = read_meta(path)
     n = int(meta["num_samples"])
@@ -107,7 +107,7 @@ def format_stats(stats: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def contact_sheet(path: str | os.PathLike, out: str | os.PathLike, n: int = 16, columns: int | None = None,
+def dataset_contact_sheet(path: str | os.PathLike, out: str | os.PathLike, n: int = 16, columns: int | None = None,
                   cell: int = 128, seed: int | None = None) -> Path:
     """Write a PNG grid of ``n`` samples with their masks outlined (green) and 2D joints drawn
     (H36M-17 bones; left side blue, right side red) where the dataset has them.
@@ -119,9 +119,6 @@ def contact_sheet(path: str | os.PathLike, out: str | os.PathLike, n: int = 16, 
         columns: grid width (default ``ceil(sqrt(n))``).
         cell: size of each tile in pixels (images are resized to it).
     """
-    import cv2
-
-    from maskpose.body.skeletons import H36M_BONES, H36M_JOINTS
 
     path, out = Path(path), Path(out)
     meta = read_meta(path)
@@ -164,4 +161,4 @@ def contact_sheet(path: str | os.PathLike, out: str | os.PathLike, n: int = 16, 
     return out
 
 
-__all__ = ["contact_sheet", "dataset_stats", "format_stats"]
+__all__ = ["dataset_contact_sheet", "dataset_stats", "format_stats"]

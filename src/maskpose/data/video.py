@@ -42,14 +42,20 @@ can leave a short-lived "ghost" where they stood (usually dropped by ``min_track
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
+import cv2
 import numpy as np
+from matplotlib.figure import Figure
+from PIL import Image
 
+from maskpose.data.dataset import DatasetWriter, MaskposeDataset
 from maskpose.errors import DataError
 
 #: Fields written by ``extract_video``.
@@ -159,8 +165,6 @@ class FrameSource:
         return str(self.path) if self.path is not None else "<array>"
 
     def _open(self):
-        import cv2
-
         cap = cv2.VideoCapture(str(self.path))
         if not cap.isOpened():
             cap.release()
@@ -168,8 +172,6 @@ class FrameSource:
         return cap
 
     def _probe(self) -> None:
-        import cv2
-
         if not self.path.exists():
             raise DataError(f"{self.path}: video file does not exist")
         if self.path.is_dir():
@@ -201,8 +203,6 @@ class FrameSource:
             for i in range(int(min(len(self.frames), limit))):
                 yield i, self.frames[i]
             return
-        import cv2
-
         cap = self._open()
         try:
             i = 0
@@ -228,15 +228,11 @@ class FrameSource:
 
 
 def _ellipse(radius: int):
-    import cv2
-
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
 
 
 def make_subtractor(config: ExtractionConfig):
     """The OpenCV background subtractor described by ``config``."""
-    import cv2
-
     if config.method == "mog2":
         threshold = 16.0 if config.threshold is None else float(config.threshold)
         return cv2.createBackgroundSubtractorMOG2(history=config.history, varThreshold=threshold,
@@ -248,8 +244,6 @@ def make_subtractor(config: ExtractionConfig):
 
 def clean_mask(raw: np.ndarray, config: ExtractionConfig) -> np.ndarray:
     """Subtractor output (0 / 127 shadow / 255) -> cleaned uint8 {0, 1} mask (before the area filter)."""
-    import cv2
-
     mask = (raw == 255).astype(np.uint8)
     if config.open_radius:
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, _ellipse(config.open_radius))
@@ -263,8 +257,6 @@ def clean_mask(raw: np.ndarray, config: ExtractionConfig) -> np.ndarray:
 
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
     """Fill background regions not connected to the frame border."""
-    import cv2
-
     h, w = mask.shape
     padded = np.zeros((h + 2, w + 2), np.uint8)
     padded[1:-1, 1:-1] = mask
@@ -287,8 +279,6 @@ class Detection:
 
 def detect(mask: np.ndarray, min_area: int) -> list[Detection]:
     """Connected components (8-connected) of a {0, 1} mask with at least ``min_area`` pixels."""
-    import cv2
-
     n, labels, stats, centroids = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     out = []
     for k in range(1, n):
@@ -320,8 +310,6 @@ def foreground_frames(source: FrameSource, config: ExtractionConfig) -> Iterator
     Raises ``DataError`` when the foreground covers more than ``max_foreground_fraction`` of the
     frame for ``max_bad_frames`` processed frames in a row (moving camera or abrupt lighting).
     """
-    import cv2
-
     cv2.setRNGSeed(0)
     subtractor = make_subtractor(config)
 
@@ -332,7 +320,7 @@ def foreground_frames(source: FrameSource, config: ExtractionConfig) -> Iterator
     seen = 0
     if config.warmup:
         warm = []
-        for i, frame in frames:
+        for _, frame in frames:
             warm.append(prepare(frame))
             if len(warm) >= config.warmup:
                 break
@@ -566,8 +554,6 @@ def crop_boxes(boxes: Sequence[tuple[int, int, int, int]], config: ExtractionCon
 
 def crop_square(image: np.ndarray, box, size: int, interpolation: int | None = None) -> np.ndarray:
     """Cut ``box`` (x0, y0, x1, y1, square, may leave the frame: zero padding) and resize to size²."""
-    import cv2
-
     x0, y0, x1, y1 = (int(v) for v in box)
     h, w = image.shape[:2]
     out = np.zeros((y1 - y0, x1 - x0) + image.shape[2:], image.dtype)
@@ -658,8 +644,6 @@ def extract_video(
 
     Raises ``DataError`` for an unreadable or empty video, a moving camera, or no person found.
     """
-    from maskpose.data.dataset import DatasetWriter
-
     config = config or ExtractionConfig()
     source = FrameSource(video, config.max_frames)
     tracker = GreedyTracker(config)
@@ -747,19 +731,11 @@ def extract_video(
                             len(tracks) - len(kept), len(samples))
 
 
-def contact_sheet(dataset: str | os.PathLike, out: str | os.PathLike, max_tracks: int = 8, per_track: int = 8,
+def track_contact_sheet(dataset: str | os.PathLike, out: str | os.PathLike, max_tracks: int = 8, per_track: int = 8,
                   title: str | None = None, dpi: int = 100) -> Path:
     """A PNG grid of crops with their mask outlines (green): one row per track, the ``max_tracks``
     longest tracks, ``per_track`` evenly spaced samples each. Saved with a 256-colour palette
     (a third of the size of a true-colour PNG)."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from maskpose.data.dataset import MaskposeDataset
 
     ds = MaskposeDataset(dataset, fields=["image", "mask", "frame_index", "track_id"])
     track_ids = np.asarray(ds.arrays["track_id"])
@@ -768,8 +744,8 @@ def contact_sheet(dataset: str | os.PathLike, out: str | os.PathLike, max_tracks
     ids = ids[np.argsort(-counts, kind="stable")][:max_tracks]
     ids.sort()
     rows = len(ids)
-    fig, axes = plt.subplots(rows, per_track, figsize=(1.3 * per_track, 1.45 * rows + (0.4 if title else 0)),
-                             squeeze=False)
+    fig = Figure(figsize=(1.3 * per_track, 1.45 * rows + (0.4 if title else 0)))
+    axes = fig.subplots(rows, per_track, squeeze=False)
     for r, tid in enumerate(ids):
         members = np.flatnonzero(track_ids == tid)
         picks = members[np.unique(np.linspace(0, len(members) - 1, per_track).round().astype(int))]
@@ -794,9 +770,6 @@ def contact_sheet(dataset: str | os.PathLike, out: str | os.PathLike, max_tracks
     out.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
-    plt.close(fig)
-    from PIL import Image
-
     buffer.seek(0)
     Image.open(buffer).convert("RGB").quantize(256).save(out, format="PNG", optimize=True)
     return out

@@ -20,7 +20,14 @@ from maskpose.eval.metrics import (
     procrustes_align,
     silhouette_iou,
 )
-from maskpose.eval.spp import LinearSPP, MLPSPP, fit_linear_spp, fit_mlp_spp, fit_spp, labelled_subset
+from maskpose.eval.spp import (
+    MLPSPP,
+    LinearSPP,
+    fit_linear_spp,
+    fit_mlp_spp,
+    fit_spp,
+    labelled_subset,
+)
 
 __all__ = [
     "ambiguity_ratio", "best_flip", "flip_aware", "flip_joints", "AUC_THRESHOLDS_MM", "MPJPE", "PAMPJPE",

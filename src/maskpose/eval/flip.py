@@ -13,11 +13,11 @@ image-flip augmentation, a different pose that draws a different, mirrored mask.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
-from maskpose.body.skeletons import H36M_FLIP
+from maskpose.conventions import H36M_FLIP
 from maskpose.errors import MaskposeError
 from maskpose.eval.metrics import mpjpe
 

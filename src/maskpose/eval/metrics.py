@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from maskpose.body.skeletons import H36M_PELVIS
+from maskpose.conventions import H36M_PELVIS
 from maskpose.errors import MaskposeError, check_shape
 
 _REDUCTIONS = ("mean", "none")

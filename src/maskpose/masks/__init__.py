@@ -15,7 +15,11 @@ from maskpose.masks.geodesic import (
     geodesic_weights_torch,
     mask_source,
 )
-from maskpose.masks.loss import JointMaskSupervision, MaskSupervisionLoss, mask_supervision_loss
+from maskpose.masks.loss import (
+    JointMaskSupervision,
+    MaskSupervisionLoss,
+    mask_supervision_loss,
+)
 from maskpose.masks.physique import PhysiqueNet
 from maskpose.masks.physique_training import (
     PhysiqueTrainingResult,

@@ -9,12 +9,12 @@ tuned at 64 px carries to 224 px.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from maskpose.body.skeletons import H36M_BONES
+from maskpose.conventions import H36M_BONES
 from maskpose.errors import MaskposeError, check_shape
 from maskpose.masks.physique import PhysiqueNet
 from maskpose.masks.skeleton import SkeletonMask

@@ -88,7 +88,7 @@ class PhysiqueNet(nn.Module):
         return torch.sigmoid(self.forward_logits(skeleton))
 
     @classmethod
-    def load(cls, path: str | Path, map_location: str | torch.device = "cpu", **config) -> "PhysiqueNet":
+    def load(cls, path: str | Path, map_location: str | torch.device = "cpu", **config) -> PhysiqueNet:
         """Build a net with ``config`` and load a ``state_dict`` saved by ``train-physique``.
 
         Loading uses ``weights_only=True``: no pickled code runs.

@@ -15,13 +15,13 @@ reaches a held-out IoU of 0.917 (the thresholded skeleton mask alone: 0.711) on 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from maskpose.body.skeletons import H36M_BONES
+from maskpose.conventions import H36M_BONES
 from maskpose.errors import ConfigError
 from maskpose.masks.physique import PhysiqueNet
 from maskpose.masks.skeleton import skeleton_mask

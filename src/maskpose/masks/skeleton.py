@@ -15,12 +15,12 @@ clipped to the image, values stay finite. Non-finite joints raise :class:`Maskpo
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from maskpose.body.skeletons import H36M_ARM_BONES, H36M_BONES
+from maskpose.conventions import H36M_ARM_BONES, H36M_BONES
 from maskpose.errors import MaskposeError, check_shape
 from maskpose.render.stick import segment_squared_distance_map
 

@@ -35,7 +35,7 @@ class ModelConfig:
     heads: tuple[str, ...] = ("mesh",)
 
     @staticmethod
-    def resnet50() -> "ModelConfig":
+    def resnet50() -> ModelConfig:
         return ModelConfig(resolution=224, width=64, blocks=(3, 4, 6, 3), bottleneck=True, hidden=1024)
 
     def to_dict(self) -> dict:
@@ -44,7 +44,7 @@ class ModelConfig:
         return d
 
     @staticmethod
-    def from_dict(d: dict) -> "ModelConfig":
+    def from_dict(d: dict) -> ModelConfig:
         d = dict(d)
         d["blocks"], d["heads"] = tuple(d["blocks"]), tuple(d["heads"])
         return ModelConfig(**d)

@@ -7,5 +7,5 @@
 - :mod:`maskpose.render.silhouette` — M2S, differentiable silhouettes ``(B, 1, H, W)``:
   ``render_silhouette`` / ``SilhouetteRenderer`` (exact ``"contour"`` mode, or ``"splat"``).
 - :mod:`maskpose.render.stick` — differentiable 2D stick figures (capsules).
-- :mod:`maskpose.render.benchmark` — ``maskpose bench render``.
+- :mod:`maskpose.bench.render` — ``maskpose bench render``.
 """

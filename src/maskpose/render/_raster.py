@@ -6,7 +6,7 @@ Everything here runs without gradient; the renderers recompute the winners with 
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 

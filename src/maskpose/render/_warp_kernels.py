@@ -29,6 +29,8 @@ from typing import Any
 
 import torch
 
+from maskpose.errors import MaskposeError
+
 BACKENDS = ("auto", "torch", "warp")
 
 #: int32 sentinel "no winner" of the index searches.
@@ -97,8 +99,6 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     ``"auto"`` picks Warp when it is importable and supports the device, else torch; ``"warp"``
     raises :class:`~maskpose.errors.MaskposeError` when Warp cannot run there.
     """
-    from maskpose.errors import MaskposeError
-
     if backend == "torch":
         return "torch"
     if backend not in BACKENDS:
@@ -353,8 +353,6 @@ def _boxes(x0, y0, x1, y1) -> torch.Tensor:
 
 
 def _check_pixels(num_pixels: int) -> None:
-    from maskpose.errors import MaskposeError
-
     if num_pixels >= NO_INDEX:
         raise MaskposeError(f"the warp backend handles fewer than 2**31 pixels per batch, got {num_pixels}")
 

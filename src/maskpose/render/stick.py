@@ -6,7 +6,7 @@ without the mesh renderer.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

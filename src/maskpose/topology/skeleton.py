@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ._checks import check_mask, check_options
 from .distance import _binarize, _distance_of_binary, _DistanceMapModule

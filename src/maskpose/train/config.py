@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from maskpose.conventions import default_focal
 from maskpose.errors import ConfigError
 from maskpose.models.regressor import ModelConfig
 from maskpose.topology import BINARIZATIONS
@@ -17,15 +18,6 @@ SUPERVISED_LOSSES = ("joints3d", "joints2d", "params", "silhouette_sup")
 MASK_LOSSES = ("l1", "l2", "bce", "soft_iou", "chamfer_points", "ls", "lt", "mas")
 REGULARISERS = ("prior", "phenotype_prior")
 KNOWN_LOSSES = SUPERVISED_LOSSES + MASK_LOSSES + REGULARISERS
-
-#: Focal length of the crop camera in units of the crop size, when a dataset stores no intrinsics
-#: (the synthetic generator's crops use the same).
-FOCAL_RATIO = 2.0
-
-
-def default_focal(resolution: int) -> float:
-    return FOCAL_RATIO * resolution
-
 
 def load_yaml_mapping(path: str | Path) -> dict:
     """The mapping in a YAML config file (empty file: ``{}``); ``ConfigError`` naming the problem
@@ -118,7 +110,7 @@ class TrainConfig:
             self.losses = dict(DEFAULT_LOSSES.get(self.mode, {}))
 
     # ------------------------------------------------------------------ validation
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         """Raise ``ConfigError`` naming the first problem; called before any training starts."""
         if self.mode not in ("pretrain", "adapt", "train-unsup", "oracle"):
             raise ConfigError(f"unknown mode {self.mode!r}; expected pretrain, adapt, train-unsup or oracle")
@@ -162,11 +154,11 @@ class TrainConfig:
         return d
 
     @staticmethod
-    def from_dict(d: dict) -> "TrainConfig":
+    def from_dict(d: dict) -> TrainConfig:
         check_known_fields(TrainConfig, d, "config")
         return TrainConfig(**d)
 
     @staticmethod
-    def from_yaml(path: str | Path) -> "TrainConfig":
+    def from_yaml(path: str | Path) -> TrainConfig:
         d = load_yaml_mapping(path)
         return TrainConfig.from_dict(d)

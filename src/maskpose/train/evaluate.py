@@ -7,13 +7,22 @@ from pathlib import Path
 
 import torch
 
+from maskpose.body.anny_body import AnnyBody
+from maskpose.conventions import default_focal
+from maskpose.data.batching import load_batch
 from maskpose.data.dataset import MaskposeDataset
 from maskpose.errors import DataError
-from maskpose.eval import ambiguity_ratio, flip_aware, mpjpe, pa_mpjpe, pose_metrics, silhouette_iou
+from maskpose.eval import (
+    ambiguity_ratio,
+    flip_aware,
+    mpjpe,
+    pa_mpjpe,
+    pose_metrics,
+    silhouette_iou,
+)
 from maskpose.models.regressor import PoseRegressor
+from maskpose.render.zbuffer import silhouette_mask
 from maskpose.train.checkpoint import load_model
-from maskpose.train.config import default_focal
-from maskpose.train.loop import load_batch
 from maskpose.train.pipeline import batch_intrinsics, joint_prediction, mesh_prediction
 
 
@@ -27,8 +36,6 @@ def collect_predictions(model: PoseRegressor, data: MaskposeDataset, device="cpu
     res = model.config.resolution
     focal_px = focal_px or default_focal(res)
     if "mesh" in model.config.heads and body is None:
-        from maskpose.body.anny_body import AnnyBody
-
         body = AnnyBody(device=device)
     out: dict[str, list] = {"joints3d": [], "joints2d": [], "silhouette": [], "vertices": [], "mask": []}
     for start in range(0, len(data), batch_size):
@@ -42,8 +49,6 @@ def collect_predictions(model: PoseRegressor, data: MaskposeDataset, device="cpu
             pred = mesh_prediction(heads["mesh"], body, K, res)
             out["vertices"].append(pred.vertices.cpu())
             if with_silhouettes:
-                from maskpose.render.zbuffer import silhouette_mask
-
                 out["silhouette"].append(silhouette_mask(pred.vertices, pred.faces, K, (res, res), behind="cull").cpu())
         else:
             pred = joint_prediction(heads["joints"], res)

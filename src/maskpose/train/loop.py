@@ -23,9 +23,12 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from maskpose.body.anny_body import AnnyBody
+from maskpose.data.batching import load_batch
 from maskpose.data.dataset import LABEL_FIELDS, MaskposeDataset
 from maskpose.errors import ConfigError, DataError
 from maskpose.models.regressor import PoseRegressor
+from maskpose.render.silhouette import SilhouetteRenderer
 from maskpose.train.checkpoint import load_checkpoint, load_model, save_checkpoint
 from maskpose.train.config import DEFAULT_LOSSES, SUPERVISED_LOSSES, TrainConfig
 from maskpose.train.objectives import Objective
@@ -66,27 +69,6 @@ def step_indices(seed: int, step: int, size: int, batch_size: int) -> torch.Tens
     return torch.randint(size, (batch_size,), generator=gen)
 
 
-def load_batch(dataset: MaskposeDataset, indices: torch.Tensor, res: int, device) -> dict[str, torch.Tensor]:
-    """Stack samples and resize them to the model resolution (bilinear images, nearest masks)."""
-    items = [dataset[int(i)] for i in indices]
-    batch = {k: torch.stack([it[k] for it in items]).to(device) for k in items[0]}
-    size = batch["image"].shape[-1]
-    if size != res:
-        factor = res / size
-        batch["image"] = F.interpolate(batch["image"], size=(res, res), mode="bilinear", align_corners=False)
-        for key in ("mask", "geodesic"):
-            if key in batch:
-                batch[key] = F.interpolate(batch[key], size=(res, res), mode="nearest")
-        if "joints2d" in batch:
-            batch["joints2d"] = (batch["joints2d"] + 0.5) * factor - 0.5
-        if "intrinsics" in batch:
-            K = batch["intrinsics"].clone()
-            K[:, :2] = K[:, :2] * factor
-            K[:, :2, 2] = K[:, :2, 2] + 0.5 * factor - 0.5
-            batch["intrinsics"] = K
-    return batch
-
-
 # ---------------------------------------------------------------------- the run
 class Trainer:
     """Builds everything a run needs from its config, checking inputs before any training."""
@@ -114,12 +96,8 @@ class Trainer:
         self.model = self._initial_model().to(self.device)
         self.body = self.renderer = None
         if "mesh" in config.model.heads:
-            from maskpose.body.anny_body import AnnyBody
-
             self.body = AnnyBody(device=self.device)
             if self.objective.needs_silhouette:
-                from maskpose.render.silhouette import SilhouetteRenderer
-
                 # Vertices behind the camera (a wild early prediction) are culled, not an error.
                 self.renderer = SilhouetteRenderer(self.body.faces, self.res, behind="cull").to(self.device)
 
@@ -359,4 +337,4 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
     return Trainer(config, progress).run()
 
 
-__all__ = ["train", "Trainer", "TrainResult", "step_indices", "load_batch", "LABEL_FIELDS", "SUPERVISED_LOSSES"]
+__all__ = ["train", "Trainer", "TrainResult", "step_indices", "LABEL_FIELDS", "SUPERVISED_LOSSES"]

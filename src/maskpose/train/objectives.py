@@ -7,15 +7,25 @@ from ``maskpose.topology`` and ``maskpose.masks``; this module only wires them t
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from maskpose.body.sampler import pose_prior_loss
-from maskpose.body.skeletons import H36M_BONES
+from maskpose.conventions import H36M_BONES
 from maskpose.errors import ConfigError
+from maskpose.masks.loss import JointMaskSupervision
+from maskpose.masks.physique import PhysiqueNet
+from maskpose.topology import silhouette_alignment_loss, topology_alignment_loss
+from maskpose.topology.baselines import (
+    bce_loss,
+    pixel_l1_loss,
+    pixel_l2_loss,
+    point_chamfer_loss,
+    soft_iou_loss,
+)
 from maskpose.train.config import MASK_LOSSES, SUPERVISED_LOSSES, TrainConfig
 from maskpose.train.pipeline import Prediction
 
@@ -44,9 +54,6 @@ class Objective(nn.Module):
         self.res = config.model.resolution
         self.terms: dict[str, Callable] = {name: getattr(self, f"_{name}") for name in self.weights}
         if "mas" in self.weights:
-            from maskpose.masks.loss import JointMaskSupervision
-            from maskpose.masks.physique import PhysiqueNet
-
             joint_head = "joints" in config.model.heads
             bones = landmark_bones(config.model.num_landmarks) if joint_head else H36M_BONES
             self.mas = JointMaskSupervision(
@@ -95,38 +102,24 @@ class Objective(nn.Module):
 
     # ------------------------------------------------------------------ masks only (method 1 + baselines)
     def _ls(self, pred: Prediction, batch: dict) -> torch.Tensor:
-        from maskpose.topology import silhouette_alignment_loss
-
         return silhouette_alignment_loss(pred.silhouette, batch["mask"], **self.topology_options)
 
     def _lt(self, pred: Prediction, batch: dict) -> torch.Tensor:
-        from maskpose.topology import topology_alignment_loss
-
         return topology_alignment_loss(pred.silhouette, batch["mask"], **self.topology_options)
 
     def _l1(self, pred: Prediction, batch: dict) -> torch.Tensor:
-        from maskpose.topology.baselines import pixel_l1_loss
-
         return pixel_l1_loss(pred.silhouette, batch["mask"])
 
     def _l2(self, pred: Prediction, batch: dict) -> torch.Tensor:
-        from maskpose.topology.baselines import pixel_l2_loss
-
         return pixel_l2_loss(pred.silhouette, batch["mask"])
 
     def _bce(self, pred: Prediction, batch: dict) -> torch.Tensor:
-        from maskpose.topology.baselines import bce_loss
-
         return bce_loss(pred.silhouette, batch["mask"])
 
     def _soft_iou(self, pred: Prediction, batch: dict) -> torch.Tensor:
-        from maskpose.topology.baselines import soft_iou_loss
-
         return soft_iou_loss(pred.silhouette, batch["mask"])
 
     def _chamfer_points(self, pred: Prediction, batch: dict) -> torch.Tensor:
-        from maskpose.topology.baselines import point_chamfer_loss
-
         return point_chamfer_loss(pred.silhouette, batch["mask"])
 
     # ------------------------------------------------------------------ masks only (method 2)

@@ -35,13 +35,32 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
+from matplotlib.figure import Figure
 
+from maskpose.body.anny_body import AnnyBody
+from maskpose.body.sampler import PoseSampler
+from maskpose.conventions import seed_key
 from maskpose.errors import ConfigError
+from maskpose.models.regressor import ModelConfig
+from maskpose.synth.domains import DOMAINS
+from maskpose.synth.generator import generate
+from maskpose.synth.uap import load_uap, register_uap_domains
+from maskpose.train.attack import build_uap_domain
+from maskpose.train.checkpoint import load_checkpoint
+from maskpose.train.config import (
+    DEFAULT_LOSSES,
+    TrainConfig,
+    check_known_fields,
+    check_topology_gradient,
+    load_yaml_mapping,
+)
+from maskpose.train.evaluate import evaluate_checkpoint
+from maskpose.train.loop import train
 
 #: Adaptation variants: the mask losses of each (``prior`` is added to all of them).
 ADAPT_LOSSES: dict[str, dict[str, float]] = {
@@ -135,12 +154,12 @@ class BenchConfig:
             setattr(self, name, tuple(getattr(self, name)))
 
     @staticmethod
-    def full() -> "BenchConfig":
+    def full() -> BenchConfig:
         """Every target and variant, two seeds, fitting in the loop every 4th step (CPU: hours)."""
         return BenchConfig(fit_every=4)
 
     @staticmethod
-    def quick() -> "BenchConfig":
+    def quick() -> BenchConfig:
         """Under 20 minutes on 2 idle cores. Against :meth:`full` it drops: the targets ``lowres-52``
         and ``uap-8`` (keeps ``lowres-32``, ``thermal``, ``uap-16``, ``scene``), the variants ``bce``,
         ``chamfer_points`` and ``ls_lt_mas`` (keeps source, l2, ls, ls_lt, mas, oracle), fitting in
@@ -156,40 +175,29 @@ class BenchConfig:
         )
 
     def model(self, heads=("mesh",)):
-        from maskpose.models.regressor import ModelConfig
-
         return ModelConfig(resolution=self.resolution, width=self.width, hidden=self.hidden, heads=tuple(heads))
 
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def updated_from_yaml(self, path) -> "BenchConfig":
+    def updated_from_yaml(self, path) -> BenchConfig:
         """This configuration with the fields set in a YAML mapping replaced (unknown keys refused)."""
-        from maskpose.train.config import load_yaml_mapping
-
         changes = load_yaml_mapping(path)
         return BenchConfig.from_dict({**self.to_dict(), **changes})
 
     @staticmethod
-    def from_dict(d: dict) -> "BenchConfig":
-        from maskpose.train.config import check_known_fields
-
+    def from_dict(d: dict) -> BenchConfig:
         check_known_fields(BenchConfig, d, "BenchConfig")
         return BenchConfig(**d)
 
-    def validate(self) -> "BenchConfig":
+    def validate(self) -> BenchConfig:
         bad = [v for v in self.variants if v not in VARIANT_ORDER]
         if bad:
             raise ConfigError(f"unknown variant(s) {bad}; known: {list(VARIANT_ORDER)}")
         bad = [v for v in self.unsup_variants if v not in UNSUP_VARIANTS]
         if bad:
             raise ConfigError(f"unknown unsup variant(s) {bad}; known: {list(UNSUP_VARIANTS)}")
-        from maskpose.train.config import check_topology_gradient
-
         check_topology_gradient(self.topology_binarization, self.topology_temperature)
-        from maskpose.data.domains import DOMAINS
-        from maskpose.train.uap import register_uap_domains
-
         register_uap_domains()
         bad = [t for t in self.targets if t not in DOMAINS or t == "studio"]
         if bad:
@@ -228,16 +236,12 @@ def _dataset_ready(path: Path, n: int, res: int, labels: bool, domain: str) -> b
 
 def _generate(path: Path, domain: str, n: int, res: int, seed: int, split: str, labels: bool, body,
               log: _Log, perturbation=None, poses: tuple[float, float] = (0.6, 45.0)) -> Path:
-    import zlib
-
-    from maskpose.body.sampler import PoseSampler
-    from maskpose.data.synth import generate
 
     if _dataset_ready(path, n, res, labels, domain):
         log(f"reusing {path}")
         return path
     log(f"generating {domain}/{split}: {n} samples at {res} px{' with labels' if labels else ''}")
-    pose_seed = zlib.crc32(f"{seed}/{domain}/{split}".encode())
+    pose_seed = seed_key(f"{seed}/{domain}/{split}")
     return generate(path, domain, n, res, seed, split, labels=labels, body=body, perturbation=perturbation,
                     pose_source=PoseSampler.facing_camera(pose_seed, *poses))
 
@@ -335,11 +339,6 @@ def markdown_table(results: dict, targets, variants, metric: str = "pa_mpjpe", t
 # ---------------------------------------------------------------------- bench adapt
 def prepare_adapt(cfg: BenchConfig, out: Path, log: _Log, body) -> dict:
     """Source data, source model, UAPs and target splits (each reused when already in ``out``)."""
-    from maskpose.train.checkpoint import load_checkpoint
-    from maskpose.train.config import TrainConfig
-    from maskpose.train.loop import train
-    from maskpose.train.uap import build_uap_domain, load_uap, register_uap_domains
-
     data = out / "data"
     res, seed = cfg.resolution, cfg.data_seed
     poses = (cfg.pose_spread, cfg.max_yaw_deg)
@@ -404,10 +403,6 @@ def run_cell(cfg: BenchConfig, target: str, variant: str, seed: int, info: dict,
              focal: float, log: _Log) -> dict:
     """Train (unless ``source``) and evaluate one cell; returns its metrics (with a ``curve`` for the
     curve variants)."""
-    from maskpose.train.config import DEFAULT_LOSSES, TrainConfig
-    from maskpose.train.evaluate import evaluate_checkpoint
-    from maskpose.train.loop import train
-
     start = time.time()
     splits = info["targets"][target]
     ckpt = info["source_checkpoint"]
@@ -449,10 +444,6 @@ def run_adapt_benchmark(cfg: BenchConfig, out, json_path=None, printer: Callable
                         plots: bool = True) -> dict:
     """Run (or resume) the adaptation benchmark in ``out``; returns the JSON payload (also written to
     ``out/bench_adapt.json`` after every cell and to ``json_path`` at the end)."""
-    from maskpose.body.anny_body import AnnyBody
-    from maskpose.models.regressor import ModelConfig
-    from maskpose.train.checkpoint import load_checkpoint
-
     cfg.validate()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -531,21 +522,12 @@ def adapt_markdown(payload: dict, cfg: BenchConfig) -> str:
     return "\n".join(parts)
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_bars(results: dict, cfg: BenchConfig, path: Path) -> Path:
     """Grouped bars: PA-MPJPE per target (groups) and variant (bars), error bars = std over seeds."""
-    plt = _plt()
     targets = [t for t in cfg.targets if t in results]
     variants = [v for v in VARIANT_ORDER if v in cfg.variants]
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(targets) + 2), 3.6))
+    fig = Figure(figsize=(max(6.0, 1.6 * len(targets) + 2), 3.6))
+    ax = fig.subplots()
     width = 0.8 / max(1, len(variants))
     for j, v in enumerate(variants):
         xs = [i + (j - (len(variants) - 1) / 2) * width for i in range(len(targets))]
@@ -562,7 +544,6 @@ def plot_bars(results: dict, cfg: BenchConfig, path: Path) -> Path:
     ax.set_title("Adaptation benchmark: PA-MPJPE per target (lower is better)")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
     return path
 
 
@@ -574,8 +555,8 @@ def plot_curves(payload: dict, cfg: BenchConfig, path: Path) -> Path | None:
     curve_variants = [v for v in cfg.curve_variants if v in cfg.variants]
     if not targets or not curve_variants:
         return None
-    plt = _plt()
-    fig, axes = plt.subplots(1, len(targets), figsize=(3.2 * len(targets), 3.0), squeeze=False)
+    fig = Figure(figsize=(3.2 * len(targets), 3.0))
+    axes = fig.subplots(1, len(targets), squeeze=False)
     for ax, t in zip(axes[0], targets):
         start = results[t].get("source", {}).get("pa_mpjpe_mean")
         for v in curve_variants:
@@ -595,7 +576,6 @@ def plot_curves(payload: dict, cfg: BenchConfig, path: Path) -> Path | None:
     axes[0][0].legend(fontsize=7)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
     return path
 
 
@@ -605,11 +585,6 @@ def run_unsup_benchmark(cfg: BenchConfig, out, json_path=None, printer: Callable
     ``mas`` (ψ + G), ``mas_no_g``, ``mas_no_psi``, ``mas_no_psi_no_g``; evaluated on a labelled studio
     test split with and without the flip to the better side. Resumable per cell
     (``out/bench_unsup.json``)."""
-    from maskpose.body.anny_body import AnnyBody
-    from maskpose.train.config import TrainConfig
-    from maskpose.train.evaluate import evaluate_checkpoint
-    from maskpose.train.loop import train
-
     cfg.validate()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
+import cv2
 import numpy as np
 import torch
+import trimesh
 from PIL import Image, ImageDraw
 
-from maskpose.body.skeletons import H36M_BONES
+from maskpose.body.anny_body import AnnyBody
+from maskpose.conventions import H36M_BONES, default_focal
 from maskpose.data.dataset import MaskposeDataset
+from maskpose.data.video import ExtractionConfig, FrameSource, extract_video
 from maskpose.errors import DataError
+from maskpose.render.zbuffer import silhouette_mask
+from maskpose.synth.video import CODECS, count_frames, open_video_writer
 from maskpose.train.checkpoint import load_model
-from maskpose.train.config import default_focal
 from maskpose.train.pipeline import intrinsics, joint_prediction, mesh_prediction
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -75,8 +82,6 @@ def predict_to_folder(checkpoint: str | Path, inputs: str | Path, out: str | Pat
     out.mkdir(parents=True, exist_ok=True)
     body = export_body = None
     if "mesh" in model.config.heads:
-        from maskpose.body.anny_body import AnnyBody
-
         body = AnnyBody(device=device)
         export_body = AnnyBody("anny", device=device) if write_ply else None
     for start in range(0, len(names), batch_size):
@@ -86,8 +91,6 @@ def predict_to_folder(checkpoint: str | Path, inputs: str | Path, out: str | Pat
         if "mesh" in heads:
             K = intrinsics(focal, res, batch=batch.shape[0], device=device)
             pred = mesh_prediction(heads["mesh"], body, K, res)
-            from maskpose.render.zbuffer import silhouette_mask
-
             silhouettes = silhouette_mask(pred.vertices, pred.faces, K, (res, res), behind="cull")[:, 0].cpu()
             if export_body is not None:
                 full = export_body(heads["mesh"]["pose"], heads["mesh"]["phenotypes"], pred.translation)
@@ -104,8 +107,6 @@ def predict_to_folder(checkpoint: str | Path, inputs: str | Path, out: str | Pat
             draw_overlay(batch[i].cpu(), pred.joints2d[i, :17].cpu(),
                          None if silhouettes is None else silhouettes[i]).save(out / f"{name}_overlay.png")
             if "mesh" in heads and export_body is not None:
-                import trimesh
-
                 trimesh.Trimesh(full.vertices[i].cpu().numpy(), export_body.faces.cpu().numpy(),
                                 process=False).export(out / f"{name}.ply")
     return len(names)
@@ -133,8 +134,6 @@ class CropPredictor:
         self.has_mesh = "mesh" in self.model.config.heads
         self.body = self.export_body = None
         if self.has_mesh:
-            from maskpose.body.anny_body import AnnyBody
-
             self.body = AnnyBody(device=device)
             self.export_body = AnnyBody("anny", device=device) if meshes else None
 
@@ -153,8 +152,6 @@ def predict_crops(model, images: torch.Tensor, focal: float, body=None, export_b
     ``translation`` ``(3,)``, ``phenotypes`` ``(6,)``, plus ``vertices`` ``(V, 3)`` and ``faces``
     of ``export_body``'s topology when it is given (``body`` is required for the mesh head).
     """
-    from maskpose.render.zbuffer import silhouette_mask
-
     res = images.shape[-1]
     device = next(model.parameters()).device
     images = images.to(device)
@@ -205,8 +202,6 @@ _LEFT, _RIGHT = (255, 80, 80), (80, 255, 80)
 def draw_person(frame: np.ndarray, record: dict, box, res: int, track_id: int | None = None) -> None:
     """Draw one person's crop prediction onto an RGB frame ``(H, W, 3)`` uint8 in place: the mesh
     silhouette tinted (mesh head), the H36M skeleton and the track id."""
-    import cv2
-
     h, w = frame.shape[:2]
     x0, y0, x1, y1 = (int(round(float(v))) for v in box)
     side = x1 - x0
@@ -279,16 +274,8 @@ def predict_video(checkpoint: str | Path, video: str | Path, out_video: str | Pa
     by the model's). Crops are extracted into a temporary folder, then predicted in order of
     frames in batches while the video is read a second time, so memory stays bounded.
     """
-    import dataclasses
-    import tempfile
 
-    import trimesh
 
-    from maskpose.data.dataset import MaskposeDataset
-    from maskpose.data.video import ExtractionConfig, FrameSource, extract_video
-    from maskpose.data.video_synth import count_frames, open_video_writer
-
-    from maskpose.data.video_synth import CODECS
 
     if batch_size < 1:
         raise DataError(f"batch_size must be >= 1, got {batch_size}")

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
+import trimesh
+from PIL import Image
 
+from maskpose.body.anny_body import AnnyBody
+from maskpose.body.motion import MotionLibrary
+from maskpose.body.sampler import PoseSampler
+from maskpose.render.camera import fit_translation, intrinsics
 from maskpose.render.zbuffer import rasterize
 
 
@@ -39,20 +47,11 @@ def shaded_preview(vertices: torch.Tensor, faces: torch.Tensor, K: torch.Tensor,
 def render_bodies(out, n: int = 8, seed: int = 0, motions=None, res: int = 256, topology: str = "anny"):
     """Pose ``n`` bodies from the sampler (or a motion library), write ``body_XXX.png`` previews,
     ``body_XXX.ply`` meshes and ``contact_sheet.png`` into ``out``. Returns the sheet's path."""
-    from pathlib import Path
 
-    import trimesh
-    from PIL import Image
-
-    from maskpose.body.anny_body import AnnyBody
-    from maskpose.body.sampler import PoseSampler
-    from maskpose.render.camera import fit_translation, intrinsics
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if motions is not None:
-        from maskpose.body.motion import MotionLibrary
-
         pose, phenotypes = MotionLibrary(motions).sample(n, seed=seed)
     else:
         pose, phenotypes = PoseSampler(seed=seed, spread=0.7).sample(n)

@@ -21,9 +21,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
+from PIL import Image
+from tqdm.auto import tqdm
 
+from maskpose.apps.predict import draw_overlay
+from maskpose.body.anny_body import AnnyBody
+from maskpose.body.sampler import PoseSampler
+from maskpose.data.dataset import MaskposeDataset
 from maskpose.models.regressor import ModelConfig
+from maskpose.synth.generator import generate
+from maskpose.train.checkpoint import load_model
 from maskpose.train.config import TrainConfig
+from maskpose.train.evaluate import collect_predictions, evaluate_checkpoint
+from maskpose.train.loop import train
 
 SHIPPED_SOURCE = "source_studio_64.pt"
 
@@ -62,8 +73,6 @@ class DemoConfig:
 
     def pose_source(self, stream: int):
         """The demo's pose sampler for one split (``stream`` keeps splits apart)."""
-        from maskpose.body.sampler import PoseSampler
-
         return PoseSampler.facing_camera(self.seed * 1000 + stream, self.pose_spread, self.max_yaw_deg)
 
 
@@ -84,10 +93,6 @@ def _log(msg: str) -> None:
 
 
 def run_demo(cfg: DemoConfig) -> Path:
-    from maskpose.data.synth import generate
-    from maskpose.train.evaluate import evaluate_checkpoint
-    from maskpose.train.loop import train
-
     start = time.time()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -143,8 +148,6 @@ def run_demo(cfg: DemoConfig) -> Path:
 
 
 def _bar(name: str):
-    from tqdm.auto import tqdm
-
     state = {}
 
     def progress(done: int, total: int) -> None:
@@ -178,12 +181,9 @@ def _png(fig) -> str:
 
 
 def _loss_curves(history: list[dict]) -> str:
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3))
+    fig = Figure(figsize=(6, 3))
+    ax = fig.subplots()
     steps = [h["step"] for h in history]
     for key in sorted({k for h in history for k in h} - {"step", "time_s"}):
         ax.plot(steps, [h.get(key, np.nan) for h in history], label=key)
@@ -192,19 +192,11 @@ def _loss_curves(history: list[dict]) -> str:
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     encoded = _png(fig)
-    plt.close(fig)
     return encoded
 
 
 def _overlays(checkpoints: list[Path], test_split: Path, count: int, device: str) -> str:
     """One PNG: rows = target images, columns = input, source-only overlay, adapted overlay."""
-    from PIL import Image
-
-    from maskpose.body.anny_body import AnnyBody
-    from maskpose.data.dataset import MaskposeDataset
-    from maskpose.train.checkpoint import load_model
-    from maskpose.train.evaluate import collect_predictions
-    from maskpose.train.predict import draw_overlay
 
     data = MaskposeDataset(test_split).subset(np.arange(count))
     body = AnnyBody(device=device)

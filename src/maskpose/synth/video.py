@@ -16,7 +16,7 @@ The scene (every choice from ``seed``):
   pixels, principal point at the frame centre; the camera frame is the world frame (OpenCV axes:
   x right, y down, z forward), the floor is the plane ``y = camera_height``;
 * **background**: a far wall textured with a people-free scikit-image photograph (as
-  :mod:`maskpose.data.synthesis` uses; smooth noise when none is available) above a tiled floor
+  :mod:`maskpose.synth.appearance` uses; smooth noise when none is available) above a tiled floor
   drawn in perspective (rendered at twice the size and averaged down, so distant tiles do not alias);
 * **people**: person ``k`` walks at depth about 4.5, 6.5, 5.5 or 7.5 m, alternately left to right
   and right to left, from about 8 % to 92 % of the frame width over the sequence, so the people
@@ -30,7 +30,7 @@ The scene (every choice from ``seed``):
   the speed that crosses the frame in the sequence (brisk for short ones). Every frame the body is
   lowered or raised so that its lowest vertex touches the floor;
 * **appearance and lighting**: the clothing, skin and the Lambert-shaded directional light of
-  :class:`~maskpose.data.synthesis.SynthesisRenderer`'s ``studio`` setting (one appearance per
+  :class:`~maskpose.synth.appearance.SynthesisRenderer`'s ``studio`` setting (one appearance per
   person, the same in every frame), composited with the exact z-buffer depth;
 * **flicker and sensor noise**: each frame is multiplied by a global gain within
   ``1 +- flicker`` (a slow sine plus a random jitter), then Gaussian noise of ``noise`` grey
@@ -42,13 +42,30 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
+import cv2
 import numpy as np
+import roma
 import torch
 
+from maskpose.body.anny_body import AnnyBody
+from maskpose.body.limits import (
+    ADULT_PHENOTYPE_RANGE,
+    ARTICULATED_JOINTS,
+    NUM_POSE_ROTATIONS,
+    PHENOTYPE_LABELS,
+)
+from maskpose.body.motion import Clip, MotionLibrary
+from maskpose.body.rotations import rotmat_to_sixd, sixd_to_rotmat
+from maskpose.body.sampler import hinge_axis
+from maskpose.conventions import seed_sequence
 from maskpose.errors import ConfigError, DataError
+from maskpose.render.camera import intrinsics
+from maskpose.synth.appearance import photo_bank
+from maskpose.synth.renderer import SynthesisRenderer
 
 #: Default frame size ``(W, H)``, frame rate, flicker amplitude and noise std (grey levels).
 DEFAULT_RES = (320, 240)
@@ -67,15 +84,11 @@ CODECS = {".mp4": ("mp4v",), ".avi": ("FMP4", "MJPG")}
 
 
 def _joint(name: str) -> int:
-    from maskpose.body.limits import ARTICULATED_JOINTS
-
     return ARTICULATED_JOINTS.index(name)
 
 
 def _yaw(angle: float | torch.Tensor) -> torch.Tensor:
     """Rotation ``(..., 3, 3)`` about the camera +y axis: turns the x-z polar angle by ``-angle``."""
-    import roma
-
     a = torch.as_tensor(angle, dtype=torch.float32)
     zero = torch.zeros_like(a)
     return roma.rotvec_to_rotmat(torch.stack([zero, a, zero], -1))
@@ -94,11 +107,6 @@ def procedural_walk(frames: int, fps: float = DEFAULT_FPS, speed: float = 1.3, s
         ``pose (T, 18, 6)`` (global orientation in the camera frame) and the pelvis displacement
         ``(T, 3)`` in metres (along +x, zero height).
     """
-    import roma
-
-    from maskpose.body.limits import NUM_POSE_ROTATIONS
-    from maskpose.body.rotations import rotmat_to_sixd
-    from maskpose.body.sampler import hinge_axis
 
     t = torch.arange(frames, dtype=torch.float32) / fps
     distance = speed * t
@@ -152,8 +160,6 @@ def _place(pose: torch.Tensor, displacement: torch.Tensor, direction: int, depth
     """Turn a motion about the vertical so it travels along ``direction`` (+1 right, -1 left),
     scale its progress to cross ``x_range`` (metres, in order of travel) at ``depth``; returns the
     pose (heading turned) and the pelvis path ``(T, 3)`` with zero height."""
-    from maskpose.body.rotations import rotmat_to_sixd, sixd_to_rotmat
-
     frames = pose.shape[0]
     net = displacement[-1]
     travel = float(torch.hypot(net[0], net[2]))
@@ -180,8 +186,6 @@ def _place(pose: torch.Tensor, displacement: torch.Tensor, direction: int, depth
 def _as_clips(clips) -> list:
     if clips is None:
         return []
-    from maskpose.body.motion import Clip, MotionLibrary
-
     if isinstance(clips, MotionLibrary):
         return list(clips)
     if isinstance(clips, Clip):
@@ -202,9 +206,6 @@ def _as_clips(clips) -> list:
 def scene_background(width: int, height: int, K: np.ndarray, camera_height: float,
                      rng: np.random.Generator, wall_depth: float = 12.0) -> np.ndarray:
     """The static scene ``(H, W, 3)`` float32 in [0, 1]: a photo-textured wall over a tiled floor."""
-    import cv2
-
-    from maskpose.data.synthesis import photo_bank
 
     ss = 2  # supersampling
     w2, h2 = width * ss, height * ss
@@ -256,8 +257,6 @@ def _gains(frames: int, flicker: float, rng: np.random.Generator) -> np.ndarray:
 def open_video_writer(path: str | os.PathLike, fps: float, size: tuple[int, int]):
     """An opened ``cv2.VideoWriter`` for ``path`` (``.mp4``: ``mp4v``; ``.avi``: ``FMP4``, else
     ``MJPG``) of frame size ``(W, H)``, and the fourcc used. Frames written to it are BGR."""
-    import cv2
-
     path = Path(path)
     codecs = CODECS.get(path.suffix.lower())
     if codecs is None:
@@ -291,8 +290,6 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float) -> str:
 
 def count_frames(path: str | os.PathLike) -> int:
     """Frames OpenCV decodes from a video file (0 when it cannot open it)."""
-    import cv2
-
     cap = cv2.VideoCapture(str(path))
     n = 0
     try:
@@ -354,11 +351,6 @@ def render_frames(
         (JSON-ready) plus ``K``, ``gain`` ``(T,)``, ``boxes`` ``(T, people, 4)`` arrays and the
         clean ``background`` ``(H, W, 3)`` float32 in [0, 1] (before flicker and noise).
     """
-    from maskpose.body.anny_body import AnnyBody
-    from maskpose.body.limits import ADULT_PHENOTYPE_RANGE, PHENOTYPE_LABELS
-    from maskpose.data.synthesis import SynthesisRenderer
-    from maskpose.render.camera import intrinsics
-
     width, height = (int(v) for v in res)
     if frames < 2:
         raise ConfigError(f"frames must be at least 2, got {frames}")
@@ -374,7 +366,7 @@ def render_frames(
         raise ConfigError("fps, focal_ratio, camera_height and batch_size must be positive")
     clip_list = _as_clips(clips)
 
-    root = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, 0x5EC0])
+    root = seed_sequence(seed, 0x5EC0)
     scene_rng, motion_rng, light_rng, noise_rng = (np.random.default_rng(s) for s in root.spawn(4))
     device = torch.device(device)
     K = intrinsics(focal_ratio * width, (height, width), batch=1)[0]
@@ -463,7 +455,7 @@ def render_frames(
             progress(stop, frames)
 
     meta = {
-        "generator": "maskpose.data.video_synth.render_static_camera_sequence",
+        "generator": "maskpose.synth.video.render_static_camera_sequence",
         "frames": int(frames),
         "size": [width, height],
         "fps": float(fps),

@@ -20,25 +20,31 @@ differ.
 
 from __future__ import annotations
 
+import inspect
 import logging
-import tempfile
 import time
-import zlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
+from maskpose.body.anny_body import AnnyBody
+from maskpose.body.sampler import PoseSampler
+from maskpose.conventions import FOCAL_RATIO, seed_sequence
 from maskpose.data.dataset import DatasetWriter
 from maskpose.errors import ConfigError, MaskposeError
+from maskpose.masks import geodesic_weights
+from maskpose.render.camera import fit_translation, intrinsics, project
+from maskpose.synth.appearance import PART_NAMES
+from maskpose.synth.domains import get_domain
+from maskpose.synth.renderer import SynthesisRenderer
 
 log = logging.getLogger(__name__)
 
 #: Poses are drawn in chunks of this many samples, each chunk from its own seeded sampler.
 POSE_CHUNK = 256
-#: Default focal length of the crop camera, in units of the crop size.
-FOCAL_RATIO = 2.0
 #: Default range of the fraction of the crop spanned by the body's bounding box (larger side).
 FILL = (0.7, 0.9)
 #: Default maximal offset of the body's box centre, as a fraction of the crop.
@@ -50,17 +56,9 @@ LABELS = ("joints3d", "joints2d", "pose", "phenotypes", "translation")
 CAMERA_STREAM, APPEARANCE_STREAM, POSE_STREAM, DOMAIN_STREAM = 1, 2, 3, 4
 
 
-def _code(text: str) -> int:
-    return zlib.crc32(text.encode())
-
-
-def _seed_sequence(seed: int, domain: str, split: str, stream: int, index: int) -> np.random.SeedSequence:
-    return np.random.SeedSequence([int(seed) & 0xFFFFFFFF, _code(domain), _code(split), stream, int(index)])
-
-
 def sample_rngs(seed: int, domain: str, split: str, stream: int, indices: Sequence[int]) -> list[np.random.Generator]:
     """One independent ``numpy.random.Generator`` per sample index."""
-    return [np.random.default_rng(_seed_sequence(seed, domain, split, stream, i)) for i in indices]
+    return [np.random.default_rng(seed_sequence(seed, domain, split, stream, i)) for i in indices]
 
 
 class _PoseStream:
@@ -75,8 +73,6 @@ class _PoseStream:
         self.chunk = POSE_CHUNK if source is None or n is None else max(1, min(POSE_CHUNK, n))
         self.takes_seed = False
         if source is not None:
-            import inspect
-
             try:
                 self.takes_seed = "seed" in inspect.signature(source.sample).parameters
             except (TypeError, ValueError):
@@ -86,20 +82,16 @@ class _PoseStream:
         if index not in self.cache:
             self.cache = {k: v for k, v in self.cache.items() if k >= index - 1}
             if self.source is None:
-                from maskpose.body.sampler import PoseSampler
-
-                state = _seed_sequence(self.seed, self.domain, self.split, POSE_STREAM, index).generate_state(1)
+                state = seed_sequence(self.seed, self.domain, self.split, POSE_STREAM, index).generate_state(1)
                 pose, phen = PoseSampler(seed=int(state[0])).sample(POSE_CHUNK)
             else:  # an external source (e.g. a motion library)
-                state = _seed_sequence(self.seed, self.domain, self.split, POSE_STREAM, index).generate_state(1)
+                state = seed_sequence(self.seed, self.domain, self.split, POSE_STREAM, index).generate_state(1)
                 # A source with a ``seed`` argument gets one per chunk; others are consumed in order.
                 drawn = self.source.sample(self.chunk, seed=int(state[0])) if self.takes_seed \
                     else self.source.sample(self.chunk)
                 if isinstance(drawn, tuple):
                     pose, phen = drawn
                 else:
-                    from maskpose.body.sampler import PoseSampler
-
                     pose, phen = drawn, PoseSampler(seed=int(state[0])).sample_phenotypes(self.chunk)
             pose, phen = torch.as_tensor(pose, dtype=torch.float32), torch.as_tensor(phen, dtype=torch.float32)
             size = POSE_CHUNK if self.source is None else self.chunk
@@ -141,8 +133,6 @@ def place_camera(vertices: torch.Tensor, res: int, rngs: Sequence[np.random.Gene
     Returns:
         ``K (B, 3, 3)`` and ``translation (B, 3)``.
     """
-    from maskpose.render.camera import fit_translation, intrinsics, project
-
     if not 0.0 < fill[0] <= fill[1] <= 1.0:
         raise ConfigError(f"fill must satisfy 0 < low <= high <= 1, got {fill}")
     batch = vertices.shape[0]
@@ -169,8 +159,6 @@ def place_camera(vertices: torch.Tensor, res: int, rngs: Sequence[np.random.Gene
 
 
 def _geodesic(masks: np.ndarray) -> np.ndarray:
-    from maskpose.masks import geodesic_weights
-
     out = np.ones(masks.shape, dtype=np.float32)
     for i, mask in enumerate(masks):
         if mask.any():
@@ -204,7 +192,7 @@ def generate(
 
     Args:
         out_dir: output folder (created; an existing dataset there is overwritten).
-        domain: a name from :data:`maskpose.data.domains.DOMAINS`.
+        domain: a name from :data:`maskpose.synth.domains.DOMAINS`.
         n: number of samples.
         res: square crop size in pixels.
         seed: base seed; with ``domain`` and ``split`` it determines every sample.
@@ -236,11 +224,6 @@ def generate(
     Returns:
         The dataset folder.
     """
-    from maskpose.body.anny_body import AnnyBody
-    from maskpose.data.domains import get_domain
-    from maskpose.data.synthesis import PART_NAMES, SynthesisRenderer
-    from maskpose.render.camera import project
-
     spec = get_domain(domain)
     if n <= 0:
         raise ConfigError(f"n must be positive, got {n}")
@@ -263,7 +246,7 @@ def generate(
     if labels:
         fields += list(LABELS)
     attrs = {
-        "generator": "maskpose.data.synth.generate",
+        "generator": "maskpose.synth.generator.generate",
         "domain_description": spec.description,
         "domain_render": spec.render,
         "domain_params": spec.params,
@@ -330,7 +313,7 @@ def render_batch(body, renderer, poses: _PoseStream, spec, seed: int, split: str
     clock.last = time.perf_counter()
     image = rendered.image
     if spec.transform is not None:
-        dom_rng = np.random.default_rng(_seed_sequence(seed, spec.name, split, DOMAIN_STREAM, indices.start))
+        dom_rng = np.random.default_rng(seed_sequence(seed, spec.name, split, DOMAIN_STREAM, indices.start))
         image = spec.transform(image, rendered.mask, dom_rng, perturbation=perturbation)
     clock("domain")
     return {
@@ -366,8 +349,6 @@ def generate_domain_splits(
     base = Path(root) / domain
     body = kwargs.pop("body", None)
     if body is None:
-        from maskpose.body.anny_body import AnnyBody
-
         body = AnnyBody(device=kwargs.get("device", "cpu"))
     return {
         "train": generate(base / "train", domain, n_train, res, seed, "train", train_labels, body=body, **kwargs),
@@ -375,39 +356,5 @@ def generate_domain_splits(
     }
 
 
-def benchmark(n: int = 256, res: int = 128, batch_size: int = 64, domain: str = "studio",
-              geodesic: bool = False, device: str = "cpu", threads: int | None = 2, seed: int = 0) -> dict:
-    """End-to-end synthesis speed (poses, Anny, camera, rendering, domain, writing), Anny's
-    construction excluded (built and warmed up first).
-
-    Args:
-        n: frames timed; batch_size: bodies per batch; threads: ``torch.set_num_threads``
-            (``None`` leaves it); geodesic: include the geodesic weights.
-
-    Returns:
-        ``{"frames_per_s", "ms_per_frame", "stages_ms_per_frame", "n", "res", "batch_size",
-        "threads", "domain", "geodesic", "goal_frames_per_s"}``.
-    """
-    from maskpose.body.anny_body import AnnyBody
-
-    if threads is not None:
-        torch.set_num_threads(threads)
-    body = AnnyBody(device=device)
-    with tempfile.TemporaryDirectory(prefix="maskpose-bench-") as tmp:
-        generate(Path(tmp) / "warmup", domain, min(n, batch_size), res, seed + 1, "bench", labels=True,
-                 batch_size=batch_size, device=device, geodesic=geodesic, body=body)
-        timings: dict[str, float] = {}
-        start = time.perf_counter()
-        generate(Path(tmp) / "timed", domain, n, res, seed, "bench", labels=True, batch_size=batch_size,
-                 device=device, geodesic=geodesic, body=body, timings=timings)
-        elapsed = time.perf_counter() - start
-    return {
-        "frames_per_s": n / elapsed, "ms_per_frame": 1000 * elapsed / n,
-        "stages_ms_per_frame": {k: round(1000 * v / n, 3) for k, v in timings.items()},
-        "n": n, "res": res, "batch_size": batch_size, "threads": torch.get_num_threads(),
-        "domain": domain, "geodesic": geodesic, "device": str(device), "goal_frames_per_s": 200,
-    }
-
-
-__all__ = ["benchmark", "FILL", "FOCAL_RATIO", "OFFSET", "POSE_CHUNK", "generate", "generate_domain_splits",
+__all__ = ["FILL", "FOCAL_RATIO", "OFFSET", "POSE_CHUNK", "generate", "generate_domain_splits",
            "place_camera", "sample_rngs"]

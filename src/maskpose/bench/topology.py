@@ -22,17 +22,16 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
-import numpy as np
 import torch
+from scipy.ndimage import distance_transform_edt
 
 from maskpose.errors import ConfigError
 from maskpose.render.stick import capsule_silhouette
-
-from .distance import _binarize, erosion_levels
-from .loss import silhouette_topology_loss
-from .skeleton import skeleton_from_distance
+from maskpose.topology.distance import _binarize, erosion_levels
+from maskpose.topology.loss import silhouette_topology_loss
+from maskpose.topology.skeleton import skeleton_from_distance
 
 # A standing stick figure in a unit box (x right, y down): 13 joints and 12 capsules.
 _JOINTS = (
@@ -99,8 +98,6 @@ def run_topology_benchmark(batch: int = 32, size: int = 128, repeats: int = 7, w
         A dict with ``topology_fwd_bwd_ms``, ``scipy_edt_ms``, ``ratio``, ``full_maps_ms`` and the
         settings (``batch``, ``size``, ``repeats``, ``threads``, ``kernel``, ``loss``).
     """
-    from scipy.ndimage import distance_transform_edt
-
     for name, value, low in (("batch", batch, 1), ("size", size, 8), ("repeats", repeats, 1), ("warmup", warmup, 0)):
         if value < low:
             raise ConfigError(f"{name} must be >= {low}, got {value}")

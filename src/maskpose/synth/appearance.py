@@ -21,7 +21,7 @@ Appearance (all vectorised over the batch and over the foreground pixels):
   flipped and colour-jittered.
 * **Settings** (:data:`SETTINGS`): ``"studio"`` (the source domain), ``"scene"`` (unseen texture
   families, photographs, coloured lights: disjoint from studio's), ``"thermal"`` (temperature-like
-  intensities; see :mod:`maskpose.data.domains` for its documented statistics).
+  intensities; see :mod:`maskpose.synth.domains` for its documented statistics).
 
 Randomness comes only from the per-sample ``numpy.random.Generator`` list passed to
 :meth:`SynthesisRenderer.render`, so a sample looks the same whatever batch it is rendered in.
@@ -29,16 +29,20 @@ Randomness comes only from the per-sample ``numpy.random.Generator`` list passed
 
 from __future__ import annotations
 
+import colorsys
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
+import cv2
 import numpy as np
+import skimage.data
 import torch
+from PIL import Image
 
-from maskpose.errors import ConfigError, MaskposeError, check_shape
+from maskpose.errors import ConfigError, MaskposeError
 
 #: Part labels stored in the dataset's ``parts`` field (uint8; 0 is the background).
 PART_NAMES: tuple[str, ...] = (
@@ -59,14 +63,14 @@ PHOTOS: dict[str, tuple[str, ...]] = {
               "motorcycle_right.png", "retina.jpg", "clock_motion.png", "text.png"),
 }
 
-#: Rendering settings (the render-type domains of :mod:`maskpose.data.domains`).
+#: Rendering settings (the render-type domains of :mod:`maskpose.synth.domains`).
 SETTINGS: tuple[str, ...] = ("studio", "scene", "thermal")
 
 #: Texture families per setting: 0 solid, 1 stripes, 2 checker (studio); 3 dots, 4 camouflage
 #: noise, 5 plaid (scene). Disjoint, so scene clothing is unseen in studio data.
 _PATTERNS = {"studio": (0, 1, 2), "scene": (3, 4, 5), "thermal": (0,)}
 
-#: Thermal rendering constants (intensities in [0, 1]); :mod:`maskpose.data.domains` documents the
+#: Thermal rendering constants (intensities in [0, 1]); :mod:`maskpose.synth.domains` documents the
 #: resulting statistics and tests check them.
 THERMAL = {
     "skin": (0.85, 0.97),        # exposed skin: warmest
@@ -118,13 +122,9 @@ def vertex_parts(anny_model) -> torch.Tensor:
 # Backgrounds
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _photo(name: str, max_side: int = 320) -> np.ndarray | None:
     """A bundled scikit-image photograph as float32 RGB in [0, 1], longest side <= max_side."""
-    import cv2
-    import skimage.data
-    from PIL import Image
-
     path = Path(skimage.data.__file__).parent / name
     try:
         with Image.open(path) as handle:
@@ -143,22 +143,16 @@ def photo_bank(setting: str) -> list[np.ndarray]:
 
 
 def _smooth_noise(rng: np.random.Generator, res: int, cells: int, channels: int = 3) -> np.ndarray:
-    import cv2
-
     small = rng.random((cells, cells, channels), dtype=np.float32)
     out = cv2.resize(small, (res, res), interpolation=cv2.INTER_CUBIC)
     return out.reshape(res, res, channels)
 
 
 def _random_colour(rng: np.random.Generator, sat=(0.1, 0.7), val=(0.2, 0.95)) -> np.ndarray:
-    import colorsys
-
     return np.array(colorsys.hsv_to_rgb(rng.random(), rng.uniform(*sat), rng.uniform(*val)), dtype=np.float32)
 
 
 def _photo_crop(rng: np.random.Generator, bank: list[np.ndarray], res: int) -> np.ndarray:
-    import cv2
-
     photo = bank[int(rng.integers(len(bank)))]
     h, w = photo.shape[:2]
     side = int(min(h, w) * rng.uniform(0.35, 1.0))
@@ -173,8 +167,6 @@ def _photo_crop(rng: np.random.Generator, bank: list[np.ndarray], res: int) -> n
 
 def background(rng: np.random.Generator, res: int, setting: str = "studio") -> np.ndarray:
     """One random background ``(res, res, 3)`` float32 in [0, 1] for a setting."""
-    import cv2
-
     bank = photo_bank(setting)
     kind = rng.random()
     if setting == "studio":
@@ -357,215 +349,7 @@ def _texture_weight(rest: torch.Tensor, pattern: torch.Tensor, freq: torch.Tenso
     return out
 
 
-# --------------------------------------------------------------------------------------------
-# Renderer
-
-
-@dataclass
-class Rendered:
-    """A rendered batch, numpy on the CPU.
-
-    Attributes:
-        image: ``(B, H, W, 3)`` uint8.
-        mask: ``(B, H, W)`` uint8 in {0, 1}: exactly the pixels the z-buffer covers.
-        depth: ``(B, H, W)`` float32 camera depth in metres, 0 on the background.
-        parts: ``(B, H, W)`` uint8 part labels (:data:`PART_NAMES`), 0 on the background.
-    """
-
-    image: np.ndarray
-    mask: np.ndarray
-    depth: np.ndarray
-    parts: np.ndarray
-
-
-class SynthesisRenderer:
-    """RGB / thermal synthesis of a posed Anny mesh with an exact z-buffer.
-
-    Args:
-        body: a :class:`maskpose.body.anny_body.AnnyBody` (its topology is the one rendered).
-        device: where the per-pixel work runs (the z-buffer runs where the vertices are).
-    """
-
-    def __init__(self, body, device: torch.device | str | None = "cpu"):
-        self.device = torch.device(device) if device is not None else torch.device("cpu")
-        anny = body.anny
-        self.faces = body.faces.to(self.device)
-        self.vertex_parts = vertex_parts(anny).to(self.device)
-        self.rest = anny.template_vertices.detach().float().to(self.device)  # Anny world, Z up
-        self.head_top_z = float(self.rest[:, 2].max())
-
-    def vertex_normals(self, vertices: torch.Tensor) -> torch.Tensor:
-        """``(B, V, 3)`` unit outward vertex normals (area-weighted face normals)."""
-        f = self.faces
-        v0, v1, v2 = vertices[:, f[:, 0]], vertices[:, f[:, 1]], vertices[:, f[:, 2]]
-        face_n = torch.linalg.cross(v1 - v0, v2 - v0, dim=-1)  # outward for Anny's winding
-        batch, num_vertices = vertices.shape[:2]
-        offsets = torch.arange(batch, device=vertices.device)[:, None, None] * num_vertices
-        normals = torch.zeros(batch * num_vertices, 3, dtype=vertices.dtype, device=vertices.device)
-        # One flat index_add over (batch, face, corner): much faster than per-dimension adds.
-        normals.index_add_(0, (offsets + f[None]).reshape(-1),
-                           face_n[:, :, None, :].expand(-1, -1, 3, -1).reshape(-1, 3))
-        normals = normals.view(batch, num_vertices, 3)
-        return normals / normals.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-
-    @torch.no_grad()
-    def render(
-        self,
-        vertices: torch.Tensor,
-        K: torch.Tensor,
-        rngs: Sequence[np.random.Generator],
-        setting: str = "studio",
-        size: int | tuple[int, int] | None = None,
-        backgrounds: np.ndarray | None = None,
-        noise: bool = True,
-        timings: dict[str, float] | None = None,
-    ) -> Rendered:
-        """Render a batch.
-
-        Args:
-            vertices: ``(B, V, 3)`` camera-frame vertices of the body's topology (metres).
-            K: ``(B, 3, 3)`` intrinsics.
-            rngs: one ``numpy.random.Generator`` per sample (all randomness comes from them).
-            setting: ``"studio"``, ``"scene"`` or ``"thermal"``.
-            size: ``res`` or ``(H, W)``; default ``2 * K[0, 0, 2] + 1`` (a centred square crop).
-            backgrounds: optional ``(B, H, W, 3)`` uint8 or float backgrounds replacing the random
-                ones (e.g. a constant colour, to check that image and mask coincide).
-            noise: add sensor noise (and, for thermal, the optics blur); ``False`` leaves every
-                background pixel exactly as given.
-            timings: optional dict accumulating seconds in ``rasterize``, ``appearance``
-                (appearance draws and backgrounds) and ``shading``.
-        """
-        import time
-        from maskpose.render.zbuffer import rasterize
-
-        check_shape("vertices", vertices, (None, self.rest.shape[0], 3))
-        batch = vertices.shape[0]
-        if len(rngs) != batch:
-            raise MaskposeError(f"rngs: need one generator per sample ({batch}), got {len(rngs)}")
-        if setting not in SETTINGS:
-            raise ConfigError(f"unknown rendering setting {setting!r}; expected one of {SETTINGS}")
-        if size is None:
-            size = int(round(2 * float(K[0, 0, 2]) + 1))
-        height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-        if height != width:
-            raise MaskposeError(f"the synthesis renderer makes square crops, got size {(height, width)}")
-        res = height
-        vertices = vertices.detach().float().to(self.device)
-        K = K.detach().float().to(self.device)
-        tick = time.perf_counter()
-
-        def clock(stage: str) -> None:
-            nonlocal tick
-            if timings is not None:
-                now = time.perf_counter()
-                timings[stage] = timings.get(stage, 0.0) + now - tick
-                tick = now
-
-        frags = rasterize(vertices, self.faces, K, (height, width), cull_backfaces=True)
-        clock("rasterize")
-        app = sample_appearance(rngs, setting, res, self.device)
-
-        # Each sample's generator draws, in order: appearance, noise seed, background; so a
-        # re-render with a given background keeps the same appearance and the same noise.
-        noise_seeds = [int(rng.integers(0, 2**62)) for rng in rngs]
-        if backgrounds is None:
-            bg = np.stack([background(rng, res, setting) for rng in rngs])
-        else:
-            bg = np.asarray(backgrounds)
-            if bg.shape != (batch, height, width, 3):
-                raise MaskposeError(f"backgrounds must have shape {(batch, height, width, 3)}, got {bg.shape}")
-            bg = bg.astype(np.float32) / 255.0 if bg.dtype == np.uint8 else bg.astype(np.float32)
-        image = torch.from_numpy(bg).to(self.device)
-        clock("appearance")
-
-        # Per-pixel work on the foreground only, with flat indices (one gather per table).
-        mask = frags.face_index >= 0
-        flat = torch.nonzero(mask.view(-1)).squeeze(1)  # (N,)
-        bb = torch.div(flat, height * width, rounding_mode="floor")
-        face = frags.face_index.view(-1).index_select(0, flat)
-        bary = frags.barycentric.view(-1, 3).index_select(0, flat).float()  # (N, 3)
-        corner = self.faces.index_select(0, face)  # (N, 3)
-        nearest = corner.gather(1, bary.argmax(1, keepdim=True))[:, 0]
-        part = self.vertex_parts.index_select(0, nearest)  # (N,)
-        num_vertices = vertices.shape[1]
-        per_vertex = torch.cat((self.vertex_normals(vertices), vertices,
-                                self.rest.expand(batch, -1, -1)), -1).reshape(-1, 9)
-        gathered = per_vertex.index_select(0, (bb[:, None] * num_vertices + corner).view(-1)).view(-1, 3, 9)
-        interp = (gathered * bary[..., None]).sum(1)  # (N, 9)
-        n = interp[:, 0:3] / interp[:, 0:3].norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        point, rest = interp[:, 3:6], interp[:, 6:9]
-
-        slots = len(SLOTS)
-        slot = app.slot_of_part.reshape(-1).index_select(0, bb * len(PART_NAMES) + part)
-        hair_length = app.hair_length.index_select(0, bb)
-        hair = (part == PART_INDEX["head"]) & (rest[:, 2] > self.head_top_z - hair_length) & (hair_length > 0)
-        slot = torch.where(hair, torch.full_like(slot, _HAIR), slot)
-        garment = torch.cat((app.base, app.alt, app.pattern[..., None].float(), app.freq[..., None],
-                             app.direction, app.phase[..., None]), -1).reshape(batch * slots, -1)
-        g = garment.index_select(0, bb * slots + slot)  # (N, 12)
-        w = _texture_weight(rest, g[:, 6].long(), g[:, 7], g[:, 8:11], g[:, 11], _PATTERNS[setting])
-        albedo = g[:, 0:3] + (g[:, 3:6] - g[:, 0:3]) * w[:, None]
-
-        if setting == "thermal":
-            view = -point / point.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-            facing = (n * view).sum(-1).abs()
-            floor = THERMAL["emissivity_floor"]
-            colour = albedo * (floor + (1 - floor) * facing)[:, None]
-        else:
-            used = 1 if setting == "studio" else _MAX_LIGHTS  # studio has one light, scene up to three
-            lights = torch.cat((app.ambient, app.light_dir[:, :used].reshape(batch, -1),
-                                app.light_colour[:, :used].reshape(batch, -1)), -1).index_select(0, bb)
-            lambert = torch.bmm(lights[:, 3:3 + 3 * used].view(-1, used, 3), n[:, :, None])  # (N, L, 1)
-            light = lights[:, 0:3] + (lambert.clamp_min(0.0) * lights[:, 3 + 3 * used:].view(-1, used, 3)).sum(1)
-            colour = albedo * light
-        image = image.contiguous()
-        image.view(-1, 3).index_copy_(0, flat, colour.clamp(0.0, 1.0))
-
-        if noise:
-            gen = torch.Generator(device="cpu")
-            noise_maps = []
-            for noise_seed in noise_seeds:  # per-sample seeds keep the batch invariance
-                gen.manual_seed(noise_seed)
-                noise_maps.append(torch.randn((height, width, 1), generator=gen))
-            noise_map = torch.stack(noise_maps).to(self.device)
-            if setting == "thermal":
-                image = _gaussian_blur(image, THERMAL["blur_sigma_at_128"] * res / 128)
-                image = image + noise_map * app.noise_std[:, None, None, None] \
-                    + app.column_noise[:, None, :, None]
-            else:
-                image = image + noise_map.expand(-1, -1, -1, 3) * app.noise_std[:, None, None, None]
-
-        parts = torch.zeros(batch * height * width, dtype=torch.uint8, device=self.device)
-        parts.index_copy_(0, flat, part.to(torch.uint8))
-        parts = parts.view(batch, height, width)
-        depth = torch.where(mask, frags.depth, torch.zeros_like(frags.depth))
-        image_u8 = (image.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8)
-        clock("shading")
-        return Rendered(
-            image=image_u8.cpu().numpy(), mask=mask.to(torch.uint8).cpu().numpy(),
-            depth=depth.float().cpu().numpy(), parts=parts.cpu().numpy(),
-        )
-
-
-def _gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of ``(B, H, W, C)`` images (reflect padding)."""
-    if sigma <= 0:
-        return image
-    radius = max(1, int(math.ceil(3 * sigma)))
-    x = torch.arange(-radius, radius + 1, dtype=image.dtype, device=image.device)
-    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    b, h, w, c = image.shape
-    t = image.permute(0, 3, 1, 2).reshape(b * c, 1, h, w)
-    t = torch.nn.functional.pad(t, (radius, radius, 0, 0), mode="reflect")
-    t = torch.nn.functional.conv2d(t, kernel.view(1, 1, 1, -1))
-    t = torch.nn.functional.pad(t, (0, 0, radius, radius), mode="reflect")
-    t = torch.nn.functional.conv2d(t, kernel.view(1, 1, -1, 1))
-    return t.reshape(b, c, h, w).permute(0, 2, 3, 1)
-
-
 __all__ = [
-    "PART_NAMES", "SLOTS", "PHOTOS", "SETTINGS", "THERMAL", "Appearance", "Rendered",
-    "SynthesisRenderer", "background", "part_of_bone", "photo_bank", "sample_appearance",
-    "vertex_parts",
+    "PART_NAMES", "SLOTS", "PHOTOS", "SETTINGS", "THERMAL", "Appearance", "background", "part_of_bone",
+    "photo_bank", "sample_appearance", "vertex_parts",
 ]

@@ -1,6 +1,6 @@
 """Named synthetic domains (DESIGN §4): each is a rendering setting, an image transform, or both.
 
-A :class:`Domain` renders with one of the synthesis settings of :mod:`maskpose.data.synthesis`
+A :class:`Domain` renders with one of the synthesis settings of :mod:`maskpose.synth.appearance`
 (``render``) and then, optionally, applies an image ``transform`` to the rendered batch. Masks and
 labels always come from the geometry, so they stay exact whatever the domain does to the image.
 
@@ -30,19 +30,22 @@ Built-in domains (:data:`DOMAINS`):
 
 Extension hook (UAP domains and others): :func:`register_domain` adds a domain whose ``transform``
 takes ``(images (B,H,W,3) uint8, masks (B,H,W) uint8, rng, perturbation)``; ``perturbation`` is
-whatever array the caller passes to :func:`apply_domain` / :func:`maskpose.data.synth.generate`
+whatever array the caller passes to :func:`apply_domain` / :func:`maskpose.synth.generator.generate`
 (for a universal adversarial perturbation: ``(H, W, 3)`` float in pixel units of 1/255), and a
 domain with ``needs_perturbation=True`` refuses to run without one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
+import cv2
 import numpy as np
 
 from maskpose.errors import ConfigError, MaskposeError
+from maskpose.synth.appearance import SETTINGS
 
 Transform = Callable[..., np.ndarray]
 
@@ -76,8 +79,6 @@ class Domain:
 def lowres(images: np.ndarray, size: int) -> np.ndarray:
     """Down-sample ``(B, H, W, 3)`` uint8 images to ``size`` px (area averaging) and back up
     (bilinear). Unchanged when ``size >= min(H, W)``."""
-    import cv2
-
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 3:
         raise MaskposeError(f"images must have shape (B, H, W, 3), got {images.shape}")
@@ -130,8 +131,6 @@ DOMAINS: dict[str, Domain] = {}
 
 def register_domain(domain: Domain, overwrite: bool = False) -> Domain:
     """Add a domain to :data:`DOMAINS` (e.g. ``uap-8`` with a perturbation transform)."""
-    from maskpose.data.synthesis import SETTINGS
-
     if domain.name in DOMAINS and not overwrite:
         raise ConfigError(f"domain {domain.name!r} is already registered")
     if domain.render not in SETTINGS:
@@ -154,7 +153,7 @@ def apply_domain(name: str, images: np.ndarray, masks: np.ndarray | None = None,
 
     Rendering-setting domains (``studio``, ``scene``, ``thermal``) are not image transforms: the
     studio domain returns the images unchanged, the others raise :class:`ConfigError` (generate
-    them with :func:`maskpose.data.synth.generate`).
+    them with :func:`maskpose.synth.generator.generate`).
     """
     domain = get_domain(name)
     if domain.transform is None:
@@ -162,7 +161,7 @@ def apply_domain(name: str, images: np.ndarray, masks: np.ndarray | None = None,
             return np.array(images, copy=True)
         raise ConfigError(
             f"domain {name!r} is a rendering setting ({domain.render}), not an image transform; "
-            "generate it with maskpose.data.synth.generate"
+            "generate it with maskpose.synth.generator.generate"
         )
     if domain.needs_perturbation and perturbation is None:
         raise ConfigError(f"domain {name!r} needs a perturbation array")

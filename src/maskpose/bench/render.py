@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
+
+from maskpose.body.anny_body import AnnyBody
+from maskpose.body.sampler import PoseSampler
+from maskpose.render._warp_kernels import resolve_backend
+from maskpose.render.camera import fit_translation, intrinsics
+from maskpose.render.silhouette import SilhouetteRenderer
 
 
 def _median_ms(fn: Callable[[], None], repeats: int, device: str) -> float:
@@ -34,21 +40,9 @@ def bench_render(
         ``{"render_fwd_ms", "render_fwd_bwd_ms", "anny_fwd_bwd_ms", "ratio", ...}`` with
         ``ratio = render_fwd_bwd_ms / anny_fwd_bwd_ms``.
     """
-    from maskpose.body.anny_body import AnnyBody
-    from maskpose.body.rotations import rotvec_to_sixd
-    from maskpose.render.camera import fit_translation, intrinsics
-    from maskpose.render._warp_kernels import resolve_backend
-    from maskpose.render.silhouette import SilhouetteRenderer
-
     generator = torch.Generator().manual_seed(seed)
     body = AnnyBody(device=device)
-    try:
-        from maskpose.body.sampler import PoseSampler
-
-        pose, phenotypes = PoseSampler(seed=seed).sample(batch)
-    except ImportError:  # fall back to small random rotations
-        pose = rotvec_to_sixd(0.3 * torch.randn(batch, 18, 3, generator=generator))
-        phenotypes = 0.3 + 0.4 * torch.rand(batch, 6, generator=generator)
+    pose, phenotypes = PoseSampler(seed=seed).sample(batch)
     pose, phenotypes = pose.to(device), phenotypes.to(device)
     K = intrinsics(2.0 * res, res, batch=batch, device=device)
     with torch.no_grad():
