@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from maskpose.data.adapters import (
+    COCO_TO_H36M,
     SPIN24_TO_H36M,
     coco_to_h36m,
     crop,
@@ -24,6 +25,7 @@ from maskpose.data.adapters import (
 from maskpose.data.dataset import MaskposeDataset, read_meta, write_dataset
 from maskpose.data.inspect import dataset_contact_sheet, dataset_stats
 from maskpose.errors import DataError
+from maskpose.io import atomic_write, atomic_write_json
 
 COCO = Path(__file__).parent / "data" / "coco"
 
@@ -194,7 +196,8 @@ def test_coco_helpers():
     dense = decode_rle(rle, 4, 4)
     assert dense.sum() == 4 and dense[3, 0] and dense[0, 1]
     assert np.array_equal(decode_rle({"counts": "3250O", "size": [4, 4]}, 4, 4), dense)
-    # COCO -> H36M: midpoints, nose, missing.
+    # COCO -> H36M: the table built from the joint names is the published one; midpoints, nose, missing.
+    assert COCO_TO_H36M == ((11, 12), 12, 14, 16, 11, 13, 15, None, (5, 6), 0, None, 5, 7, 9, 6, 8, 10)
     kp = np.zeros((1, 17, 3))
     kp[0, :, :2] = np.arange(34).reshape(17, 2)
     kp[0, :, 2] = 2
@@ -304,3 +307,48 @@ def test_cli(tmp_path):
     assert result.exit_code == 2 and "does not exist" in result.output and "Traceback" not in result.output
     result = runner.invoke(app, ["synth", "--out", str(tmp_path / "x"), "--domain", "nope", "--n", "1"])
     assert result.exit_code == 2 and "unknown domain 'nope'" in result.output
+
+
+def test_atomic_write_failure_keeps_the_old_file(tmp_path):
+    target = tmp_path / "meta.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError, match="disk full"):
+        with atomic_write(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("disk full")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["meta.json"]
+
+
+def test_atomic_writers_do_not_share_a_temp_file(tmp_path):
+    target = tmp_path / "state.json"
+    with atomic_write(target) as first, atomic_write(target) as second:
+        assert first != second and first.parent == second.parent == tmp_path
+        first.write_text("first")
+        second.write_text("second")
+    # the outer writer finishes last, so its content wins; no temporary file is left
+    assert target.read_text() == "first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]
+    atomic_write_json(target, {"a": 1})
+    assert json.loads(target.read_text()) == {"a": 1} and target.read_text().endswith("\n")
+
+
+def test_atomic_writers_in_threads(tmp_path):
+    """Writers in two threads, both inside their block at the same time: each finishes, one wins."""
+    import threading
+
+    target, barrier, temps = tmp_path / "w.json", threading.Barrier(2), []
+
+    def write(text):
+        with atomic_write(target) as tmp:
+            temps.append(tmp)
+            tmp.write_text(text)
+            barrier.wait(timeout=10)
+
+    threads = [threading.Thread(target=write, args=(t,)) for t in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert len(set(temps)) == 2 and target.read_text() in ("a", "b")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.json"]

@@ -7,6 +7,7 @@ upward dependency.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import maskpose
@@ -104,3 +105,14 @@ def test_layer_walker_sees_a_deferred_upward_import():
     found = list(_imports_of(source, ("maskpose", "data", "probe")))
     assert found == [("os", 1, False), ("maskpose.data", 2, False), ("maskpose.train", 5, True)]
     assert _layer("maskpose.train") > _layer("maskpose.data.probe")
+
+
+def test_design_references_point_at_sections_that_exist():
+    """Every ``docs/design.md §N`` cited in the code names a heading of that file."""
+    design = PACKAGE.parent.parent / "docs" / "design.md"
+    sections = set(re.findall(r"^#{2,3} (\d+(?:\.\d+)?)[. ]", design.read_text(), flags=re.M))
+    cited = {(str(path.relative_to(PACKAGE)), ref) for path in PACKAGE.rglob("*.py")
+             for ref in re.findall(r"docs/design\.md §(\d+(?:\.\d+)?)", path.read_text())}
+    assert cited, "the code cites docs/design.md"
+    assert sorted((path, ref) for path, ref in cited if ref not in sections) == []
+    assert "DESIGN §" not in "".join(path.read_text() for path in PACKAGE.rglob("*.py"))

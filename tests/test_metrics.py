@@ -97,6 +97,47 @@ def test_pa_mpjpe_matches_scipy_orthogonal_procrustes():
         assert float(ours[i]) == pytest.approx(ref, rel=1e-8, abs=1e-8)
 
 
+def test_procrustes_recovers_a_known_similarity_exactly():
+    gt = random_poses(4, seed=13)
+    rot = torch.from_numpy(Rotation.random(4, random_state=14).as_matrix())
+    scale = torch.tensor([0.5, 1.0, 1.7, 3.0], dtype=torch.float64)[:, None, None]
+    shift = torch.tensor([0.3, -1.2, 4.0], dtype=torch.float64)
+    pred = scale * gt @ rot.transpose(1, 2) + shift  # pred = s R gt + t: the inverse map aligns it
+    torch.testing.assert_close(procrustes_align(pred, gt), gt, rtol=0, atol=1e-12)
+    # Without scale, the rotation and translation are still undone, the size is not.
+    aligned = procrustes_align(pred, gt, scale=False)
+    centred = gt - gt.mean(1, keepdim=True)
+    torch.testing.assert_close(aligned - aligned.mean(1, keepdim=True), scale * centred, rtol=0, atol=1e-12)
+
+
+def test_procrustes_disparity_matches_scipy_spatial_procrustes():
+    from scipy.spatial import procrustes
+
+    gt = random_poses(5, seed=15)
+    gen = torch.Generator().manual_seed(16)
+    rot = torch.from_numpy(Rotation.random(5, random_state=17).as_matrix())
+    pred = 0.8 * gt @ rot.transpose(1, 2) + 0.03 * torch.randn(gt.shape, generator=gen, dtype=torch.float64)
+    aligned = procrustes_align(pred, gt)
+    for i in range(5):
+        # scipy standardises both sets (centred, unit norm) and fits the second to the first.
+        _, _, disparity = procrustes(gt[i].numpy(), pred[i].numpy())
+        centred = gt[i] - gt[i].mean(0)
+        ours = float((aligned[i] - gt[i]).square().sum() / centred.square().sum())
+        assert ours == pytest.approx(disparity, rel=1e-9)
+
+
+def test_procrustes_on_degenerate_poses_is_finite():
+    gt = random_poses(3, seed=18)
+    collapsed = torch.ones_like(gt) * 0.2  # all joints at one point: no scale to fit
+    torch.testing.assert_close(procrustes_align(collapsed, gt), gt.mean(1, keepdim=True).expand_as(gt))
+    line = torch.linspace(0, 1, 17, dtype=torch.float64)[None, :, None] * torch.tensor([1.0, 2.0, 3.0],
+                                                                                     dtype=torch.float64)
+    aligned = procrustes_align(line.expand(3, 17, 3), gt)
+    assert torch.isfinite(aligned).all()
+    # A collinear set is aligned to gt's principal direction: better than leaving it unaligned.
+    assert float(pa_mpjpe(line.expand(3, 17, 3), gt)) < float(mpjpe(line.expand(3, 17, 3), gt, root=None))
+
+
 def test_pa_mpjpe_excludes_reflections():
     gt = random_poses(3, seed=6)
     mirror = gt * torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64)

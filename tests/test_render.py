@@ -189,6 +189,7 @@ def test_anny_front_faces_face_the_camera_and_culling_keeps_the_mask(body):
 
 
 # ------------------------------------------------------------------------------------ silhouette
+@pytest.mark.slow
 def test_contour_silhouette_matches_zbuffer_on_64_poses(body):
     from maskpose.render.silhouette import SilhouetteRenderer
 
@@ -260,6 +261,7 @@ def test_gradients_reach_vertices_and_match_finite_differences():
     torch.testing.assert_close(grad, numeric, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_fitting_translation_and_rotation_to_a_target_mask(body):
     """Through the renderer alone: recover a body's translation and global rotation from its mask."""
     import roma
@@ -429,7 +431,7 @@ def test_warp_zbuffer_is_identical_on_analytic_cases(warp_passes):
     assert (out.face_index == 1).sum() > 100 and not (out.face_index == 2).any()
 
 
-@pytest.mark.parametrize("batch", [1, 64])
+@pytest.mark.parametrize("batch", [1, pytest.param(64, marks=pytest.mark.slow)])
 def test_warp_zbuffer_is_identical_on_anny_poses(body, batch, warp_passes):
     res = 64 if batch > 1 else 128
     vertices, K = _random_bodies(body, batch, res, seed=7)
@@ -461,7 +463,7 @@ def test_warp_backends_are_identical_with_behind_cull(body, warp_passes):
     assert not soft.any()
 
 
-@pytest.mark.parametrize("batch", [1, 64])
+@pytest.mark.parametrize("batch", [1, pytest.param(64, marks=pytest.mark.slow)])
 def test_warp_silhouettes_and_gradients_are_identical_on_anny_poses(body, batch, warp_passes):
     res = 128 if batch == 1 else 64
     vertices, K = _random_bodies(body, batch, res, seed=9)

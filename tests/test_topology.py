@@ -14,13 +14,14 @@ from scipy.spatial import cKDTree
 from skimage.morphology import medial_axis, thin
 
 from maskpose.conventions import H36M_BONES
-from maskpose.errors import MaskposeError
+from maskpose.errors import ConfigError, MaskposeError
 from maskpose.render.stick import capsule_silhouette
 from maskpose.topology import (
     ChamferMapLoss,
     InwardDistanceMap,
     OutwardDistanceMap,
     SilhouetteAlignmentLoss,
+    SilhouetteTopologyLoss,
     TopologicalSkeleton,
     TopologyAlignmentLoss,
     baselines,
@@ -179,7 +180,7 @@ def test_s2d_backward_lands_on_the_nearest_off_pixel():
 
     # And the gradient of sum(D_in) is the identity plus one unit on those off pixels.
     soft = masks.clone().requires_grad_(True)
-    inward_distance_map(soft, kernel="chessboard").sum().backward()
+    inward_distance_map(soft, kernel="chessboard", binarization="straight_through").sum().backward()
     expected = torch.ones(masks.numel()).index_add_(0, end, torch.ones(len(end)))
     assert torch.equal(soft.grad.flatten(), expected)
 
@@ -188,13 +189,14 @@ def test_loss_reads_only_what_it_needs_but_matches_full_maps():
     # The loss stops eroding early; value and gradient must equal the same formula on full maps.
     target = human_masks(3, 64, seed=6)
     pred = F.avg_pool2d(human_masks(3, 64, seed=7), 3, 1, 1).requires_grad_(True)
-    loss = chamfer_map_loss(pred, target, reduction="none")
+    st = "straight_through"  # the margin is defined for the straight-through gradient
+    loss = chamfer_map_loss(pred, target, binarization=st, reduction="none")
     (grad_loss,) = torch.autograd.grad(loss.sum(), pred)
 
     pred2 = pred.detach().clone().requires_grad_(True)
-    a, b = binarize(pred2), target
-    full = ((outward_distance_map(b) * a).sum((1, 2, 3)) / a.sum((1, 2, 3))
-            + (outward_distance_map(a) * b).sum((1, 2, 3)) / b.sum((1, 2, 3)))
+    a, b = binarize(pred2, st), target
+    full = ((outward_distance_map(b, binarization=st) * a).sum((1, 2, 3)) / a.sum((1, 2, 3))
+            + (outward_distance_map(a, binarization=st) * b).sum((1, 2, 3)) / b.sum((1, 2, 3)))
     (grad_full,) = torch.autograd.grad(full.sum(), pred2)
     torch.testing.assert_close(loss, full)
     # Gradients agree within GRADIENT_MARGIN 4-neighbour steps of the predicted mask, where a
@@ -291,7 +293,7 @@ def _arm_joints(angles: torch.Tensor) -> torch.Tensor:
 
 
 def _render_figure(angles: torch.Tensor) -> torch.Tensor:
-    """``(1, 1, S, S)`` silhouette. Like the mesh renderer (DESIGN §3), the forward pass is exact
+    """``(1, 1, S, S)`` silhouette. Like the mesh renderer (docs/design.md §3), the forward pass is exact
     away from the edges and only a band about 2 px wide around the contour carries gradient."""
     soft = capsule_silhouette(_arm_joints(angles)[None], H36M_BONES, _RADII, (_FIGURE_SIZE,) * 2, sharpness=0.5)
     band = (soft.detach() > 0.02) & (soft.detach() < 0.98)
@@ -337,7 +339,7 @@ def test_soft_binarisation_gives_a_gradient_concentrated_on_the_edge():
     binarize(pred, "soft", temperature=0.1).sum().backward()
     soft_grad = pred.grad.clone()
     pred.grad = None
-    binarize(pred).sum().backward()
+    binarize(pred, "straight_through").sum().backward()
     assert torch.equal(pred.grad, torch.ones_like(pred))  # straight-through
     assert soft_grad[0, 0, 0, 2] == soft_grad.max() and soft_grad[0, 0, 0, 0] < 0.1 * soft_grad.max()
 
@@ -399,7 +401,12 @@ def test_no_nan_or_inf_over_fuzzed_masks(kernel, binarization):
         assert torch.isfinite(x.grad).all(), name
     values = silhouette_topology_loss(pred, target, reduction="none", **options)
     assert (values[32:40] == 0).all()  # perfect predictions
-    assert (values >= 0).all()
+    assert values[0] == 0  # both empty
+    # An empty prediction against a nearly full target: each term is H + W (nothing to be near).
+    assert values[24] == 2 * (24 + 24)
+    # Symmetric in the two binarised maps, over the whole corpus.
+    swapped = silhouette_topology_loss(target, (pred >= 0.5).float(), reduction="none", **options)
+    torch.testing.assert_close(values, swapped)
 
 
 def test_baselines_are_finite_and_zero_on_a_perfect_match():
@@ -439,10 +446,11 @@ def test_modules_equal_functions():
     assert torch.equal(TopologicalSkeleton(**opts)(pred), topological_skeleton(pred, **opts))
     assert torch.equal(ChamferMapLoss(**opts)(pred, target), chamfer_map_loss(pred, target, **opts))
     assert torch.equal(SilhouetteAlignmentLoss(**opts)(pred, target), silhouette_alignment_loss(pred, target, **opts))
-    combined = TopologyAlignmentLoss(topology_weight=0.5, **opts)(pred, target)
+    assert torch.equal(TopologyAlignmentLoss(**opts)(pred, target), topology_alignment_loss(pred, target, **opts))
+    combined = SilhouetteTopologyLoss(topology_weight=0.5, **opts)(pred, target)
     expected = silhouette_alignment_loss(pred, target, **opts) + 0.5 * topology_alignment_loss(pred, target, **opts)
     torch.testing.assert_close(combined, expected)
-    only_topology = TopologyAlignmentLoss(silhouette_weight=0.0, **opts)(pred, target)
+    only_topology = SilhouetteTopologyLoss(silhouette_weight=0.0, **opts)(pred, target)
     torch.testing.assert_close(only_topology, topology_alignment_loss(pred, target, **opts))
 
 
@@ -476,10 +484,12 @@ def test_bad_pairs_and_options_raise():
         topology_alignment_loss(a, a.long())
     with pytest.raises(MaskposeError, match="kernel must be one of"):
         inward_distance_map(a, kernel="euclidean")
-    with pytest.raises(MaskposeError, match="binarization must be one of"):
-        TopologyAlignmentLoss(binarization="hard")
-    with pytest.raises(MaskposeError, match="reduction must be one of"):
-        chamfer_map_loss(a, a, reduction="sum")
+    with pytest.raises(ConfigError, match="binarization must be one of"):
+        SilhouetteTopologyLoss(binarization="hard")
+    with pytest.raises(ConfigError, match=r"reduction must be one of \('mean', 'sum', 'none'\), got 'max'"):
+        chamfer_map_loss(a, a, reduction="max")
+    with pytest.raises(ConfigError, match="reduction must be one of"):
+        baselines.PixelL1Loss(reduction="avg")
     with pytest.raises(MaskposeError, match="pred must have shape"):
         baselines.pixel_l2_loss(torch.zeros(2, 2, 8, 8), torch.zeros(2, 2, 8, 8))
 

@@ -39,7 +39,7 @@ K = batch_intrinsics(batch, trainer.res, config.focal_px, "cpu")
 
 
 @torch.no_grad()
-def score(params: dict) -> dict:
+def score(params) -> dict:
     pred = mesh_prediction(params, trainer.body, K, trainer.res, trainer.renderer)
     loss, _ = trainer.objective(pred, batch)
     return {"loss": round(float(loss), 4), "iou": round(100 * float(silhouette_iou(pred.silhouette, batch["mask"])), 1),
@@ -47,6 +47,6 @@ def score(params: dict) -> dict:
 
 
 with torch.no_grad():
-    start = trainer.model(batch["image"])["mesh"]
+    start = trainer.model(batch["image"]).mesh
 print(names, binarization, temperature, "before", score(start))
 print(names, binarization, temperature, "after ", score(trainer.fit_parameters(batch, start)))

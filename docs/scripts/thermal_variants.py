@@ -26,9 +26,9 @@ for name in sys.argv[1:]:
     losses, fit = variants[name]
     out = f"runs/thermal_{name}"
     shutil.rmtree(out, ignore_errors=True)
-    r = train(TrainConfig(mode="adapt", data=f"{root}/train", out=out, init_checkpoint=str(src), steps=demo.adapt_steps,
-                          batch_size=demo.adapt_batch, lr=demo.adapt_lr, losses=losses, fit_every=fit,
-                          fit_iterations=demo.fit_iterations, model=demo.model()), progress=False)
+    r = train(TrainConfig(mode="adapt", data=f"{root}/train", out=out, init_checkpoint=str(src), steps=demo.adapt.steps,
+                          batch_size=demo.adapt.batch_size, lr=demo.adapt.lr, losses=losses, fit_every=fit,
+                          fit_iterations=demo.adapt.fit_iterations, model=demo.model()), progress=False)
     m = evaluate_checkpoint(r.checkpoint, f"{root}/test")
     results[name] = m
     print(name, {k: round(m[k], 1) for k in ("mpjpe", "pa_mpjpe", "silhouette_iou")}, flush=True)

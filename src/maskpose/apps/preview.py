@@ -12,6 +12,7 @@ from PIL import Image
 from maskpose.body.anny_body import AnnyBody
 from maskpose.body.motion import MotionLibrary
 from maskpose.body.sampler import PoseSampler
+from maskpose.conventions import default_focal
 from maskpose.render.camera import fit_translation, intrinsics
 from maskpose.render.zbuffer import rasterize
 
@@ -56,7 +57,7 @@ def render_bodies(out, n: int = 8, seed: int = 0, motions=None, res: int = 256, 
     else:
         pose, phenotypes = PoseSampler(seed=seed, spread=0.7).sample(n)
     body = AnnyBody(topology)
-    K = intrinsics(2.0 * res, res, batch=n)
+    K = intrinsics(default_focal(res), res, batch=n)
     with torch.no_grad():
         translation = fit_translation(body(pose, phenotypes).vertices, K, res, fill=0.85)
         posed = body(pose, phenotypes, translation)

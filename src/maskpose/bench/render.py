@@ -11,6 +11,7 @@ import torch
 
 from maskpose.body.anny_body import AnnyBody
 from maskpose.body.sampler import PoseSampler
+from maskpose.conventions import default_focal
 from maskpose.render._warp_kernels import resolve_backend
 from maskpose.render.camera import fit_translation, intrinsics
 from maskpose.render.silhouette import SilhouetteRenderer
@@ -44,7 +45,7 @@ def bench_render(
     body = AnnyBody(device=device)
     pose, phenotypes = PoseSampler(seed=seed).sample(batch)
     pose, phenotypes = pose.to(device), phenotypes.to(device)
-    K = intrinsics(2.0 * res, res, batch=batch, device=device)
+    K = intrinsics(default_focal(res), res, batch=batch, device=device)
     with torch.no_grad():
         translation = fit_translation(body(pose, phenotypes).vertices, K, res)
         vertices = body(pose, phenotypes, translation).vertices

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from maskpose.body.anny_body import AnnyBody
-from maskpose.synth.generator import generate
+from maskpose.synth.generator import SynthesisConfig, generate
 
 
 def benchmark(n: int = 256, res: int = 128, batch_size: int = 64, domain: str = "studio",
@@ -27,14 +27,14 @@ def benchmark(n: int = 256, res: int = 128, batch_size: int = 64, domain: str = 
     """
     if threads is not None:
         torch.set_num_threads(threads)
+    config = SynthesisConfig(batch_size=batch_size, device=device, geodesic=geodesic)
     body = AnnyBody(device=device)
     with tempfile.TemporaryDirectory(prefix="maskpose-bench-") as tmp:
-        generate(Path(tmp) / "warmup", domain, min(n, batch_size), res, seed + 1, "bench", labels=True,
-                 batch_size=batch_size, device=device, geodesic=geodesic, body=body)
+        # the warm-up only needs other bodies than the timed run; seed + 1 is as good as any stream
+        generate(Path(tmp) / "warmup", domain, min(n, batch_size), res, seed + 1, "bench", True, config, body=body)
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        generate(Path(tmp) / "timed", domain, n, res, seed, "bench", labels=True, batch_size=batch_size,
-                 device=device, geodesic=geodesic, body=body, timings=timings)
+        generate(Path(tmp) / "timed", domain, n, res, seed, "bench", True, config, body=body, timings=timings)
         elapsed = time.perf_counter() - start
     return {
         "frames_per_s": n / elapsed, "ms_per_frame": 1000 * elapsed / n,

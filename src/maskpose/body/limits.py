@@ -42,7 +42,7 @@ ANNY_BONE_OF_JOINT: dict[str, str] = {
 
 NUM_POSE_ROTATIONS = len(ARTICULATED_JOINTS)
 
-#: H36M-17 joints as Anny bone heads (DESIGN §2); "head_top" is a surface point, not a bone.
+#: H36M-17 joints as Anny bone heads (docs/design.md §2); "head_top" is a surface point, not a bone.
 H36M_FROM_ANNY: tuple[str, ...] = (
     "root", "upperleg01.R", "lowerleg01.R", "foot.R", "upperleg01.L", "lowerleg01.L", "foot.L",
     "spine03", "neck01", "head", "head_top", "upperarm01.L", "lowerarm01.L", "wrist.L",

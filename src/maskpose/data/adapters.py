@@ -42,6 +42,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from maskpose.conventions import COCO_JOINTS, H36M_JOINTS
 from maskpose.data.dataset import DatasetWriter
 from maskpose.errors import DataError
 
@@ -51,8 +52,24 @@ log = logging.getLogger(__name__)
 SPIN24_TO_H36M: tuple[int, ...] = (14, 2, 1, 0, 3, 4, 5, 16, 12, 17, 18, 9, 10, 11, 8, 7, 6)
 #: MPI-INF-3DHP 17-joint (test-set order) index of every H36M-17 joint.
 MPI3DHP17_TO_H36M: tuple[int, ...] = (14, 8, 9, 10, 11, 12, 13, 15, 1, 16, 0, 5, 6, 7, 2, 3, 4)
+#: COCO-17 joints standing in for the H36M-17 joints of another name (a pair: their midpoint);
+#: None: COCO has no such joint. Every other H36M-17 joint is the COCO joint of the same name.
+_COCO_STAND_INS: dict[str, str | tuple[str, str] | None] = {
+    "pelvis": ("l_hip", "r_hip"), "spine": None, "thorax": ("l_shoulder", "r_shoulder"), "neck": "nose", "head": None,
+}
+
+
+def _coco_source(joint: str) -> int | tuple[int, int] | None:
+    source = _COCO_STAND_INS.get(joint, joint)
+    if source is None:
+        return None
+    if isinstance(source, tuple):
+        return COCO_JOINTS.index(source[0]), COCO_JOINTS.index(source[1])
+    return COCO_JOINTS.index(source)
+
+
 #: COCO-17 source of every H36M-17 joint: an index, a pair (midpoint), or None (missing).
-COCO_TO_H36M: tuple = ((11, 12), 12, 14, 16, 11, 13, 15, None, (5, 6), 0, None, 5, 7, 9, 6, 8, 10)
+COCO_TO_H36M: tuple = tuple(_coco_source(joint) for joint in H36M_JOINTS)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 _BATCH = 256

@@ -36,6 +36,7 @@ import torch
 from torch.utils.data import Dataset
 
 from maskpose.errors import DataError
+from maskpose.io import atomic_write_text
 
 SCHEMA_VERSION = 1
 FORMAT_NAME = "maskpose-dataset"
@@ -72,12 +73,6 @@ def standard_fields(height: int, width: int) -> dict[str, FieldSpec]:
 
 #: Fields that are ground truth (absent on target-domain training splits).
 LABEL_FIELDS = ("joints3d", "joints2d", "pose", "phenotypes", "translation")
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 class DatasetWriter:
@@ -169,7 +164,7 @@ class DatasetWriter:
             "fields": {n: {"shape": list(s.shape), "dtype": s.dtype} for n, s in self.specs.items()},
             "attrs": self.attrs,
         }
-        _atomic_write_text(self.path / "meta.json", json.dumps(meta, indent=2))
+        atomic_write_text(self.path / "meta.json", json.dumps(meta, indent=2))
         self.arrays.clear()
         return self.path
 

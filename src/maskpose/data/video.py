@@ -56,7 +56,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from maskpose.data.dataset import DatasetWriter, MaskposeDataset
-from maskpose.errors import DataError
+from maskpose.errors import ConfigError, DataError
 
 #: Fields written by ``extract_video``.
 VIDEO_FIELDS = ("image", "mask", "frame_index", "track_id", "crop_box")
@@ -221,6 +221,62 @@ class FrameSource:
                 i += 1
         finally:
             cap.release()
+
+
+# --------------------------------------------------------------------------------------------
+# video files
+
+#: Codec per container suffix (OpenCV fourcc), in the order tried.
+CODECS = {".mp4": ("mp4v",), ".avi": ("FMP4", "MJPG")}
+
+
+def open_video_writer(path: str | os.PathLike, fps: float, size: tuple[int, int]):
+    """An opened ``cv2.VideoWriter`` for ``path`` (``.mp4``: ``mp4v``; ``.avi``: ``FMP4``, else
+    ``MJPG``) of frame size ``(W, H)``, and the fourcc used. Frames written to it are BGR."""
+    path = Path(path)
+    codecs = CODECS.get(path.suffix.lower())
+    if codecs is None:
+        raise ConfigError(f"{path}: the video must end in {' or '.join(CODECS)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for fourcc in codecs:
+        writer = cv2.VideoWriter(str(path), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*fourcc), float(fps),
+                                 (int(size[0]), int(size[1])))
+        if writer.isOpened():
+            return writer, fourcc
+        writer.release()
+    raise DataError(f"{path}: OpenCV cannot write this video ({', '.join(codecs)} tried)")
+
+
+def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float) -> str:
+    """Write RGB frames ``(T, H, W, 3)`` uint8 with OpenCV and check that they all read back;
+    returns the fourcc used. Raises ``DataError`` when the video does not read back."""
+    path = Path(path)
+    height, width = frames.shape[1:3]
+    writer, fourcc = open_video_writer(path, fps, (width, height))
+    try:
+        for frame in frames:
+            writer.write(np.ascontiguousarray(frame[..., ::-1]))
+    finally:
+        writer.release()
+    decoded = count_frames(path)
+    if decoded != len(frames):
+        raise DataError(f"{path}: wrote {len(frames)} frames with {fourcc} but OpenCV reads back {decoded}")
+    return fourcc
+
+
+def count_frames(path: str | os.PathLike) -> int:
+    """Frames OpenCV decodes from a video file (0 when it cannot open it)."""
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    try:
+        while cap.isOpened():
+            ok, _ = cap.read()
+            if not ok:
+                break
+            n += 1
+    finally:
+        cap.release()
+    return n
 
 
 # --------------------------------------------------------------------------------------------
@@ -646,40 +702,11 @@ def extract_video(
     """
     config = config or ExtractionConfig()
     source = FrameSource(video, config.max_frames)
-    tracker = GreedyTracker(config)
-    num_frames = 0
     with tempfile.TemporaryDirectory(prefix="maskpose-video-") as tmp:
         store = _PatchStore(Path(tmp), config.chunk_frames)
-        boxes_of: list[tuple[int, int, int, int]] = []
-        # pass 1: background subtraction, detection, tracking; mask patches to chunk files
-        for fg in foreground_frames(source, config):
-            ids = []
-            for d in fg.detections:
-                ids.append(store.add(d.patch))
-                boxes_of.append(d.box)
-            tracker.update(fg.index, [d.box for d in fg.detections], ids)
-            store.end_frame(fg.index)
-            num_frames = fg.index + 1
-            if progress:
-                progress("track", fg.index)
-        store.flush()
-        tracks = tracker.close()
-        kept = [t for t in tracks if len(t) >= config.min_track_length]
-        if not kept:
-            longest = max((len(t) for t in tracks), default=0)
-            raise DataError(
-                f"{source.name}: no person track of at least {config.min_track_length} frames found in "
-                f"{num_frames} frames (longest: {longest}); check that people move through a static scene, "
-                "or lower min_area / min_track_length"
-            )
-        # renumber kept tracks 0..K-1 by first appearance
-        kept.sort(key=lambda t: (t.frames[0], t.id))
-        samples = []  # (frame, track, det_id, crop box)
-        for new_id, track in enumerate(kept):
-            for frame, det, box in zip(track.frames, track.detections, crop_boxes(track.boxes, config)):
-                samples.append((frame, new_id, det, box))
-        samples.sort(key=lambda s: (s[0], s[1]))
-        res = config.resolution
+        tracks, boxes_of, num_frames = _track_people(source, config, store, progress)
+        kept = _kept_tracks(tracks, config, source.name, num_frames)
+        samples = _crop_samples(kept, config)
         meta_attrs = {
             "source": "video",
             "video": str(Path(video).resolve()) if source.path is not None else "<array>",
@@ -693,42 +720,99 @@ def extract_video(
             "fields_note": "frame_index, track_id, crop_box (x0, y0, x1, y1 in source pixels) per sample",
         }
         meta_attrs.update(attrs or {})
-        # pass 2: re-read the frames, crop and write straight into the memory-mapped arrays
+        res = config.resolution
         writer = DatasetWriter(out, len(samples), (res, res), VIDEO_FIELDS, domain="video", split="train",
                                attrs=meta_attrs)
-        pos = 0
-        batch: dict[str, list] = {name: [] for name in VIDEO_FIELDS}
-        start = 0
-        for index, frame in source:
-            while pos < len(samples) and samples[pos][0] == index:
-                _, track_id, det, box = samples[pos]
-                x0, y0, x1, y1 = boxes_of[det]
-                full = np.zeros(frame.shape[:2], np.uint8)
-                full[y0:y1, x0:x1] = store.get(det)
-                mask = crop_square(full * 255, box, res)
-                batch["image"].append(crop_square(frame, box, res))
-                batch["mask"].append((mask >= 128).astype(np.uint8))
-                batch["frame_index"].append(index)
-                batch["track_id"].append(track_id)
-                batch["crop_box"].append(np.asarray(box, np.float32))
-                pos += 1
-            if len(batch["image"]) >= 64:
-                writer.write(start, {k: np.stack(v) for k, v in batch.items()})
-                start += len(batch["image"])
-                batch = {name: [] for name in VIDEO_FIELDS}
-            if progress:
-                progress("crop", index)
-            if pos >= len(samples):
-                break
-        if batch["image"]:
-            writer.write(start, {k: np.stack(v) for k, v in batch.items()})
-            start += len(batch["image"])
-        if start != len(samples):
+        written = _write_crops(source, samples, boxes_of, store, writer, res, progress)
+        if written != len(samples):
             raise DataError(f"{source.name}: the second read of the video gave fewer frames "
-                            f"({start} of {len(samples)} samples cropped)")
+                            f"({written} of {len(samples)} samples cropped)")
         writer.close()
     return ExtractionResult(Path(out), num_frames, {i: len(t) for i, t in enumerate(kept)},
                             len(tracks) - len(kept), len(samples))
+
+
+def _track_people(source: FrameSource, config: ExtractionConfig, store: _PatchStore,
+                  progress: Callable[[str, int], None] | None) -> tuple[list, list[tuple[int, int, int, int]], int]:
+    """Pass 1: background subtraction, detection and tracking; the mask patches go to ``store``.
+
+    Returns the closed tracks, the box of every detection (by detection id) and the frames read.
+    """
+    tracker = GreedyTracker(config)
+    boxes_of: list[tuple[int, int, int, int]] = []
+    num_frames = 0
+    for fg in foreground_frames(source, config):
+        ids = []
+        for d in fg.detections:
+            ids.append(store.add(d.patch))
+            boxes_of.append(d.box)
+        tracker.update(fg.index, [d.box for d in fg.detections], ids)
+        store.end_frame(fg.index)
+        num_frames = fg.index + 1
+        if progress:
+            progress("track", fg.index)
+    store.flush()
+    return tracker.close(), boxes_of, num_frames
+
+
+def _kept_tracks(tracks: list, config: ExtractionConfig, name: str, num_frames: int) -> list:
+    """The tracks of at least ``min_track_length`` frames, by first appearance; ``DataError`` if none."""
+    kept = [t for t in tracks if len(t) >= config.min_track_length]
+    if not kept:
+        longest = max((len(t) for t in tracks), default=0)
+        raise DataError(
+            f"{name}: no person track of at least {config.min_track_length} frames found in "
+            f"{num_frames} frames (longest: {longest}); check that people move through a static scene, "
+            "or lower min_area / min_track_length"
+        )
+    kept.sort(key=lambda t: (t.frames[0], t.id))
+    return kept
+
+
+def _crop_samples(kept: list, config: ExtractionConfig) -> list[tuple]:
+    """``(frame, track, detection id, crop box)`` per sample, the kept tracks renumbered 0..K-1,
+    sorted by frame then track."""
+    samples = []
+    for new_id, track in enumerate(kept):
+        for frame, det, box in zip(track.frames, track.detections, crop_boxes(track.boxes, config)):
+            samples.append((frame, new_id, det, box))
+    samples.sort(key=lambda s: (s[0], s[1]))
+    return samples
+
+
+def _write_crops(source: FrameSource, samples: list[tuple], boxes_of: list[tuple[int, int, int, int]],
+                 store: _PatchStore, writer: DatasetWriter, res: int,
+                 progress: Callable[[str, int], None] | None) -> int:
+    """Pass 2: re-read the frames, crop and write straight into the memory-mapped arrays; returns
+    the number of samples written."""
+    pos = 0
+    batch: dict[str, list] = {name: [] for name in VIDEO_FIELDS}
+    start = 0
+    for index, frame in source:
+        while pos < len(samples) and samples[pos][0] == index:
+            _, track_id, det, box = samples[pos]
+            x0, y0, x1, y1 = boxes_of[det]
+            full = np.zeros(frame.shape[:2], np.uint8)
+            full[y0:y1, x0:x1] = store.get(det)
+            mask = crop_square(full * 255, box, res)
+            batch["image"].append(crop_square(frame, box, res))
+            batch["mask"].append((mask >= 128).astype(np.uint8))
+            batch["frame_index"].append(index)
+            batch["track_id"].append(track_id)
+            batch["crop_box"].append(np.asarray(box, np.float32))
+            pos += 1
+        if len(batch["image"]) >= 64:
+            writer.write(start, {k: np.stack(v) for k, v in batch.items()})
+            start += len(batch["image"])
+            batch = {name: [] for name in VIDEO_FIELDS}
+        if progress:
+            progress("crop", index)
+        if pos >= len(samples):
+            break
+    if batch["image"]:
+        writer.write(start, {k: np.stack(v) for k, v in batch.items()})
+        start += len(batch["image"])
+    return start
 
 
 def track_contact_sheet(dataset: str | os.PathLike, out: str | os.PathLike, max_tracks: int = 8, per_track: int = 8,

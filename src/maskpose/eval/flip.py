@@ -1,4 +1,4 @@
-"""Left-right ambiguity: flip-aware metrics and the ambiguity ratio (DESIGN §1.2).
+"""Left-right ambiguity: flip-aware metrics and the ambiguity ratio (docs/design.md §1.2).
 
 A mask cannot tell the left arm from the right arm: a pose and the same pose with its left and
 right *labels* swapped draw the same silhouette. So the flip here is a **permutation of the joint
@@ -20,6 +20,7 @@ import torch
 from maskpose.conventions import H36M_FLIP
 from maskpose.errors import MaskposeError
 from maskpose.eval.metrics import mpjpe
+from maskpose.typing import Reduction
 
 Metric = Callable[..., torch.Tensor]
 
@@ -61,7 +62,7 @@ def best_flip(
 
 def flip_aware(
     metric: Metric, pred: torch.Tensor, gt: torch.Tensor, flip: Sequence[int] = H36M_FLIP,
-    reduction: str = "mean", select_by: Metric | None = None,
+    reduction: Reduction = "mean", select_by: Metric | None = None,
 ) -> torch.Tensor:
     """``metric`` after flipping each sample to its better side (chosen by ``select_by``, default
     ``metric`` itself). E.g. ``flip_aware(pa_mpjpe, pred, gt)``."""

@@ -1,4 +1,4 @@
-"""Supervised post-processing (SPP) of Mask-as-Supervision (DESIGN §1.2).
+"""Supervised post-processing (SPP) of Mask-as-Supervision (docs/design.md §1.2).
 
 An unsupervised model predicts ``L`` landmarks (the paper uses ``L >= 2J``) that sit near, but not
 on, the annotated joints. SPP learns a small mapping ``R^{L×3} -> R^{J×3}`` from ``k`` labelled
@@ -20,17 +20,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from maskpose.errors import ConfigError, MaskposeError, check_shape
+from maskpose.errors import ConfigError, check_shape, check_tensor
 
 
 def _check_landmarks(landmarks: torch.Tensor, joints: torch.Tensor | None = None) -> None:
-    check_shape("landmarks", landmarks, (None, None, 3))
-    if not torch.isfinite(landmarks).all():
-        raise MaskposeError("landmarks contain NaN or infinite coordinates")
+    check_tensor("landmarks", landmarks, (None, None, 3), finite="coordinates")
     if joints is not None:
-        check_shape("joints", joints, (landmarks.shape[0], None, 3))
-        if not torch.isfinite(joints).all():
-            raise MaskposeError("joints contain NaN or infinite coordinates")
+        check_tensor("joints", joints, (landmarks.shape[0], None, 3), finite="coordinates")
 
 
 class LinearSPP(nn.Module):

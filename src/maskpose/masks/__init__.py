@@ -1,4 +1,4 @@
-"""maskpose.masks — Mask as Supervision (Yang, Qiao, Sun, ECCV 2024; DESIGN §1.2).
+"""maskpose.masks — Mask as Supervision (Yang, Qiao, Sun, ECCV 2024; docs/design.md §1.2).
 
 * :func:`skeleton_mask` / :class:`SkeletonMask` — soft lines along the projected bones.
 * :class:`PhysiqueNet` — the U-Net ψ from skeleton mask to physique (body) mask.

@@ -1,4 +1,4 @@
-"""Geodesic weights G of Mask-as-Supervision (DESIGN §1.2).
+"""Geodesic weights G of Mask-as-Supervision (docs/design.md §1.2).
 
 ``G`` weighs each pixel of the mask loss by its geodesic distance, *inside the mask*, from the mask
 centroid, so that pixels far along the limbs (hands, feet, head) count more than the torso. The
@@ -35,8 +35,7 @@ import torch
 from torch import nn
 
 from maskpose.errors import MaskposeError, check_shape
-
-_MODES = ("paper", "released")
+from maskpose.typing import GEODESIC_MODES, GeodesicMode
 
 
 def _as_binary_mask(mask, name: str = "mask") -> np.ndarray:
@@ -55,10 +54,24 @@ def _as_binary_mask(mask, name: str = "mask") -> np.ndarray:
 
 
 def mask_source(mask) -> tuple[int, int]:
-    """Start pixel ``(row, col)`` of the fast marching: the centroid, or the nearest mask pixel.
+    r"""Start pixel ``(row, col)`` of the fast marching: the centroid, or the nearest mask pixel.
+
+    .. math::
+
+        s = \operatorname{round}(\bar p) \text{ if } M(\operatorname{round}(\bar p)) = 1, \text{ else }
+        \arg\min_{p \in M} \lVert p - \bar p \rVert, \qquad \bar p = \frac{1}{|M|} \sum_{p \in M} p
 
     Args:
-        mask: ``(H, W)`` bool or float (foreground > 0.5) array or tensor.
+        mask: bool or float (foreground > 0.5) array or tensor.
+
+    Shape:
+        - mask: :math:`(H, W)`.
+        - output: ``(row, col)`` ints.
+
+    Example:
+        >>> m = np.zeros((3, 5), bool); m[1, :] = True
+        >>> mask_source(m)
+        (1, 2)
     """
     mask = _as_binary_mask(mask)
     rows, cols = np.nonzero(mask)
@@ -72,15 +85,27 @@ def mask_source(mask) -> tuple[int, int]:
 
 
 def geodesic_distance(mask, source: tuple[int, int] | None = None) -> np.ndarray:
-    """Geodesic distance inside the mask from ``source`` (default :func:`mask_source`), in pixels.
+    r"""Geodesic distance inside the mask from ``source`` (default :func:`mask_source`), in pixels.
+
+    .. math::
+
+        D(p) = \min_{\gamma \subset M,\ \gamma(0) = s,\ \gamma(1) = p} \operatorname{length}(\gamma)
+
+    solved by fast marching (``skfmm.distance``) on the mask.
 
     Args:
-        mask: ``(H, W)`` bool or float (foreground > 0.5) array or tensor.
+        mask: bool or float (foreground > 0.5) array or tensor.
         source: ``(row, col)`` of the start pixel; must be a foreground pixel.
 
-    Returns:
-        ``(H, W)`` float64: the distance on foreground pixels reached by the front, ``inf`` on the
-        background and on foreground pixels not connected to the source.
+    Shape:
+        - mask: :math:`(H, W)`.
+        - output: :math:`(H, W)` float64: the distance on foreground pixels reached by the front,
+          ``inf`` on the background and on foreground pixels not connected to the source.
+
+    Example:
+        >>> m = np.zeros((3, 5), bool); m[1, :] = True
+        >>> geodesic_distance(m)[1]
+        array([2., 1., 0., 1., 2.])
     """
     mask = _as_binary_mask(mask)
     if source is None:
@@ -103,9 +128,14 @@ def geodesic_distance(mask, source: tuple[int, int] | None = None) -> np.ndarray
 
 
 def geodesic_weights(
-    mask, mode: str = "paper", outside: float = 1.0, source: tuple[int, int] | None = None
+    mask, mode: GeodesicMode = "paper", outside: float = 1.0, source: tuple[int, int] | None = None
 ) -> np.ndarray:
-    """Pixel weights ``G`` from a ground-truth mask (see the module docstring for the modes).
+    r"""Pixel weights ``G`` from a ground-truth mask (see the module docstring for the modes).
+
+    .. math::
+
+        G(p) = \begin{cases} D(p) / D_{max} \ (+1 \text{ released}) & p \in M \\
+        \text{outside} & p \notin M \end{cases}
 
     Args:
         mask: ``(H, W)`` bool or float (foreground > 0.5) array or tensor.
@@ -113,14 +143,20 @@ def geodesic_weights(
         outside: weight of background pixels.
         source: optional start pixel ``(row, col)``; default the centroid rule.
 
-    Returns:
-        ``(H, W)`` float32 weights, finite everywhere.
+    Shape:
+        - mask: :math:`(H, W)`.
+        - output: :math:`(H, W)` float32 weights, finite everywhere.
+
+    Example:
+        >>> m = np.zeros((3, 5), bool); m[1, :] = True
+        >>> geodesic_weights(m)[1]
+        array([1. , 0.5, 0. , 0.5, 1. ], dtype=float32)
 
     Raises:
         MaskposeError: the mask is not 2D, has no foreground, or holds NaN.
     """
-    if mode not in _MODES:
-        raise MaskposeError(f"mode must be one of {_MODES}, got {mode!r}")
+    if mode not in GEODESIC_MODES:
+        raise MaskposeError(f"mode must be one of {GEODESIC_MODES}, got {mode!r}")
     if not np.isfinite(outside) or outside < 0:
         raise MaskposeError(f"outside must be a finite weight >= 0, got {outside}")
     mask = _as_binary_mask(mask)
@@ -136,15 +172,26 @@ def geodesic_weights(
 
 
 def geodesic_weights_torch(
-    masks: torch.Tensor, mode: str = "paper", outside: float = 1.0
+    masks: torch.Tensor, mode: GeodesicMode = "paper", outside: float = 1.0
 ) -> torch.Tensor:
-    """Batched :func:`geodesic_weights` for tensors (computed on the CPU, returned on ``masks.device``).
+    r"""Batched :func:`geodesic_weights` for tensors (computed on the CPU, returned on ``masks.device``).
+
+    .. math::
+
+        G_b = \operatorname{geodesic\_weights}(M_b)
 
     Args:
-        masks: ``(B, 1, H, W)`` masks (foreground > 0.5).
+        masks: masks (foreground > 0.5).
+        mode, outside: as in :func:`geodesic_weights`.
 
-    Returns:
-        ``(B, 1, H, W)`` weights with the dtype of ``masks`` (float32 for bool masks).
+    Shape:
+        - masks: :math:`(B, 1, H, W)`.
+        - output: :math:`(B, 1, H, W)` weights with the dtype of ``masks`` (float32 for bool masks).
+
+    Example:
+        >>> m = torch.zeros(1, 1, 3, 5); m[..., 1, :] = 1
+        >>> geodesic_weights_torch(m)[0, 0, 1]
+        tensor([1.0000, 0.5000, 0.0000, 0.5000, 1.0000])
     """
     check_shape("masks", masks, (None, 1, None, None))
     host = masks.detach().cpu().numpy()
@@ -159,15 +206,31 @@ def geodesic_weights_torch(
 
 
 class GeodesicWeights(nn.Module):
-    """Module form of :func:`geodesic_weights_torch`: ``(B, 1, H, W)`` -> ``(B, 1, H, W)``.
+    r"""Module form of :func:`geodesic_weights_torch`.
+
+    .. math::
+
+        G(p) = D(p) / D_{max} \ (+1 \text{ released}) \text{ on the mask}, \quad \text{outside elsewhere}
 
     Not differentiable (the weights are a function of the ground truth only).
+
+    Args:
+        mode, outside: as in :func:`geodesic_weights`.
+
+    Shape:
+        - masks: :math:`(B, 1, H, W)`.
+        - output: :math:`(B, 1, H, W)`.
+
+    Example:
+        >>> m = torch.zeros(1, 1, 3, 5); m[..., 1, :] = 1
+        >>> GeodesicWeights("released")(m)[0, 0, 1]
+        tensor([2.0000, 1.5000, 1.0000, 1.5000, 2.0000])
     """
 
-    def __init__(self, mode: str = "paper", outside: float = 1.0) -> None:
+    def __init__(self, mode: GeodesicMode = "paper", outside: float = 1.0) -> None:
         super().__init__()
-        if mode not in _MODES:
-            raise MaskposeError(f"mode must be one of {_MODES}, got {mode!r}")
+        if mode not in GEODESIC_MODES:
+            raise MaskposeError(f"mode must be one of {GEODESIC_MODES}, got {mode!r}")
         self.mode, self.outside = mode, float(outside)
 
     @torch.no_grad()

@@ -1,4 +1,4 @@
-"""The Mask-as-Supervision loss (DESIGN §1.2).
+"""The Mask-as-Supervision loss (docs/design.md §1.2).
 
 ``L = λs ‖G ⊙ (M − M_skel)‖² + λp ‖G ⊙ (M − M_phys)‖²``
 
@@ -15,17 +15,14 @@ import torch
 from torch import nn
 
 from maskpose.conventions import H36M_BONES
-from maskpose.errors import MaskposeError, check_shape
+from maskpose.errors import MaskposeError, check_reduction, check_tensor, reduce
 from maskpose.masks.physique import PhysiqueNet
 from maskpose.masks.skeleton import SkeletonMask
-
-_REDUCTIONS = ("mean", "sum", "none")
+from maskpose.typing import Reduction
 
 
 def _check_map(name: str, x: torch.Tensor, like: torch.Tensor | None = None) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise MaskposeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    check_shape(name, x, (None, 1, None, None))
+    check_tensor(name, x, (None, 1, None, None))
     if like is not None and x.shape != like.shape:
         raise MaskposeError(f"{name} has shape {tuple(x.shape)}, expected {tuple(like.shape)} like mask")
 
@@ -37,9 +34,14 @@ def mask_supervision_loss(
     weights: torch.Tensor | None = None,
     lambda_s: float = 1.0,
     lambda_p: float = 1.0,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
 ) -> torch.Tensor:
-    """Weighted squared error of the skeleton and physique masks against the ground-truth mask.
+    r"""Mask-as-Supervision loss: weighted squared error of the skeleton and physique masks.
+
+    .. math::
+
+        L = \frac{\lambda_s}{HW} \lVert G \odot (M - M_{skel}) \rVert^2
+          + \frac{\lambda_p}{HW} \lVert G \odot (M - M_{phys}) \rVert^2
 
     Args:
         mask: ``(B, 1, H, W)`` ground-truth mask ``M`` in [0, 1].
@@ -49,12 +51,20 @@ def mask_supervision_loss(
         lambda_s, lambda_p: term weights.
         reduction: ``"mean"`` over the batch, ``"sum"``, or ``"none"`` for ``(B,)``.
 
-    Returns:
-        A scalar (or ``(B,)``) loss; each term is a mean over the ``H·W`` pixels.
+    Shape:
+        - mask, skel, phys, weights: :math:`(B, 1, H, W)`.
+        - output: scalar, or :math:`(B,)` with ``reduction="none"``; each term is a mean over the
+          ``H·W`` pixels.
 
     Raises:
         MaskposeError: wrong shapes, or a NaN/inf in ``mask`` or ``weights`` (data errors; a NaN in
         the predictions propagates, as for any PyTorch loss).
+
+    Example:
+        >>> mask = torch.zeros(1, 1, 2, 2); mask[..., 0, :] = 1
+        >>> skel = torch.full((1, 1, 2, 2), 0.5)
+        >>> mask_supervision_loss(mask, skel)
+        tensor(0.2500)
     """
     _check_map("mask", mask)
     _check_map("skel", skel, mask)
@@ -62,8 +72,7 @@ def mask_supervision_loss(
         _check_map("phys", phys, mask)
     if weights is not None:
         _check_map("weights", weights, mask)
-    if reduction not in _REDUCTIONS:
-        raise MaskposeError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    check_reduction(reduction)
     # Ground truth and weights come from data: a NaN there is a data bug, not a training state.
     if not torch.isfinite(mask).all():
         raise MaskposeError("mask contains NaN or infinite values")
@@ -80,21 +89,33 @@ def mask_supervision_loss(
     loss = lambda_s * term(skel)
     if phys is not None and lambda_p != 0:
         loss = loss + lambda_p * term(phys)
-    if reduction == "mean":
-        return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    return loss
+    return reduce(loss, reduction)
 
 
 class MaskSupervisionLoss(nn.Module):
-    """Module form of :func:`mask_supervision_loss`.
+    r"""Module form of :func:`mask_supervision_loss`.
 
-    Shape: ``mask, skel, phys, weights`` all ``(B, 1, H, W)`` -> scalar.
+    .. math::
+
+        L = \frac{\lambda_s}{HW} \lVert G \odot (M - M_{skel}) \rVert^2
+          + \frac{\lambda_p}{HW} \lVert G \odot (M - M_{phys}) \rVert^2
+
+    Args:
+        lambda_s, lambda_p, reduction: as in :func:`mask_supervision_loss`.
+
+    Shape:
+        - mask, skel, phys, weights: :math:`(B, 1, H, W)` (``phys`` and ``weights`` optional).
+        - output: scalar, or :math:`(B,)` with ``reduction="none"``.
+
+    Example:
+        >>> mask = torch.zeros(1, 1, 2, 2); mask[..., 0, :] = 1
+        >>> MaskSupervisionLoss()(mask, torch.full((1, 1, 2, 2), 0.5))
+        tensor(0.2500)
     """
 
-    def __init__(self, lambda_s: float = 1.0, lambda_p: float = 1.0, reduction: str = "mean") -> None:
+    def __init__(self, lambda_s: float = 1.0, lambda_p: float = 1.0, reduction: Reduction = "mean") -> None:
         super().__init__()
+        check_reduction(reduction)
         self.lambda_s, self.lambda_p, self.reduction = float(lambda_s), float(lambda_p), reduction
 
     def forward(
@@ -111,12 +132,32 @@ class MaskSupervisionLoss(nn.Module):
 
 
 class JointMaskSupervision(nn.Module):
-    """From projected joints to the loss: skeleton mask, physique net ψ and the weighted loss.
+    r"""From projected joints to the loss: skeleton mask, physique net ψ and the weighted loss.
+
+    .. math::
+
+        M_{skel} = \operatorname{skel}(x), \quad M_{phys} = \psi(M_{skel}), \quad
+        L = \frac{\lambda_s}{HW} \lVert G \odot (M - M_{skel}) \rVert^2
+          + \frac{\lambda_p}{HW} \lVert G \odot (M - M_{phys}) \rVert^2
 
     ``physique=None`` drops the physique term (the "without ψ" ablation). ψ is a submodule, so
     its parameters train jointly with the pose network when they are given to the optimiser.
 
-    Shape: ``joints_2d (B, J, 2)``, ``mask (B, 1, H, W)``, ``weights (B, 1, H, W) | None`` -> scalar.
+    Args:
+        size, sigma, bones, style: of the :class:`~maskpose.masks.SkeletonMask`.
+        physique: the U-Net ψ, or ``None``.
+        lambda_s, lambda_p: term weights, as in :func:`mask_supervision_loss`.
+
+    Shape:
+        - joints_2d: :math:`(B, J, 2)`; mask: :math:`(B, 1, H, W)`; weights: :math:`(B, 1, H, W)` or ``None``.
+        - output: scalar.
+
+    Example:
+        >>> objective = JointMaskSupervision((8, 8), sigma=1.0, bones=[(0, 1)])
+        >>> joints = torch.tensor([[[1.0, 4.0], [6.0, 4.0]]])
+        >>> mask = objective.skeleton(joints)
+        >>> objective(joints, mask).item()
+        0.0
     """
 
     def __init__(

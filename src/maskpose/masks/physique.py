@@ -1,6 +1,6 @@
 """The physique network ψ of Mask-as-Supervision: skeleton mask -> physique (body) mask.
 
-A small U-Net ending in a sigmoid (DESIGN §1.2). ``skip_connections=False`` gives the plain
+A small U-Net ending in a sigmoid (docs/design.md §1.2). ``skip_connections=False`` gives the plain
 encoder-decoder of the released code. Sized for the CPU by default (~120 k parameters at
 ``base_channels=8``, ``depth=3``; a 32 x 64 x 64 training step takes ~0.15 s on 2 cores).
 """

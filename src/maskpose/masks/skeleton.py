@@ -1,4 +1,4 @@
-"""Skeleton masks of Mask-as-Supervision (DESIGN §1.2): soft lines along the projected bones.
+"""Skeleton masks of Mask-as-Supervision (docs/design.md §1.2): soft lines along the projected bones.
 
 Each bone ``b`` between projected joints ``x_i, x_j`` is drawn as ``B_b(p) = exp(-d_b(p)² / σ_b²)``
 with ``d_b(p)`` the distance from pixel centre ``p`` to the segment. Two ways to combine bones:
@@ -21,8 +21,9 @@ import torch
 from torch import nn
 
 from maskpose.conventions import H36M_ARM_BONES, H36M_BONES
-from maskpose.errors import MaskposeError, check_shape
+from maskpose.errors import MaskposeError, check_tensor
 from maskpose.render.stick import segment_squared_distance_map
+from maskpose.typing import SKELETON_REDUCES, SkeletonReduce
 
 #: Extra torso lines of the released-code style, H36M-17 indices: hip-to-shoulder on each side,
 #: hip-to-hip and shoulder-to-shoulder, so the torso reads as a filled quadrilateral outline.
@@ -30,8 +31,6 @@ H36M_TORSO_EXTRA_BONES: tuple[tuple[int, int], ...] = ((1, 14), (4, 11), (1, 4),
 
 #: Width multiplier of the arm bones in the released-code style (thinner than legs and torso).
 RELEASED_ARM_WIDTH = 0.5
-
-_REDUCTIONS = ("sum", "max")
 
 
 def released_style(
@@ -65,13 +64,7 @@ def _check_bones(bones: Sequence[tuple[int, int]], num_joints: int) -> tuple[tup
 
 def check_joints_2d(joints_2d: torch.Tensor, name: str = "joints_2d") -> None:
     """Raise ``MaskposeError`` unless ``joints_2d`` is a finite ``(B, J, 2)`` float tensor."""
-    if not isinstance(joints_2d, torch.Tensor):
-        raise MaskposeError(f"{name} must be a torch.Tensor, got {type(joints_2d).__name__}")
-    check_shape(name, joints_2d, (None, None, 2))
-    if not joints_2d.is_floating_point():
-        raise MaskposeError(f"{name} must be a floating-point tensor, got {joints_2d.dtype}")
-    if not torch.isfinite(joints_2d).all():
-        raise MaskposeError(f"{name} contains NaN or infinite coordinates")
+    check_tensor(name, joints_2d, (None, None, 2), floating=True, finite="coordinates")
 
 
 def skeleton_mask(
@@ -79,10 +72,15 @@ def skeleton_mask(
     bones: Sequence[tuple[int, int]] = H36M_BONES,
     sigma: float = 2.0,
     size: tuple[int, int] = (64, 64),
-    reduce: str = "sum",
+    reduce: SkeletonReduce = "sum",
     limb_widths: torch.Tensor | Sequence[float] | None = None,
 ) -> torch.Tensor:
-    """Render the skeleton mask of 2D joints.
+    r"""Render the skeleton mask of 2D joints: soft lines along the bones.
+
+    .. math::
+
+        B_b(p) = \exp\big(-d_b(p)^2 / \sigma_b^2\big), \qquad
+        M_{skel} = \sum_b B_b \ \text{(paper)} \quad \text{or} \quad \max_b B_b \ \text{(released)}
 
     Args:
         joints_2d: ``(B, J, 2)`` joint positions in pixels (x, y), pixel (0, 0) centred at (0, 0).
@@ -92,14 +90,22 @@ def skeleton_mask(
         reduce: ``"sum"`` (paper) or ``"max"`` (released code), over bones.
         limb_widths: optional ``(K,)`` multipliers of σ per bone (released code: arms 0.5).
 
-    Returns:
-        ``(B, 1, H, W)`` mask, differentiable in ``joints_2d``; in [0, 1] for ``"max"``, in
-        [0, K] for ``"sum"``.
+    Shape:
+        - joints_2d: :math:`(B, J, 2)`.
+        - output: :math:`(B, 1, H, W)`, differentiable in ``joints_2d``; in [0, 1] for ``"max"``,
+          in [0, K] for ``"sum"``.
+
+    Example:
+        >>> joints = torch.tensor([[[0.0, 1.0], [2.0, 1.0]]])
+        >>> skeleton_mask(joints, bones=[(0, 1)], sigma=1.0, size=(3, 3))[0, 0].round(decimals=3)
+        tensor([[0.3680, 0.3680, 0.3680],
+                [1.0000, 1.0000, 1.0000],
+                [0.3680, 0.3680, 0.3680]])
     """
     check_joints_2d(joints_2d)
     bones = _check_bones(bones, joints_2d.shape[1])
-    if reduce not in _REDUCTIONS:
-        raise MaskposeError(f"reduce must be one of {_REDUCTIONS}, got {reduce!r}")
+    if reduce not in SKELETON_REDUCES:
+        raise MaskposeError(f"reduce must be one of {SKELETON_REDUCES}, got {reduce!r}")
     if not float(sigma) > 0:
         raise MaskposeError(f"sigma must be a positive number of pixels, got {sigma}")
     height, width = (int(s) for s in size)
@@ -126,13 +132,30 @@ def skeleton_mask(
 
 
 class SkeletonMask(nn.Module):
-    """Module form of :func:`skeleton_mask`.
+    r"""Module form of :func:`skeleton_mask`.
+
+    .. math::
+
+        M_{skel} = \sum_b \exp\big(-d_b(p)^2 / \sigma_b^2\big) \ \text{(paper)} \quad \text{or} \quad
+        \max_b \exp\big(-d_b(p)^2 / \sigma_b^2\big) \ \text{(released)}
 
     ``style="paper"`` sums the bones; ``style="released"`` takes the max, draws arm bones thinner
     and adds torso lines (:func:`released_style`); ``style="custom"`` uses ``bones``, ``reduce`` and
     ``limb_widths`` as given.
 
-    Shape: ``(B, J, 2)`` -> ``(B, 1, H, W)``.
+    Args:
+        size, sigma, bones: as in :func:`skeleton_mask`.
+        style: ``"paper"``, ``"released"`` or ``"custom"``.
+        reduce, limb_widths: with ``style="custom"``, as in :func:`skeleton_mask`.
+
+    Shape:
+        - joints_2d: :math:`(B, J, 2)`.
+        - output: :math:`(B, 1, H, W)`.
+
+    Example:
+        >>> joints = torch.tensor([[[0.0, 1.0], [2.0, 1.0]]])
+        >>> SkeletonMask((3, 3), sigma=1.0, bones=[(0, 1)])(joints)[0, 0, 1]
+        tensor([1., 1., 1.])
     """
 
     def __init__(
@@ -141,7 +164,7 @@ class SkeletonMask(nn.Module):
         sigma: float = 2.0,
         bones: Sequence[tuple[int, int]] = H36M_BONES,
         style: str = "paper",
-        reduce: str = "sum",
+        reduce: SkeletonReduce = "sum",
         limb_widths: torch.Tensor | Sequence[float] | None = None,
     ) -> None:
         super().__init__()

@@ -1,6 +1,6 @@
 """Pinhole camera with per-crop intrinsics, and the weak-perspective camera of the regressor.
 
-Conventions (DESIGN §2): points are in the camera frame, OpenCV style (x right, y down, z forward,
+Conventions (docs/design.md §2): points are in the camera frame, OpenCV style (x right, y down, z forward,
 metres); pixels are ``(x, y)`` with the origin top-left and pixel ``(i, j)``'s *centre* at integer
 coordinates ``(j, i)``, as in :func:`maskpose.render.stick.segment_squared_distance_map`. The centre of a
 ``W x H`` image is therefore at ``((W - 1) / 2, (H - 1) / 2)``.
@@ -117,14 +117,6 @@ def project(points: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
     u = K[:, None, 0, 0] * xy[..., 0] + K[:, None, 0, 1] * xy[..., 1] + K[:, None, 0, 2]
     v = K[:, None, 1, 1] * xy[..., 1] + K[:, None, 1, 2]
     return torch.stack((u, v), dim=-1)
-
-
-def depth_for_height(height_m: float | torch.Tensor, focal: float | torch.Tensor, res: int,
-                     fill: float = 0.8) -> torch.Tensor | float:
-    """Depth (metres) at which an object ``height_m`` tall spans ``fill * res`` pixels."""
-    if res <= 0 or not 0.0 < fill:
-        raise MaskposeError(f"res must be positive and fill > 0, got res={res}, fill={fill}")
-    return focal * height_m / (fill * res)
 
 
 def fit_translation(

@@ -16,16 +16,31 @@ from maskpose.errors import check_shape
 def segment_squared_distance_map(
     joints_2d: torch.Tensor, bones: Sequence[tuple[int, int]], size: tuple[int, int]
 ) -> torch.Tensor:
-    """Squared distance from every pixel centre to every bone segment.
+    r"""Squared distance from every pixel centre to every bone segment.
+
+    .. math::
+
+        d_b(p)^2 = \lVert p - a - t^* (b - a) \rVert^2, \qquad
+        t^* = \operatorname{clamp}\Big(\frac{\langle p - a, b - a \rangle}{\lVert b - a \rVert^2}, 0, 1\Big)
+
+    for the bone from joint :math:`a` to joint :math:`b`.
 
     Args:
         joints_2d: ``(B, J, 2)`` joint positions in pixels (x, y).
         bones: ``K`` pairs of joint indices.
         size: ``(H, W)`` of the output.
 
-    Returns:
-        ``(B, K, H, W)`` squared Euclidean distances in pixels²; smooth in ``joints_2d`` (no square
-        root, so no infinite gradient on the segment itself).
+    Shape:
+        - joints_2d: :math:`(B, J, 2)`.
+        - output: :math:`(B, K, H, W)` squared Euclidean distances in pixels²; smooth in
+          ``joints_2d`` (no square root, so no infinite gradient on the segment itself).
+
+    Example:
+        >>> joints = torch.tensor([[[1.0, 1.0], [3.0, 1.0]]])
+        >>> segment_squared_distance_map(joints, [(0, 1)], (3, 5))[0, 0]
+        tensor([[2., 1., 1., 1., 2.],
+                [1., 0., 0., 0., 1.],
+                [2., 1., 1., 1., 2.]])
     """
     check_shape("joints_2d", joints_2d, (None, None, 2))
     height, width = size
@@ -47,8 +62,26 @@ def segment_squared_distance_map(
 def segment_distance_map(
     joints_2d: torch.Tensor, bones: Sequence[tuple[int, int]], size: tuple[int, int]
 ) -> torch.Tensor:
-    """Distance from every pixel centre to every bone segment: the square root of
-    :func:`segment_squared_distance_map` (same arguments), ``(B, K, H, W)`` in pixels."""
+    r"""Distance from every pixel centre to every bone segment, in pixels.
+
+    .. math::
+
+        d_b(p) = \sqrt{\max(d_b(p)^2, 10^{-12})}
+
+    with :math:`d_b(p)^2` from :func:`segment_squared_distance_map`.
+
+    Args:
+        joints_2d, bones, size: as in :func:`segment_squared_distance_map`.
+
+    Shape:
+        - joints_2d: :math:`(B, J, 2)`.
+        - output: :math:`(B, K, H, W)`.
+
+    Example:
+        >>> joints = torch.tensor([[[1.0, 1.0], [3.0, 1.0]]])
+        >>> segment_distance_map(joints, [(0, 1)], (3, 5))[0, 0, 0]
+        tensor([1.4142, 1.0000, 1.0000, 1.0000, 1.4142])
+    """
     return segment_squared_distance_map(joints_2d, bones, size).clamp_min(1e-12).sqrt()
 
 
@@ -59,7 +92,11 @@ def capsule_silhouette(
     size: tuple[int, int],
     sharpness: float = 1.0,
 ) -> torch.Tensor:
-    """Soft silhouette of capsules (segments with a radius) along the bones.
+    r"""Soft silhouette of capsules (segments with a radius) along the bones.
+
+    .. math::
+
+        S(p) = \max_b \sigma\big((r_b - d_b(p)) / s\big)
 
     Args:
         joints_2d: ``(B, J, 2)`` joint positions in pixels.
@@ -68,8 +105,15 @@ def capsule_silhouette(
         size: ``(H, W)``.
         sharpness: pixels over which the edge goes from 0.27 to 0.73 (sigmoid scale).
 
-    Returns:
-        ``(B, 1, H, W)`` in [0, 1], the union (max) over capsules; differentiable in the joints.
+    Shape:
+        - joints_2d: :math:`(B, J, 2)`; radii: scalar or :math:`(K,)`.
+        - output: :math:`(B, 1, H, W)` in [0, 1], the union (max) over capsules; differentiable in
+          the joints.
+
+    Example:
+        >>> joints = torch.tensor([[[1.0, 1.0], [3.0, 1.0]]])
+        >>> capsule_silhouette(joints, [(0, 1)], 1.0, (3, 5))[0, 0, 1].round(decimals=2)
+        tensor([0.5000, 0.7300, 0.7300, 0.7300, 0.5000])
     """
     dist = segment_distance_map(joints_2d, bones, size)
     r = torch.as_tensor(radii, dtype=dist.dtype, device=dist.device)

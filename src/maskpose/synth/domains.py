@@ -1,4 +1,4 @@
-"""Named synthetic domains (DESIGN §4): each is a rendering setting, an image transform, or both.
+"""Named synthetic domains (docs/design.md §4): each is a rendering setting, an image transform, or both.
 
 A :class:`Domain` renders with one of the synthesis settings of :mod:`maskpose.synth.appearance`
 (``render``) and then, optionally, applies an image ``transform`` to the rendered batch. Masks and
@@ -70,10 +70,6 @@ class Domain:
     transform: Transform | None = None
     needs_perturbation: bool = False
     params: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def is_transform(self) -> bool:
-        return self.transform is not None
 
 
 def lowres(images: np.ndarray, size: int) -> np.ndarray:

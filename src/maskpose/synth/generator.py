@@ -24,6 +24,7 @@ import inspect
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +167,34 @@ def _geodesic(masks: np.ndarray) -> np.ndarray:
     return out
 
 
+@dataclass(frozen=True)
+class SynthesisConfig:
+    """How :func:`generate` renders and stores samples (not which samples: those follow from
+    ``(seed, domain, split)`` and the index).
+
+    Attributes:
+        batch_size: bodies rendered at once (memory/speed; the samples stay the same up to float
+            rounding, see the module docstring).
+        device: torch device for Anny and the renderer.
+        geodesic: store the Mask-as-Supervision geodesic weights of every mask
+            (:func:`maskpose.masks.geodesic_weights`, ``mode="paper"``).
+        extras: also store ``depth`` (metres, 0 on the background) and ``parts`` labels.
+        focal_ratio, fill, offset: the crop camera (see :func:`place_camera`).
+    """
+
+    batch_size: int = 32
+    device: str | torch.device = "cpu"
+    geodesic: bool = True
+    extras: bool = False
+    focal_ratio: float = FOCAL_RATIO
+    fill: tuple[float, float] = FILL
+    offset: float = OFFSET
+
+    def __post_init__(self) -> None:
+        if self.batch_size <= 0:
+            raise ConfigError(f"batch_size must be positive, got {self.batch_size}")
+
+
 def generate(
     out_dir,
     domain: str = "studio",
@@ -174,17 +203,11 @@ def generate(
     seed: int = 0,
     split: str = "train",
     labels: bool = True,
-    pose_source=None,
-    batch_size: int = 32,
+    config: SynthesisConfig | None = None,
     *,
-    device: str | torch.device = "cpu",
-    geodesic: bool = True,
-    extras: bool = False,
-    focal_ratio: float = FOCAL_RATIO,
-    fill: tuple[float, float] = FILL,
-    offset: float = OFFSET,
-    perturbation: np.ndarray | None = None,
+    pose_source=None,
     body=None,
+    perturbation: np.ndarray | None = None,
     progress: Callable[[int, int], Any] | None = None,
     timings: dict[str, float] | None = None,
 ) -> Path:
@@ -199,6 +222,8 @@ def generate(
         split: recorded in ``meta.json`` and part of the seed (train and test never coincide).
         labels: write the labels ``joints3d, joints2d, pose, phenotypes, translation``; without
             them the split holds images, masks, intrinsics (and geodesic weights) only.
+        config: batch size, device, stored extras and the crop camera (default
+            :class:`SynthesisConfig()`).
         pose_source: ``None`` for the built-in :class:`~maskpose.body.sampler.PoseSampler`, or
             any object whose ``sample(n)`` returns ``(pose (n, 18, 6), phenotypes (n, 6))`` (or
             poses only; phenotypes are then sampled), e.g. a
@@ -206,16 +231,9 @@ def generate(
             ``min(POSE_CHUNK, n)`` samples; if its ``sample`` takes a ``seed`` argument, each chunk
             gets its own seed derived from ``(seed, domain, split, chunk)``, otherwise the source
             is consumed in order.
-        batch_size: bodies rendered at once (memory/speed; the samples stay the same up to float
-            rounding, see the module docstring).
-        device: torch device for Anny and the renderer.
-        geodesic: store the Mask-as-Supervision geodesic weights of every mask
-            (:func:`maskpose.masks.geodesic_weights`, ``mode="paper"``).
-        extras: also store ``depth`` (metres, 0 on the background) and ``parts`` labels.
-        focal_ratio, fill, offset: the crop camera (see :func:`place_camera`).
-        perturbation: array passed to the domain's transform (UAP domains).
         body: an :class:`~maskpose.body.anny_body.AnnyBody` to reuse (default: a new one with the
-            decimated render topology on ``device``).
+            decimated render topology on ``config.device``).
+        perturbation: array passed to the domain's transform (UAP domains).
         progress: optional ``callback(done, total)``.
         timings: optional dict that receives the seconds spent per stage (``poses``, ``anny``,
             ``camera``, ``rasterize``, ``appearance``, ``shading``, ``domain``, ``geodesic``,
@@ -224,28 +242,56 @@ def generate(
     Returns:
         The dataset folder.
     """
+    config = config if config is not None else SynthesisConfig()
     spec = get_domain(domain)
+    _check_request(spec, n, res, perturbation)
+    device = torch.device(config.device)
+    body = body if body is not None else AnnyBody(device=device)
+    renderer = SynthesisRenderer(body, device=device)
+    poses = _PoseStream(pose_source, seed, domain, split, n)
+    fields = _dataset_fields(config, labels)
+    attrs = _dataset_attrs(spec, config, seed, labels, pose_source, body)
+    with DatasetWriter(out_dir, n, (res, res), fields, domain=domain, split=split, attrs=attrs) as writer:
+        for start in range(0, n, config.batch_size):
+            stop = min(n, start + config.batch_size)
+            batch = render_batch(body, renderer, poses, spec, seed, split, range(start, stop), res,
+                                 config, perturbation, timings)
+            clock = _Clock(timings)
+            if config.geodesic:
+                batch["geodesic"] = _geodesic(batch["mask"])
+                clock("geodesic")
+            writer.write(start, {k: batch[k] for k in fields})
+            clock("write")
+            if progress is not None:
+                progress(stop, n)
+    return Path(out_dir)
+
+
+def _check_request(spec, n: int, res: int, perturbation) -> None:
+    """Refuse a request :func:`generate` cannot honour before anything is built or written."""
     if n <= 0:
         raise ConfigError(f"n must be positive, got {n}")
     if res < 16:
         raise ConfigError(f"res must be at least 16 px, got {res}")
-    if batch_size <= 0:
-        raise ConfigError(f"batch_size must be positive, got {batch_size}")
     if spec.needs_perturbation and perturbation is None:
-        raise ConfigError(f"domain {domain!r} needs a perturbation array")
-    device = torch.device(device)
-    body = body if body is not None else AnnyBody(device=device)
-    renderer = SynthesisRenderer(body, device=device)
-    poses = _PoseStream(pose_source, seed, domain, split, n)
+        raise ConfigError(f"domain {spec.name!r} needs a perturbation array")
 
+
+def _dataset_fields(config: SynthesisConfig, labels: bool) -> list[str]:
+    """The fields a dataset stores, in the order they are written."""
     fields = ["image", "mask", "intrinsics"]
-    if geodesic:
+    if config.geodesic:
         fields.append("geodesic")
-    if extras:
+    if config.extras:
         fields += ["depth", "parts"]
     if labels:
         fields += list(LABELS)
-    attrs = {
+    return fields
+
+
+def _dataset_attrs(spec, config: SynthesisConfig, seed: int, labels: bool, pose_source, body) -> dict:
+    """The generator settings recorded in ``meta.json``."""
+    return {
         "generator": "maskpose.synth.generator.generate",
         "domain_description": spec.description,
         "domain_render": spec.render,
@@ -254,27 +300,13 @@ def generate(
         "labels": bool(labels),
         "pose_source": "PoseSampler" if pose_source is None else type(pose_source).__name__,
         "anny_topology": body.topology,
-        "focal_ratio": float(focal_ratio),
-        "fill": list(fill),
-        "offset": float(offset),
-        "geodesic_mode": "paper" if geodesic else None,
-        "part_names": list(PART_NAMES) if extras else None,
+        "focal_ratio": float(config.focal_ratio),
+        "fill": list(config.fill),
+        "offset": float(config.offset),
+        "geodesic_mode": "paper" if config.geodesic else None,
+        "part_names": list(PART_NAMES) if config.extras else None,
         "joints": "H36M-17",
     }
-    with DatasetWriter(out_dir, n, (res, res), fields, domain=domain, split=split, attrs=attrs) as writer:
-        for start in range(0, n, batch_size):
-            stop = min(n, start + batch_size)
-            batch = render_batch(body, renderer, poses, spec, seed, split, range(start, stop), res,
-                                 focal_ratio, fill, offset, perturbation, device, project, timings)
-            clock = _Clock(timings)
-            if geodesic:
-                batch["geodesic"] = _geodesic(batch["mask"])
-                clock("geodesic")
-            writer.write(start, {k: batch[k] for k in fields})
-            clock("write")
-            if progress is not None:
-                progress(stop, n)
-    return Path(out_dir)
 
 
 class _Clock:
@@ -291,18 +323,18 @@ class _Clock:
 
 
 def render_batch(body, renderer, poses: _PoseStream, spec, seed: int, split: str, indices: range, res: int,
-                 focal_ratio: float, fill, offset: float, perturbation, device, project,
-                 timings: dict | None = None) -> dict[str, np.ndarray]:
+                 config: SynthesisConfig, perturbation=None, timings: dict | None = None) -> dict[str, np.ndarray]:
     """Render samples ``indices`` (a contiguous range); returns numpy arrays of every field."""
     clock = _Clock(timings)
     pose, phen = poses.get(indices.start, indices.stop)
+    device = torch.device(config.device)
     pose, phen = pose.to(device), phen.to(device)
     clock("poses")
     with torch.no_grad():
         out = body(pose, phen)
         clock("anny")
         cam_rngs = sample_rngs(seed, spec.name, split, CAMERA_STREAM, indices)
-        K, t = place_camera(out.vertices, res, cam_rngs, focal_ratio, fill, offset)
+        K, t = place_camera(out.vertices, res, cam_rngs, config.focal_ratio, config.fill, config.offset)
         K, t = K.to(device), t.to(device)
         vertices = out.vertices + t[:, None]
         joints3d = out.joints + t[:, None]
@@ -330,31 +362,35 @@ def generate_domain_splits(
     n_test: int,
     res: int = 128,
     seed: int = 0,
+    config: SynthesisConfig | None = None,
     *,
     train_labels: bool | None = None,
+    body=None,
     **kwargs,
 ) -> dict[str, Path]:
     """Write ``root/<domain>/train`` and ``root/<domain>/test``.
 
     The train split holds images, masks, intrinsics and geodesic weights only (the target-domain
     supervision) — except for the source domain ``studio``, whose train split is labelled (set
-    ``train_labels`` to override). The test split always carries the 3D ground truth. Other
-    keyword arguments go to :func:`generate` (``pose_source``, ``batch_size``, ``device``, ...).
+    ``train_labels`` to override). The test split always carries the 3D ground truth. ``config``
+    and the other keyword arguments go to :func:`generate` (``pose_source``, ``perturbation``,
+    ``progress``, ...); one ``body`` serves both splits.
 
     Returns:
         ``{"train": path, "test": path}``.
     """
     if train_labels is None:
         train_labels = domain == "studio"
+    config = config if config is not None else SynthesisConfig()
     base = Path(root) / domain
-    body = kwargs.pop("body", None)
     if body is None:
-        body = AnnyBody(device=kwargs.get("device", "cpu"))
+        body = AnnyBody(device=config.device)
     return {
-        "train": generate(base / "train", domain, n_train, res, seed, "train", train_labels, body=body, **kwargs),
-        "test": generate(base / "test", domain, n_test, res, seed, "test", True, body=body, **kwargs),
+        "train": generate(base / "train", domain, n_train, res, seed, "train", train_labels, config, body=body,
+                          **kwargs),
+        "test": generate(base / "test", domain, n_test, res, seed, "test", True, config, body=body, **kwargs),
     }
 
 
-__all__ = ["FILL", "FOCAL_RATIO", "OFFSET", "POSE_CHUNK", "generate", "generate_domain_splits",
-           "place_camera", "sample_rngs"]
+__all__ = ["FILL", "FOCAL_RATIO", "OFFSET", "POSE_CHUNK", "SynthesisConfig", "generate",
+           "generate_domain_splits", "place_camera", "sample_rngs"]

@@ -117,41 +117,43 @@ class SynthesisRenderer:
             raise MaskposeError(f"rngs: need one generator per sample ({batch}), got {len(rngs)}")
         if setting not in SETTINGS:
             raise ConfigError(f"unknown rendering setting {setting!r}; expected one of {SETTINGS}")
-        if size is None:
-            size = int(round(2 * float(K[0, 0, 2]) + 1))
-        height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-        if height != width:
-            raise MaskposeError(f"the synthesis renderer makes square crops, got size {(height, width)}")
-        res = height
+        res = _square_size(K, size)
         vertices = vertices.detach().float().to(self.device)
         K = K.detach().float().to(self.device)
-        tick = time.perf_counter()
+        clock = _Clock(timings)
 
-        def clock(stage: str) -> None:
-            nonlocal tick
-            if timings is not None:
-                now = time.perf_counter()
-                timings[stage] = timings.get(stage, 0.0) + now - tick
-                tick = now
-
-        frags = rasterize(vertices, self.faces, K, (height, width), cull_backfaces=True)
+        frags = rasterize(vertices, self.faces, K, (res, res), cull_backfaces=True)
         clock("rasterize")
         app = sample_appearance(rngs, setting, res, self.device)
-
         # Each sample's generator draws, in order: appearance, noise seed, background; so a
         # re-render with a given background keeps the same appearance and the same noise.
         noise_seeds = [int(rng.integers(0, 2**62)) for rng in rngs]
-        if backgrounds is None:
-            bg = np.stack([background(rng, res, setting) for rng in rngs])
-        else:
-            bg = np.asarray(backgrounds)
-            if bg.shape != (batch, height, width, 3):
-                raise MaskposeError(f"backgrounds must have shape {(batch, height, width, 3)}, got {bg.shape}")
-            bg = bg.astype(np.float32) / 255.0 if bg.dtype == np.uint8 else bg.astype(np.float32)
-        image = torch.from_numpy(bg).to(self.device)
+        image = torch.from_numpy(_backgrounds(rngs, backgrounds, res, setting)).to(self.device)
         clock("appearance")
 
-        # Per-pixel work on the foreground only, with flat indices (one gather per table).
+        surface = self._surface(frags, vertices)
+        colour = self._shade(surface, app, setting, batch)
+        image = image.contiguous()
+        image.view(-1, 3).index_copy_(0, surface.flat, colour.clamp(0.0, 1.0))
+        if noise:
+            image = self._add_noise(image, noise_seeds, app, setting, res)
+
+        mask = surface.mask
+        parts = torch.zeros(batch * res * res, dtype=torch.uint8, device=self.device)
+        parts.index_copy_(0, surface.flat, surface.part.to(torch.uint8))
+        parts = parts.view(batch, res, res)
+        depth = torch.where(mask, frags.depth, torch.zeros_like(frags.depth))
+        image_u8 = (image.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8)
+        clock("shading")
+        return Rendered(
+            image=image_u8.cpu().numpy(), mask=mask.to(torch.uint8).cpu().numpy(),
+            depth=depth.float().cpu().numpy(), parts=parts.cpu().numpy(),
+        )
+
+    def _surface(self, frags, vertices: torch.Tensor) -> _Surface:
+        """The covered pixels and what the mesh is there, with flat indices (one gather per table)."""
+        batch, num_vertices = vertices.shape[:2]
+        height, width = frags.face_index.shape[1:3]
         mask = frags.face_index >= 0
         flat = torch.nonzero(mask.view(-1)).squeeze(1)  # (N,)
         bb = torch.div(flat, height * width, rounding_mode="floor")
@@ -160,14 +162,16 @@ class SynthesisRenderer:
         corner = self.faces.index_select(0, face)  # (N, 3)
         nearest = corner.gather(1, bary.argmax(1, keepdim=True))[:, 0]
         part = self.vertex_parts.index_select(0, nearest)  # (N,)
-        num_vertices = vertices.shape[1]
         per_vertex = torch.cat((self.vertex_normals(vertices), vertices,
                                 self.rest.expand(batch, -1, -1)), -1).reshape(-1, 9)
         gathered = per_vertex.index_select(0, (bb[:, None] * num_vertices + corner).view(-1)).view(-1, 3, 9)
         interp = (gathered * bary[..., None]).sum(1)  # (N, 9)
-        n = interp[:, 0:3] / interp[:, 0:3].norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        point, rest = interp[:, 3:6], interp[:, 6:9]
+        normal = interp[:, 0:3] / interp[:, 0:3].norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        return _Surface(mask, flat, bb, part, normal, interp[:, 3:6], interp[:, 6:9])
 
+    def _albedo(self, surface: _Surface, app, setting: str, batch: int) -> torch.Tensor:
+        """``(N, 3)`` base colour of every covered pixel: its garment slot (or hair) and texture."""
+        bb, part, rest = surface.sample, surface.part, surface.rest
         slots = len(SLOTS)
         slot = app.slot_of_part.reshape(-1).index_select(0, bb * len(PART_NAMES) + part)
         hair_length = app.hair_length.index_select(0, bb)
@@ -177,47 +181,86 @@ class SynthesisRenderer:
                              app.direction, app.phase[..., None]), -1).reshape(batch * slots, -1)
         g = garment.index_select(0, bb * slots + slot)  # (N, 12)
         w = _texture_weight(rest, g[:, 6].long(), g[:, 7], g[:, 8:11], g[:, 11], _PATTERNS[setting])
-        albedo = g[:, 0:3] + (g[:, 3:6] - g[:, 0:3]) * w[:, None]
+        return g[:, 0:3] + (g[:, 3:6] - g[:, 0:3]) * w[:, None]
 
+    def _shade(self, surface: _Surface, app, setting: str, batch: int) -> torch.Tensor:
+        """``(N, 3)`` colour of every covered pixel: thermal emission or Lambert-lit albedo."""
+        albedo = self._albedo(surface, app, setting, batch)
+        n = surface.normal
         if setting == "thermal":
+            point = surface.point
             view = -point / point.norm(dim=-1, keepdim=True).clamp_min(1e-12)
             facing = (n * view).sum(-1).abs()
             floor = THERMAL["emissivity_floor"]
-            colour = albedo * (floor + (1 - floor) * facing)[:, None]
-        else:
-            used = 1 if setting == "studio" else _MAX_LIGHTS  # studio has one light, scene up to three
-            lights = torch.cat((app.ambient, app.light_dir[:, :used].reshape(batch, -1),
-                                app.light_colour[:, :used].reshape(batch, -1)), -1).index_select(0, bb)
-            lambert = torch.bmm(lights[:, 3:3 + 3 * used].view(-1, used, 3), n[:, :, None])  # (N, L, 1)
-            light = lights[:, 0:3] + (lambert.clamp_min(0.0) * lights[:, 3 + 3 * used:].view(-1, used, 3)).sum(1)
-            colour = albedo * light
-        image = image.contiguous()
-        image.view(-1, 3).index_copy_(0, flat, colour.clamp(0.0, 1.0))
+            return albedo * (floor + (1 - floor) * facing)[:, None]
+        used = 1 if setting == "studio" else _MAX_LIGHTS  # studio has one light, scene up to three
+        lights = torch.cat((app.ambient, app.light_dir[:, :used].reshape(batch, -1),
+                            app.light_colour[:, :used].reshape(batch, -1)), -1).index_select(0, surface.sample)
+        lambert = torch.bmm(lights[:, 3:3 + 3 * used].view(-1, used, 3), n[:, :, None])  # (N, L, 1)
+        light = lights[:, 0:3] + (lambert.clamp_min(0.0) * lights[:, 3 + 3 * used:].view(-1, used, 3)).sum(1)
+        return albedo * light
 
-        if noise:
-            gen = torch.Generator(device="cpu")
-            noise_maps = []
-            for noise_seed in noise_seeds:  # per-sample seeds keep the batch invariance
-                gen.manual_seed(noise_seed)
-                noise_maps.append(torch.randn((height, width, 1), generator=gen))
-            noise_map = torch.stack(noise_maps).to(self.device)
-            if setting == "thermal":
-                image = _gaussian_blur(image, THERMAL["blur_sigma_at_128"] * res / 128)
-                image = image + noise_map * app.noise_std[:, None, None, None] \
-                    + app.column_noise[:, None, :, None]
-            else:
-                image = image + noise_map.expand(-1, -1, -1, 3) * app.noise_std[:, None, None, None]
+    def _add_noise(self, image: torch.Tensor, noise_seeds: Sequence[int], app, setting: str,
+                   res: int) -> torch.Tensor:
+        """Sensor noise (and, for thermal, the optics blur and column noise)."""
+        gen = torch.Generator(device="cpu")
+        noise_maps = []
+        for noise_seed in noise_seeds:  # per-sample seeds keep the batch invariance
+            gen.manual_seed(noise_seed)
+            noise_maps.append(torch.randn((res, res, 1), generator=gen))
+        noise_map = torch.stack(noise_maps).to(self.device)
+        if setting == "thermal":
+            image = _gaussian_blur(image, THERMAL["blur_sigma_at_128"] * res / 128)
+            return image + noise_map * app.noise_std[:, None, None, None] + app.column_noise[:, None, :, None]
+        return image + noise_map.expand(-1, -1, -1, 3) * app.noise_std[:, None, None, None]
 
-        parts = torch.zeros(batch * height * width, dtype=torch.uint8, device=self.device)
-        parts.index_copy_(0, flat, part.to(torch.uint8))
-        parts = parts.view(batch, height, width)
-        depth = torch.where(mask, frags.depth, torch.zeros_like(frags.depth))
-        image_u8 = (image.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8)
-        clock("shading")
-        return Rendered(
-            image=image_u8.cpu().numpy(), mask=mask.to(torch.uint8).cpu().numpy(),
-            depth=depth.float().cpu().numpy(), parts=parts.cpu().numpy(),
-        )
+
+@dataclass
+class _Surface:
+    """The covered pixels of a batch: ``mask (B, H, W)``, their flat indices ``flat (N,)``, sample
+    ``sample (N,)`` and part ``part (N,)``; unit normal, camera point and rest-pose point ``(N, 3)``."""
+
+    mask: torch.Tensor
+    flat: torch.Tensor
+    sample: torch.Tensor
+    part: torch.Tensor
+    normal: torch.Tensor
+    point: torch.Tensor
+    rest: torch.Tensor
+
+
+class _Clock:
+    """Accumulates seconds per stage into a dict (no-op without one)."""
+
+    def __init__(self, timings: dict[str, float] | None):
+        self.timings, self.tick = timings, time.perf_counter()
+
+    def __call__(self, stage: str) -> None:
+        if self.timings is not None:
+            now = time.perf_counter()
+            self.timings[stage] = self.timings.get(stage, 0.0) + now - self.tick
+            self.tick = now
+
+
+def _square_size(K: torch.Tensor, size: int | tuple[int, int] | None) -> int:
+    """The crop size: ``size`` (an int or a square ``(H, W)``), default ``2 * K[0, 0, 2] + 1``."""
+    if size is None:
+        size = int(round(2 * float(K[0, 0, 2]) + 1))
+    height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if height != width:
+        raise MaskposeError(f"the synthesis renderer makes square crops, got size {(height, width)}")
+    return height
+
+
+def _backgrounds(rngs: Sequence[np.random.Generator], backgrounds: np.ndarray | None, res: int,
+                 setting: str) -> np.ndarray:
+    """``(B, res, res, 3)`` float32 backgrounds in [0, 1]: drawn from ``rngs``, or the given ones."""
+    if backgrounds is None:
+        return np.stack([background(rng, res, setting) for rng in rngs])
+    bg = np.asarray(backgrounds)
+    if bg.shape != (len(rngs), res, res, 3):
+        raise MaskposeError(f"backgrounds must have shape {(len(rngs), res, res, 3)}, got {bg.shape}")
+    return bg.astype(np.float32) / 255.0 if bg.dtype == np.uint8 else bg.astype(np.float32)
 
 
 def _gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -1,13 +1,11 @@
-"""Universal adversarial perturbations (UAP) against a source model, and the ``uap-4/8/16`` domains.
+"""The ``uap-4/8/16`` domains: studio images plus a stored universal adversarial perturbation.
 
-A UAP is one image-sized additive perturbation ``δ`` (``(H, W, 3)``, the same for every image) with
-``‖δ‖∞ ≤ ε/255`` in image units (images in [0, 1]), chosen to raise the source model's error. It is
-found by projected sign-gradient ascent on the model's supervised 3D joint error (root-relative L1,
-the ``joints3d`` training loss) over seeded batches of held-out, labelled source images::
-
-    δ ← clip(δ + α · sign(∇_δ  L(f(clip(x + δ, 0, 1)), y)),  −ε/255,  ε/255)
-
-The model is in eval mode (batch-norm running statistics), so only ``δ`` changes.
+A universal adversarial perturbation (UAP) is one image-sized additive perturbation ``δ``
+(``(H, W, 3)``, the same for every image) with ``‖δ‖∞ ≤ ε/255`` in image units (images in
+[0, 1]). This module holds what synthesis needs of it: the bound (:func:`eps_bound`), the
+random-sign baseline (:func:`random_sign_perturbation`), loading a stored ``δ`` (:func:`load_uap`),
+the domains and their splits (:func:`generate_uap_splits`). Finding ``δ`` against a source model
+(the attack) lives in :mod:`maskpose.train.attack` (``compute_uap``, saved by ``build_uap_domain``).
 
 Units: the ``.npy`` file stores ``δ`` in image units (float32, ``|δ| ≤ ε/255`` exactly, the bound
 rounded toward zero in float32). The domain transforms follow the hook of
@@ -48,7 +46,7 @@ def eps_bound(eps: float) -> np.float32:
 
 def random_sign_perturbation(shape: tuple[int, int, int], eps: float, seed: int = 0) -> np.ndarray:
     """A random ±ε/255 sign pattern ``(H, W, 3)`` (the baseline a UAP must beat)."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed)  # the plain seed (not seed_sequence) keeps stored baselines reproducible
     return (rng.choice([-1.0, 1.0], size=shape) * eps_bound(eps)).astype(np.float32)
 
 

@@ -43,6 +43,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,7 @@ from maskpose.body.motion import Clip, MotionLibrary
 from maskpose.body.rotations import rotmat_to_sixd, sixd_to_rotmat
 from maskpose.body.sampler import hinge_axis
 from maskpose.conventions import seed_sequence
+from maskpose.data.video import CODECS, write_video
 from maskpose.errors import ConfigError, DataError
 from maskpose.render.camera import intrinsics
 from maskpose.synth.appearance import photo_bank
@@ -75,8 +77,6 @@ DEFAULT_NOISE = 2.0
 #: Depth (metres) of person k (cycled) and the fraction of the frame width crossed.
 DEPTHS = (4.5, 6.5, 5.5, 7.5)
 CROSSING = (0.08, 0.92)
-#: Codec per container suffix (OpenCV fourcc), in the order tried.
-CODECS = {".mp4": ("mp4v",), ".avi": ("FMP4", "MJPG")}
 
 
 # --------------------------------------------------------------------------------------------
@@ -254,55 +254,6 @@ def _gains(frames: int, flicker: float, rng: np.random.Generator) -> np.ndarray:
     return (1.0 + flicker * np.clip(wave, -1, 1)).astype(np.float32)
 
 
-def open_video_writer(path: str | os.PathLike, fps: float, size: tuple[int, int]):
-    """An opened ``cv2.VideoWriter`` for ``path`` (``.mp4``: ``mp4v``; ``.avi``: ``FMP4``, else
-    ``MJPG``) of frame size ``(W, H)``, and the fourcc used. Frames written to it are BGR."""
-    path = Path(path)
-    codecs = CODECS.get(path.suffix.lower())
-    if codecs is None:
-        raise ConfigError(f"{path}: the video must end in {' or '.join(CODECS)}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for fourcc in codecs:
-        writer = cv2.VideoWriter(str(path), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*fourcc), float(fps),
-                                 (int(size[0]), int(size[1])))
-        if writer.isOpened():
-            return writer, fourcc
-        writer.release()
-    raise DataError(f"{path}: OpenCV cannot write this video ({', '.join(codecs)} tried)")
-
-
-def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float) -> str:
-    """Write RGB frames ``(T, H, W, 3)`` uint8 with OpenCV and check that they all read back;
-    returns the fourcc used. Raises ``DataError`` when the video does not read back."""
-    path = Path(path)
-    height, width = frames.shape[1:3]
-    writer, fourcc = open_video_writer(path, fps, (width, height))
-    try:
-        for frame in frames:
-            writer.write(np.ascontiguousarray(frame[..., ::-1]))
-    finally:
-        writer.release()
-    decoded = count_frames(path)
-    if decoded != len(frames):
-        raise DataError(f"{path}: wrote {len(frames)} frames with {fourcc} but OpenCV reads back {decoded}")
-    return fourcc
-
-
-def count_frames(path: str | os.PathLike) -> int:
-    """Frames OpenCV decodes from a video file (0 when it cannot open it)."""
-    cap = cv2.VideoCapture(str(path))
-    n = 0
-    try:
-        while cap.isOpened():
-            ok, _ = cap.read()
-            if not ok:
-                break
-            n += 1
-    finally:
-        cap.release()
-    return n
-
-
 # --------------------------------------------------------------------------------------------
 # the sequence
 
@@ -323,7 +274,7 @@ def render_frames(
     device: str | torch.device = "cpu",
     body=None,
     progress: Callable[[int, int], Any] | None = None,
-) -> tuple[Path, np.ndarray, dict]:
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """Render the frames of a static-camera sequence of Anny bodies walking through a fixed scene
     (no file written; :func:`render_static_camera_sequence` writes them as a video).
 
@@ -352,18 +303,7 @@ def render_frames(
         clean ``background`` ``(H, W, 3)`` float32 in [0, 1] (before flicker and noise).
     """
     width, height = (int(v) for v in res)
-    if frames < 2:
-        raise ConfigError(f"frames must be at least 2, got {frames}")
-    if not 1 <= people <= len(DEPTHS):
-        raise ConfigError(f"people must be 1 to {len(DEPTHS)}, got {people}")
-    if width < 32 or height < 32:
-        raise ConfigError(f"res must be at least 32x32, got {width}x{height}")
-    if not 0.0 <= flicker < 0.5:
-        raise ConfigError(f"flicker must be in [0, 0.5), got {flicker}")
-    if noise < 0:
-        raise ConfigError(f"noise must be >= 0, got {noise}")
-    if fps <= 0 or focal_ratio <= 0 or camera_height <= 0 or batch_size < 1:
-        raise ConfigError("fps, focal_ratio, camera_height and batch_size must be positive")
+    _check_sequence(frames, people, width, height, flicker, noise, fps, focal_ratio, camera_height, batch_size)
     clip_list = _as_clips(clips)
 
     root = seed_sequence(seed, 0x5EC0)
@@ -372,85 +312,23 @@ def render_frames(
     K = intrinsics(focal_ratio * width, (height, width), batch=1)[0]
     Kn = K.numpy().astype(np.float64)
     bg = scene_background(width, height, Kn, camera_height, scene_rng)
-
-    # people: motions placed in the scene
     body = body if body is not None else AnnyBody(device=device)
-    bounds = np.array([ADULT_PHENOTYPE_RANGE.get(k, (0.5, 0.5)) for k in PHENOTYPE_LABELS])
-    flip = 1 if motion_rng.random() < 0.5 else -1
-    poses, paths, phenotypes, people_meta = [], [], [], []
-    for k in range(people):
-        direction = flip * (1 if k % 2 == 0 else -1)
-        depth = DEPTHS[k] + float(motion_rng.uniform(-0.25, 0.25))
-        u0, u1 = (np.array(CROSSING) + motion_rng.uniform(-0.03, 0.03)) * (width - 1)
-        if direction < 0:
-            u0, u1 = u1, u0
-        x_range = tuple(float((u - Kn[0, 2]) * depth / Kn[0, 0]) for u in (u0, u1))
-        if clip_list:
-            clip = clip_list[(int(seed) + k) % len(clip_list)]
-            start = int(motion_rng.integers(len(clip)))
-            pose, disp = _clip_motion(clip, frames, fps, start)
-            motion = {"clip": clip.name, "path": str(clip.path), "start_frame": start}
-        else:
-            # the speed that crosses the frame in the sequence, so the feet keep pace with the floor
-            speed = abs(x_range[1] - x_range[0]) * fps / (frames - 1)
-            pose, disp = procedural_walk(frames, fps, speed=speed, stride=float(motion_rng.uniform(1.2, 1.5)),
-                                         phase=float(motion_rng.uniform(0, 2 * math.pi)))
-            motion = {"clip": "procedural-walk", "speed_m_s": speed}
-        pose, path = _place(pose, disp, direction, depth, x_range)
-        pheno = bounds[:, 0] + (bounds[:, 1] - bounds[:, 0]) * motion_rng.random(len(PHENOTYPE_LABELS))
-        poses.append(pose)
-        paths.append(path)
-        phenotypes.append(torch.tensor(pheno, dtype=torch.float32))
-        people_meta.append({"id": k, "depth_m": depth, "direction": "right" if direction > 0 else "left",
-                            "phenotypes": [float(p) for p in pheno], **motion})
+    cast = _cast_people(people, clip_list, frames, fps, seed, width, Kn, motion_rng)
     appearance_seeds = [int(s) for s in light_rng.integers(0, 2**62, size=people)]
     gains = _gains(frames, flicker, light_rng)
 
-    # render on a square canvas (the synthesis renderer's shape), centred on the frame
-    side = max(width, height)
-    ox, oy = (side - width) // 2, (side - height) // 2
-    K_square = K.clone()
-    K_square[0, 2] += ox
-    K_square[1, 2] += oy
-    canvas = np.zeros((side, side, 3), np.float32)
-    canvas[oy:oy + height, ox:ox + width] = bg
-    renderer = SynthesisRenderer(body, device=device)
+    stage = _SquareStage(body, K, bg, device)
     video = np.empty((frames, height, width, 3), np.uint8)
     masks = np.zeros((frames, height, width), np.uint8)
     boxes = np.full((frames, people, 4), -1, np.int32)
     for start in range(0, frames, batch_size):
         stop = min(frames, start + batch_size)
-        n = stop - start
-        image = np.broadcast_to(bg, (n, height, width, 3)).copy()
-        nearest = np.full((n, height, width), np.inf, np.float32)
-        label = np.zeros((n, height, width), np.uint8)
-        for k in range(people):
-            with torch.no_grad():
-                out = body(poses[k][start:stop].to(device), phenotypes[k].expand(n, -1).to(device))
-                vertices = out.vertices
-                trans = paths[k][start:stop].to(device).clone()
-                trans[:, 1] = camera_height - vertices[..., 1].amax(1)  # lowest vertex on the floor
-                vertices = vertices + trans[:, None]
-            rngs = [np.random.default_rng(appearance_seeds[k]) for _ in range(n)]
-            rendered = renderer.render(vertices, K_square.expand(n, 3, 3).to(device), rngs, setting="studio",
-                                       size=side, backgrounds=np.broadcast_to(canvas, (n, side, side, 3)),
-                                       noise=False)
-            window = (slice(None), slice(oy, oy + height), slice(ox, ox + width))
-            hit = rendered.mask[window].astype(bool)
-            depth = np.where(hit, rendered.depth[window], np.inf)
-            front = hit & (depth < nearest)
-            nearest = np.where(front, depth, nearest)
-            label[front] = k + 1
-            image[front] = rendered.image[window][front].astype(np.float32) / 255.0
+        image, label = stage.composite(cast, appearance_seeds, start, stop, camera_height)
         noise_maps = noise_rng.normal(0.0, noise, size=image.shape).astype(np.float32) if noise > 0 else 0.0
         image = image * gains[start:stop, None, None, None] * 255.0 + noise_maps
         video[start:stop] = np.clip(np.round(image), 0, 255).astype(np.uint8)
         masks[start:stop] = label
-        for i in range(n):
-            for k in range(people):
-                ys, xs = np.nonzero(label[i] == k + 1)
-                if len(xs):
-                    boxes[start + i, k] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+        boxes[start:stop] = _person_boxes(label, people)
         if progress is not None:
             progress(stop, frames)
 
@@ -464,11 +342,132 @@ def render_frames(
         "noise": float(noise),
         "camera": {"K": Kn.tolist(), "height_m": float(camera_height), "focal_ratio": float(focal_ratio),
                    "note": "level camera at the world origin, OpenCV axes; floor y = height_m"},
-        "people": people_meta,
+        "people": cast.meta,
         "anny_topology": body.topology,
     }
     arrays = {"K": Kn.astype(np.float32), "gain": gains, "boxes": boxes, "background": bg}
     return video, masks, {**meta, **arrays}
+
+
+def _check_sequence(frames: int, people: int, width: int, height: int, flicker: float, noise: float,
+                    fps: float, focal_ratio: float, camera_height: float, batch_size: int) -> None:
+    """Refuse the settings :func:`render_frames` cannot render."""
+    if frames < 2:
+        raise ConfigError(f"frames must be at least 2, got {frames}")
+    if not 1 <= people <= len(DEPTHS):
+        raise ConfigError(f"people must be 1 to {len(DEPTHS)}, got {people}")
+    if width < 32 or height < 32:
+        raise ConfigError(f"res must be at least 32x32, got {width}x{height}")
+    if not 0.0 <= flicker < 0.5:
+        raise ConfigError(f"flicker must be in [0, 0.5), got {flicker}")
+    if noise < 0:
+        raise ConfigError(f"noise must be >= 0, got {noise}")
+    if fps <= 0 or focal_ratio <= 0 or camera_height <= 0 or batch_size < 1:
+        raise ConfigError("fps, focal_ratio, camera_height and batch_size must be positive")
+
+
+@dataclass
+class _Cast:
+    """The people of a sequence: per person the pose ``(T, 18, 6)``, the pelvis path ``(T, 3)``,
+    the phenotypes ``(6,)`` and the metadata written to ``<stem>_meta.json``."""
+
+    poses: list[torch.Tensor] = field(default_factory=list)
+    paths: list[torch.Tensor] = field(default_factory=list)
+    phenotypes: list[torch.Tensor] = field(default_factory=list)
+    meta: list[dict] = field(default_factory=list)
+
+
+def _cast_people(people: int, clip_list: list[Clip], frames: int, fps: float, seed: int, width: int,
+                 Kn: np.ndarray, rng: np.random.Generator) -> _Cast:
+    """Motions, walking paths and phenotypes of the people, placed in the scene (draws from ``rng``)."""
+    bounds = np.array([ADULT_PHENOTYPE_RANGE.get(k, (0.5, 0.5)) for k in PHENOTYPE_LABELS])
+    flip = 1 if rng.random() < 0.5 else -1
+    cast = _Cast()
+    for k in range(people):
+        direction = flip * (1 if k % 2 == 0 else -1)
+        depth = DEPTHS[k] + float(rng.uniform(-0.25, 0.25))
+        u0, u1 = (np.array(CROSSING) + rng.uniform(-0.03, 0.03)) * (width - 1)
+        if direction < 0:
+            u0, u1 = u1, u0
+        x_range = tuple(float((u - Kn[0, 2]) * depth / Kn[0, 0]) for u in (u0, u1))
+        if clip_list:
+            clip = clip_list[(int(seed) + k) % len(clip_list)]
+            start = int(rng.integers(len(clip)))
+            pose, disp = _clip_motion(clip, frames, fps, start)
+            motion = {"clip": clip.name, "path": str(clip.path), "start_frame": start}
+        else:
+            # the speed that crosses the frame in the sequence, so the feet keep pace with the floor
+            speed = abs(x_range[1] - x_range[0]) * fps / (frames - 1)
+            pose, disp = procedural_walk(frames, fps, speed=speed, stride=float(rng.uniform(1.2, 1.5)),
+                                         phase=float(rng.uniform(0, 2 * math.pi)))
+            motion = {"clip": "procedural-walk", "speed_m_s": speed}
+        pose, path = _place(pose, disp, direction, depth, x_range)
+        pheno = bounds[:, 0] + (bounds[:, 1] - bounds[:, 0]) * rng.random(len(PHENOTYPE_LABELS))
+        cast.poses.append(pose)
+        cast.paths.append(path)
+        cast.phenotypes.append(torch.tensor(pheno, dtype=torch.float32))
+        cast.meta.append({"id": k, "depth_m": depth, "direction": "right" if direction > 0 else "left",
+                          "phenotypes": [float(p) for p in pheno], **motion})
+    return cast
+
+
+class _SquareStage:
+    """Renders people over the clean background on a square canvas (the synthesis renderer's
+    shape) centred on the frame, and composites them by depth."""
+
+    def __init__(self, body, K: torch.Tensor, background: np.ndarray, device: torch.device):
+        self.body, self.background, self.device = body, background, device
+        self.height, self.width = background.shape[:2]
+        self.side = max(self.width, self.height)
+        self.ox, self.oy = (self.side - self.width) // 2, (self.side - self.height) // 2
+        self.K = K.clone()
+        self.K[0, 2] += self.ox
+        self.K[1, 2] += self.oy
+        self.canvas = np.zeros((self.side, self.side, 3), np.float32)
+        self.canvas[self.oy:self.oy + self.height, self.ox:self.ox + self.width] = background
+        self.renderer = SynthesisRenderer(body, device=device)
+
+    def composite(self, cast: _Cast, appearance_seeds: Sequence[int], start: int, stop: int,
+                  camera_height: float) -> tuple[np.ndarray, np.ndarray]:
+        """Frames ``start:stop`` before flicker and noise: float images in [0, 1] ``(n, H, W, 3)``
+        and the visible-person labels ``(n, H, W)`` (0 background, ``k + 1`` person ``k``)."""
+        n, height, width, side = stop - start, self.height, self.width, self.side
+        image = np.broadcast_to(self.background, (n, height, width, 3)).copy()
+        nearest = np.full((n, height, width), np.inf, np.float32)
+        label = np.zeros((n, height, width), np.uint8)
+        window = (slice(None), slice(self.oy, self.oy + height), slice(self.ox, self.ox + width))
+        for k in range(len(cast.poses)):
+            with torch.no_grad():
+                out = self.body(cast.poses[k][start:stop].to(self.device),
+                                cast.phenotypes[k].expand(n, -1).to(self.device))
+                vertices = out.vertices
+                trans = cast.paths[k][start:stop].to(self.device).clone()
+                trans[:, 1] = camera_height - vertices[..., 1].amax(1)  # lowest vertex on the floor
+                vertices = vertices + trans[:, None]
+            rngs = [np.random.default_rng(appearance_seeds[k]) for _ in range(n)]
+            rendered = self.renderer.render(vertices, self.K.expand(n, 3, 3).to(self.device), rngs,
+                                            setting="studio", size=side,
+                                            backgrounds=np.broadcast_to(self.canvas, (n, side, side, 3)),
+                                            noise=False)
+            hit = rendered.mask[window].astype(bool)
+            depth = np.where(hit, rendered.depth[window], np.inf)
+            front = hit & (depth < nearest)
+            nearest = np.where(front, depth, nearest)
+            label[front] = k + 1
+            image[front] = rendered.image[window][front].astype(np.float32) / 255.0
+        return image, label
+
+
+def _person_boxes(label: np.ndarray, people: int) -> np.ndarray:
+    """Box ``(x0, y0, x1, y1)`` of each person's visible pixels per frame ``(n, people, 4)``; -1
+    where a person is not visible."""
+    boxes = np.full((len(label), people, 4), -1, np.int32)
+    for i in range(len(label)):
+        for k in range(people):
+            ys, xs = np.nonzero(label[i] == k + 1)
+            if len(xs):
+                boxes[i, k] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    return boxes
 
 
 def render_static_camera_sequence(
@@ -523,7 +522,6 @@ def load_ground_truth(video: str | os.PathLike) -> tuple[np.ndarray, dict]:
 
 
 __all__ = [
-    "render_static_camera_sequence", "render_frames", "procedural_walk", "scene_background", "open_video_writer",
-    "write_video", "count_frames",
+    "render_static_camera_sequence", "render_frames", "procedural_walk", "scene_background",
     "load_ground_truth", "DEFAULT_RES", "DEFAULT_FPS", "DEFAULT_FLICKER", "DEFAULT_NOISE",
 ]

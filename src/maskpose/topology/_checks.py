@@ -5,11 +5,12 @@ from __future__ import annotations
 import torch
 
 from maskpose.errors import ConfigError, MaskposeError, check_shape
+from maskpose.typing import BINARIZATIONS, KERNELS, Binarization, Kernel
 
-#: Names accepted for the ``kernel`` argument of the distance maps.
-KERNELS = ("chessboard", "octagonal")
-#: Names accepted for the ``binarization`` argument.
-BINARIZATIONS = ("straight_through", "soft")
+#: Default gradient through the 0.5 threshold: the one training uses (``TrainConfig``, docs/design.md §9).
+DEFAULT_BINARIZATION: Binarization = "soft"
+#: Default temperature of the ``"soft"`` gradient, as in training.
+DEFAULT_TEMPERATURE = 0.1
 
 
 def check_mask(name: str, mask) -> None:
@@ -39,7 +40,7 @@ def check_pair(pred_name: str, pred, target_name: str, target) -> None:
             f"{pred_name} and {target_name} must be on the same device, got {pred.device} and {target.device}")
 
 
-def check_options(kernel: str, iterations: int | None, binarization: str, temperature: float) -> None:
+def check_options(kernel: Kernel, iterations: int | None, binarization: Binarization, temperature: float) -> None:
     """Validate the options shared by every function of the chain."""
     if kernel not in KERNELS:
         raise ConfigError(f"kernel must be one of {KERNELS}, got {kernel!r}")

@@ -1,7 +1,8 @@
-"""Baseline silhouette losses the topology losses are compared against (DESIGN §6).
+"""Baseline silhouette losses the topology losses are compared against (docs/design.md §6).
 
 All take a predicted soft silhouette and a target silhouette, ``(B, 1, H, W)`` floats in [0, 1],
-average per sample, then over the batch (``reduction="mean"``) or return ``(B,)`` (``"none"``).
+average per sample, then reduce over the batch (``reduction="mean"`` or ``"sum"``) or return ``(B,)``
+(``"none"``). Each function has an ``nn.Module`` beside it with the matching CamelCase name.
 
 - :func:`pixel_l1_loss`, :func:`pixel_l2_loss`, :func:`bce_loss`: per-pixel losses. Their gradient
   lives where the prediction's soft edge overlaps the target: two masks that do not touch get no
@@ -22,45 +23,130 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from maskpose.errors import check_reduction, reduce
+from maskpose.typing import Reduction
 
 from ._checks import check_pair
-from .loss import _check_reduction, _reduce
 
 _DIMS = (1, 2, 3)
 
 
-def _prepare(pred: torch.Tensor, target: torch.Tensor, reduction: str) -> None:
+def _prepare(pred: torch.Tensor, target: torch.Tensor, reduction: Reduction) -> None:
     check_pair("pred", pred, "target", target)
-    _check_reduction(reduction)
+    check_reduction(reduction)
 
 
-def pixel_l1_loss(pred: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """Mean absolute difference per sample. ``(B, 1, H, W)`` x2 -> scalar or ``(B,)``."""
+def pixel_l1_loss(pred: torch.Tensor, target: torch.Tensor, reduction: Reduction = "mean") -> torch.Tensor:
+    r"""Mean absolute pixel difference per sample.
+
+    .. math::
+
+        L_1 = \frac{1}{HW} \sum_{x} |p(x) - t(x)|
+
+    Args:
+        pred: predicted soft silhouette :math:`p` in [0, 1].
+        target: target silhouette :math:`t` in [0, 1].
+        reduction: ``"mean"`` or ``"sum"`` over the batch, or ``"none"``.
+
+    Shape:
+        - pred, target: :math:`(B, 1, H, W)`.
+        - output: scalar, or :math:`(B,)` with ``reduction="none"``.
+
+    Example:
+        >>> p = torch.tensor([[[[0.0, 0.5], [1.0, 1.0]]]])
+        >>> t = torch.tensor([[[[0.0, 1.0], [1.0, 0.0]]]])
+        >>> round(pixel_l1_loss(p, t).item(), 4)
+        0.375
+    """
     _prepare(pred, target, reduction)
-    return _reduce((pred - target).abs().mean(_DIMS), reduction)
+    return reduce((pred - target).abs().mean(_DIMS), reduction)
 
 
-def pixel_l2_loss(pred: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """Mean squared difference per sample. ``(B, 1, H, W)`` x2 -> scalar or ``(B,)``."""
+def pixel_l2_loss(pred: torch.Tensor, target: torch.Tensor, reduction: Reduction = "mean") -> torch.Tensor:
+    r"""Mean squared pixel difference per sample.
+
+    .. math::
+
+        L_2 = \frac{1}{HW} \sum_{x} (p(x) - t(x))^2
+
+    Args:
+        pred: predicted soft silhouette :math:`p` in [0, 1].
+        target: target silhouette :math:`t` in [0, 1].
+        reduction: ``"mean"`` or ``"sum"`` over the batch, or ``"none"``.
+
+    Shape:
+        - pred, target: :math:`(B, 1, H, W)`.
+        - output: scalar, or :math:`(B,)` with ``reduction="none"``.
+
+    Example:
+        >>> p = torch.tensor([[[[0.0, 0.5], [1.0, 1.0]]]])
+        >>> t = torch.tensor([[[[0.0, 1.0], [1.0, 0.0]]]])
+        >>> round(pixel_l2_loss(p, t).item(), 4)
+        0.3125
+    """
     _prepare(pred, target, reduction)
-    return _reduce((pred - target).square().mean(_DIMS), reduction)
+    return reduce((pred - target).square().mean(_DIMS), reduction)
 
 
-def bce_loss(pred: torch.Tensor, target: torch.Tensor, reduction: str = "mean",
+def bce_loss(pred: torch.Tensor, target: torch.Tensor, reduction: Reduction = "mean",
              eps: float = 1e-6) -> torch.Tensor:
-    """Binary cross-entropy per sample, ``pred`` clamped to ``[eps, 1 - eps]`` so logs stay finite."""
+    r"""Binary cross-entropy per sample, ``pred`` clamped to ``[eps, 1 - eps]`` so logs stay finite.
+
+    .. math::
+
+        L_{BCE} = -\frac{1}{HW} \sum_{x} t \log p + (1 - t) \log(1 - p)
+
+    Args:
+        pred: predicted soft silhouette :math:`p` in [0, 1].
+        target: target silhouette :math:`t` in [0, 1].
+        reduction: ``"mean"`` or ``"sum"`` over the batch, or ``"none"``.
+        eps: clamp of ``pred`` away from 0 and 1.
+
+    Shape:
+        - pred, target: :math:`(B, 1, H, W)`.
+        - output: scalar, or :math:`(B,)` with ``reduction="none"``.
+
+    Example:
+        >>> p = torch.tensor([[[[0.0, 0.5], [1.0, 1.0]]]])
+        >>> t = torch.tensor([[[[0.0, 1.0], [1.0, 0.0]]]])
+        >>> round(bce_loss(p, t).item(), 4)
+        3.6239
+    """
     _prepare(pred, target, reduction)
     per_pixel = F.binary_cross_entropy(pred.clamp(eps, 1.0 - eps), target, reduction="none")
-    return _reduce(per_pixel.mean(_DIMS), reduction)
+    return reduce(per_pixel.mean(_DIMS), reduction)
 
 
-def soft_iou_loss(pred: torch.Tensor, target: torch.Tensor, reduction: str = "mean",
+def soft_iou_loss(pred: torch.Tensor, target: torch.Tensor, reduction: Reduction = "mean",
                   eps: float = 1e-6) -> torch.Tensor:
-    """``1 - soft IoU`` per sample; two empty masks count as a perfect match (loss 0)."""
+    r"""``1 - soft IoU`` per sample; two empty masks count as a perfect match (loss 0).
+
+    .. math::
+
+        L_{IoU} = 1 - \frac{\sum_x p t + \epsilon}{\sum_x (p + t - p t) + \epsilon}
+
+    Args:
+        pred: predicted soft silhouette :math:`p` in [0, 1].
+        target: target silhouette :math:`t` in [0, 1].
+        reduction: ``"mean"`` or ``"sum"`` over the batch, or ``"none"``.
+        eps: added to both sums.
+
+    Shape:
+        - pred, target: :math:`(B, 1, H, W)`.
+        - output: scalar, or :math:`(B,)` with ``reduction="none"``.
+
+    Example:
+        >>> p = torch.tensor([[[[0.0, 0.5], [1.0, 1.0]]]])
+        >>> t = torch.tensor([[[[0.0, 1.0], [1.0, 0.0]]]])
+        >>> round(soft_iou_loss(p, t).item(), 4)
+        0.5
+    """
     _prepare(pred, target, reduction)
     intersection = (pred * target).sum(_DIMS)
     union = (pred + target - pred * target).sum(_DIMS)
-    return _reduce(1.0 - (intersection + eps) / (union + eps), reduction)
+    return reduce(1.0 - (intersection + eps) / (union + eps), reduction)
 
 
 def _boundary_weight(mask: torch.Tensor) -> torch.Tensor:
@@ -92,8 +178,17 @@ def _target_boundary_points(target: torch.Tensor, num_points: int) -> torch.Tens
 
 
 def point_chamfer_loss(pred: torch.Tensor, target: torch.Tensor, num_points: int = 1024,
-                       temperature: float = 0.35, reduction: str = "mean") -> torch.Tensor:
-    """Symmetric Chamfer distance between boundary point sets, in pixels (see module docstring).
+                       temperature: float = 0.35, reduction: Reduction = "mean") -> torch.Tensor:
+    r"""Symmetric Chamfer distance between boundary point sets, in pixels (see module docstring).
+
+    .. math::
+
+        L = \frac{\sum_k w_k \min_n \lVert q_k - r_n \rVert}{\sum_k w_k}
+          + \frac{1}{N} \sum_n \sum_k \operatorname{softmax}_k\Big(\log w_k
+            - \frac{\lVert q_k - r_n \rVert^2}{2 \tau^2}\Big) \lVert q_k - r_n \rVert
+
+    with :math:`q_k` the predicted boundary pixels, weights :math:`w_k`, and :math:`r_n` the
+    target's boundary pixels.
 
     Args:
         pred: ``(B, 1, H, W)`` predicted soft silhouette in [0, 1].
@@ -102,10 +197,18 @@ def point_chamfer_loss(pred: torch.Tensor, target: torch.Tensor, num_points: int
             boundary pixels; evenly strided target boundary pixels).
         temperature: soft-min scale in pixels of the target-to-prediction term (weights
             ``w exp(-d^2 / (2 temperature^2))``); near 0 for a perfect match.
-        reduction: ``"mean"`` or ``"none"``.
+        reduction: ``"mean"`` or ``"sum"`` over the batch, or ``"none"``.
 
-    Returns:
-        Scalar or ``(B,)``; 0 for a sample whose target or prediction has no boundary.
+    Shape:
+        - pred, target: :math:`(B, 1, H, W)`.
+        - output: scalar, or :math:`(B,)` with ``reduction="none"``; 0 for a sample whose target
+          or prediction has no boundary.
+
+    Example:
+        >>> a = torch.zeros(1, 1, 6, 6); a[..., 1:5, 1:4] = 1
+        >>> b = torch.zeros(1, 1, 6, 6); b[..., 1:5, 2:5] = 1
+        >>> round(point_chamfer_loss(a, b).item(), 4)
+        1.2191
     """
     _prepare(pred, target, reduction)
     height, width = pred.shape[-2:]
@@ -128,4 +231,161 @@ def point_chamfer_loss(pred: torch.Tensor, target: torch.Tensor, num_points: int
         logits = torch.log(w + 1e-12)[:, None] - dist.square() / (2 * temperature ** 2)
         target_to_pred = (torch.softmax(logits, dim=0) * dist).sum(dim=0).mean()
         losses.append(pred_to_target + target_to_pred)
-    return _reduce(torch.stack(losses), reduction)
+    return reduce(torch.stack(losses), reduction)
+
+
+class _BaselineModule(nn.Module):
+    def __init__(self, reduction: Reduction = "mean", **options) -> None:
+        super().__init__()
+        check_reduction(reduction)
+        self.reduction = reduction
+        self.options = options
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in {"reduction": self.reduction, **self.options}.items())
+
+
+class PixelL1Loss(_BaselineModule):
+    r"""Module form of :func:`pixel_l1_loss`.
+
+    .. math::
+
+        L_1 = \frac{1}{HW} \sum_{x} |p(x) - t(x)|
+
+    Args:
+        reduction: ``"mean"`` or ``"sum"`` over the batch, or ``"none"``.
+
+    Shape:
+        - pred, target: :math:`(B, 1, H, W)`.
+        - output: scalar, or :math:`(B,)` with ``reduction="none"``.
+
+    Example:
+        >>> p = torch.tensor([[[[0.0, 0.5], [1.0, 1.0]]]])
+        >>> t = torch.tensor([[[[0.0, 1.0], [1.0, 0.0]]]])
+        >>> round(PixelL1Loss()(p, t).item(), 4)
+        0.375
+    """
+
+    def __init__(self, reduction: Reduction = "mean") -> None:
+        super().__init__(reduction)
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return pixel_l1_loss(pred, target, self.reduction)
+
+
+class PixelL2Loss(_BaselineModule):
+    r"""Module form of :func:`pixel_l2_loss`.
+
+    .. math::
+
+        L_2 = \frac{1}{HW} \sum_{x} (p(x) - t(x))^2
+
+    Args:
+        reduction: ``"mean"`` or ``"sum"`` over the batch, or ``"none"``.
+
+    Shape:
+        - pred, target: :math:`(B, 1, H, W)`.
+        - output: scalar, or :math:`(B,)` with ``reduction="none"``.
+
+    Example:
+        >>> p = torch.tensor([[[[0.0, 0.5], [1.0, 1.0]]]])
+        >>> t = torch.tensor([[[[0.0, 1.0], [1.0, 0.0]]]])
+        >>> round(PixelL2Loss()(p, t).item(), 4)
+        0.3125
+    """
+
+    def __init__(self, reduction: Reduction = "mean") -> None:
+        super().__init__(reduction)
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return pixel_l2_loss(pred, target, self.reduction)
+
+
+class BceLoss(_BaselineModule):
+    r"""Module form of :func:`bce_loss`.
+
+    .. math::
+
+        L_{BCE} = -\frac{1}{HW} \sum_{x} t \log p + (1 - t) \log(1 - p)
+
+    Args:
+        reduction: ``"mean"`` or ``"sum"`` over the batch, or ``"none"``.
+        eps: clamp of ``pred`` away from 0 and 1.
+
+    Shape:
+        - pred, target: :math:`(B, 1, H, W)`.
+        - output: scalar, or :math:`(B,)` with ``reduction="none"``.
+
+    Example:
+        >>> p = torch.tensor([[[[0.0, 0.5], [1.0, 1.0]]]])
+        >>> t = torch.tensor([[[[0.0, 1.0], [1.0, 0.0]]]])
+        >>> round(BceLoss()(p, t).item(), 4)
+        3.6239
+    """
+
+    def __init__(self, reduction: Reduction = "mean", eps: float = 1e-6) -> None:
+        super().__init__(reduction, eps=float(eps))
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return bce_loss(pred, target, self.reduction, **self.options)
+
+
+class SoftIoULoss(_BaselineModule):
+    r"""Module form of :func:`soft_iou_loss`.
+
+    .. math::
+
+        L_{IoU} = 1 - \frac{\sum_x p t + \epsilon}{\sum_x (p + t - p t) + \epsilon}
+
+    Args:
+        reduction: ``"mean"`` or ``"sum"`` over the batch, or ``"none"``.
+        eps: added to both sums.
+
+    Shape:
+        - pred, target: :math:`(B, 1, H, W)`.
+        - output: scalar, or :math:`(B,)` with ``reduction="none"``.
+
+    Example:
+        >>> p = torch.tensor([[[[0.0, 0.5], [1.0, 1.0]]]])
+        >>> t = torch.tensor([[[[0.0, 1.0], [1.0, 0.0]]]])
+        >>> round(SoftIoULoss()(p, t).item(), 4)
+        0.5
+    """
+
+    def __init__(self, reduction: Reduction = "mean", eps: float = 1e-6) -> None:
+        super().__init__(reduction, eps=float(eps))
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return soft_iou_loss(pred, target, self.reduction, **self.options)
+
+
+class PointChamferLoss(_BaselineModule):
+    r"""Module form of :func:`point_chamfer_loss` (the formula is given there).
+
+    .. math::
+
+        L = \frac{\sum_k w_k \min_n \lVert q_k - r_n \rVert}{\sum_k w_k}
+          + \frac{1}{N} \sum_n \sum_k \operatorname{softmax}_k\Big(\log w_k
+            - \frac{\lVert q_k - r_n \rVert^2}{2 \tau^2}\Big) \lVert q_k - r_n \rVert
+
+    Args:
+        num_points: boundary points sampled per map.
+        temperature: soft-min scale :math:`\tau` in pixels.
+        reduction: ``"mean"`` or ``"sum"`` over the batch, or ``"none"``.
+
+    Shape:
+        - pred, target: :math:`(B, 1, H, W)`.
+        - output: scalar, or :math:`(B,)` with ``reduction="none"``.
+
+    Example:
+        >>> a = torch.zeros(1, 1, 6, 6); a[..., 1:5, 1:4] = 1
+        >>> b = torch.zeros(1, 1, 6, 6); b[..., 1:5, 2:5] = 1
+        >>> round(PointChamferLoss()(a, b).item(), 4)
+        1.2191
+    """
+
+    def __init__(self, num_points: int = 1024, temperature: float = 0.35, reduction: Reduction = "mean") -> None:
+        super().__init__(reduction, num_points=int(num_points), temperature=float(temperature))
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return point_chamfer_loss(pred, target, reduction=self.reduction, **self.options)

@@ -33,9 +33,9 @@ constant, never inf or NaN.
 Binarisation and gradients (the choice, and its effect):
     The chain needs binary maps, so masks are binarised at 0.5 with a *hard* forward pass: distances
     are exact integers whatever the prediction's softness. The backward pass is either
-    ``"straight_through"`` (default: d binary / d soft = 1, every pixel passes its gradient to the
+    ``"straight_through"`` (d binary / d soft = 1, every pixel passes its gradient to the
     soft mask unchanged, so the loss reaches pixels however saturated the prediction is) or
-    ``"soft"`` (the gradient of ``sigmoid((x - 0.5) / temperature)``: it concentrates the gradient on
+    ``"soft"`` (the default, as in training: the gradient of ``sigmoid((x - 0.5) / temperature)``: it concentrates the gradient on
     pixels near the 0.5 level set, i.e. on the silhouette's edge, and fades it on saturated pixels;
     smaller temperatures make it sharper).
 
@@ -56,7 +56,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._checks import check_mask, check_options
+from maskpose.typing import Binarization, Kernel
+
+from ._checks import DEFAULT_BINARIZATION, DEFAULT_TEMPERATURE, check_mask, check_options
 
 #: Neighbour offsets (dy, dx) tried when walking down a distance map: self first (so a pixel with no
 #: strictly lower neighbour keeps itself), then the 4-neighbours, then the diagonals.
@@ -75,25 +77,36 @@ def default_iterations(height: int, width: int) -> int:
     return height + width - 1
 
 
-def binarize(mask: torch.Tensor, binarization: str = "straight_through",
-             temperature: float = 0.25) -> torch.Tensor:
-    """Hard 0/1 mask in the forward pass, with a straight-through or soft gradient.
+def binarize(mask: torch.Tensor, binarization: Binarization = DEFAULT_BINARIZATION,
+             temperature: float = DEFAULT_TEMPERATURE) -> torch.Tensor:
+    r"""Hard 0/1 mask in the forward pass, with a soft or straight-through gradient.
+
+    .. math::
+
+        \hat b = [m \ge 0.5], \qquad
+        \frac{\partial \hat b}{\partial m} =
+        \begin{cases} \sigma'\big((m - 0.5) / T\big) / T & \text{soft} \\ 1 & \text{straight-through} \end{cases}
 
     Args:
-        mask: ``(B, 1, H, W)`` float in [0, 1] (a soft silhouette or a binary mask).
-        binarization: ``"straight_through"`` (gradient 1) or ``"soft"`` (gradient of
-            ``sigmoid((mask - 0.5) / temperature)``).
-        temperature: sharpness of the ``"soft"`` gradient; unused otherwise.
+        mask: a soft silhouette or a binary mask, float in [0, 1].
+        binarization: ``"soft"`` (default, gradient of ``sigmoid((mask - 0.5) / temperature)``) or
+            ``"straight_through"`` (gradient 1).
+        temperature: sharpness ``T`` of the ``"soft"`` gradient; unused otherwise.
 
-    Returns:
-        ``(B, 1, H, W)`` float, ``mask >= 0.5`` as 0/1, same dtype and device as ``mask``.
+    Shape:
+        - mask: :math:`(B, 1, H, W)`.
+        - output: :math:`(B, 1, H, W)`, ``mask >= 0.5`` as 0/1, same dtype and device as ``mask``.
+
+    Example:
+        >>> binarize(torch.tensor([[[[0.2, 0.5, 0.9]]]]))
+        tensor([[[[0., 1., 1.]]]])
     """
     check_mask("mask", mask)
     check_options("octagonal", None, binarization, temperature)
     return _binarize(mask, binarization, temperature)
 
 
-def _binarize(mask: torch.Tensor, binarization: str, temperature: float) -> torch.Tensor:
+def _binarize(mask: torch.Tensor, binarization: Binarization, temperature: float) -> torch.Tensor:
     hard = (mask >= 0.5).to(mask.dtype)
     if not mask.requires_grad:
         return hard
@@ -102,7 +115,7 @@ def _binarize(mask: torch.Tensor, binarization: str, temperature: float) -> torc
     return surrogate + (hard - surrogate).detach()
 
 
-def erosion_levels(on: torch.Tensor, kernel: str = "octagonal", iterations: int | None = None,
+def erosion_levels(on: torch.Tensor, kernel: Kernel = "octagonal", iterations: int | None = None,
                    needed: torch.Tensor | None = None, margin: int = 0) -> torch.Tensor:
     """Distance to the nearest off pixel, by iterated binary erosion (no gradient).
 
@@ -240,7 +253,7 @@ class _DistanceFromMask(torch.autograd.Function):
     """``D = sum_i S_i`` of a 0/1 float mask, with the nearest-boundary straight-through backward."""
 
     @staticmethod
-    def forward(ctx, mask: torch.Tensor, kernel: str, iterations: int | None,
+    def forward(ctx, mask: torch.Tensor, kernel: Kernel, iterations: int | None,
                 needed: torch.Tensor | None, margin: int) -> torch.Tensor:  # noqa: D102
         levels = erosion_levels(mask > 0.5, kernel, iterations, needed, margin)
         ctx.save_for_backward(levels)
@@ -260,7 +273,7 @@ class _DistanceFromMask(torch.autograd.Function):
         return grad_mask.view_as(grad_distance), None, None, None, None
 
 
-def _distance_of_binary(binary: torch.Tensor, kernel: str, iterations: int | None,
+def _distance_of_binary(binary: torch.Tensor, kernel: Kernel, iterations: int | None,
                         needed: torch.Tensor | None = None, margin: int = 0) -> torch.Tensor:
     """S2D of an already binarised ``(B, 1, H, W)`` 0/1 float map (with gradient if it has one).
 
@@ -273,38 +286,63 @@ def _distance_of_binary(binary: torch.Tensor, kernel: str, iterations: int | Non
     return erosion_levels(binary > 0.5, kernel, iterations, needed, margin).to(binary.dtype)
 
 
-def inward_distance_map(silhouette: torch.Tensor, kernel: str = "octagonal", iterations: int | None = None,
-                        binarization: str = "straight_through", temperature: float = 0.25) -> torch.Tensor:
-    """S2D: distance from every mask pixel to the nearest pixel outside the mask.
+def inward_distance_map(silhouette: torch.Tensor, kernel: Kernel = "octagonal", iterations: int | None = None,
+                        binarization: Binarization = DEFAULT_BINARIZATION, temperature: float = DEFAULT_TEMPERATURE) -> torch.Tensor:
+    r"""S2D: distance from every mask pixel to the nearest pixel outside the mask.
+
+    .. math::
+
+        S_0 = S, \quad S_{i+1} = \operatorname{ReLU}(\operatorname{conv}(S_i, N) - m), \quad
+        D_{in} = \sum_{i=0}^{l} S_i
 
     Args:
-        silhouette: ``(B, 1, H, W)`` float in [0, 1], binarised at 0.5 (see module docstring).
+        silhouette: float in [0, 1], binarised at 0.5 (see module docstring).
         kernel: ``"octagonal"`` (default, close to Euclidean) or ``"chessboard"`` (exact L-inf).
         iterations: thinning steps ``l``; ``None`` for ``H + W - 1`` (exact maps).
-        binarization: ``"straight_through"`` or ``"soft"`` gradient through the 0.5 threshold.
+        binarization: ``"soft"`` (default) or ``"straight_through"`` gradient through the 0.5 threshold.
         temperature: sharpness of the ``"soft"`` gradient.
 
-    Returns:
-        ``(B, 1, H, W)`` float, same dtype and device as ``silhouette``: 0 off the mask, 1 on its
-        rim, ``min(distance, l + 1)`` inside; ``H + W`` everywhere for a full mask (default ``l``).
-        Outside the image counts as on the mask.
+    Shape:
+        - silhouette: :math:`(B, 1, H, W)`.
+        - output: :math:`(B, 1, H, W)`, same dtype and device: 0 off the mask, 1 on its rim,
+          ``min(distance, l + 1)`` inside; ``H + W`` everywhere for a full mask (default ``l``).
+          Outside the image counts as on the mask.
+
+    Example:
+        >>> m = torch.zeros(1, 1, 5, 5); m[..., 1:4, 1:4] = 1
+        >>> inward_distance_map(m)[0, 0]
+        tensor([[0., 0., 0., 0., 0.],
+                [0., 1., 1., 1., 0.],
+                [0., 1., 2., 1., 0.],
+                [0., 1., 1., 1., 0.],
+                [0., 0., 0., 0., 0.]])
     """
     check_mask("silhouette", silhouette)
     check_options(kernel, iterations, binarization, temperature)
     return _distance_of_binary(_binarize(silhouette, binarization, temperature), kernel, iterations)
 
 
-def outward_distance_map(silhouette: torch.Tensor, kernel: str = "octagonal", iterations: int | None = None,
-                         binarization: str = "straight_through", temperature: float = 0.25) -> torch.Tensor:
-    """``D_out = S2D(1 - S)``: distance from every pixel outside the mask to the nearest mask pixel.
+def outward_distance_map(silhouette: torch.Tensor, kernel: Kernel = "octagonal", iterations: int | None = None,
+                         binarization: Binarization = DEFAULT_BINARIZATION, temperature: float = DEFAULT_TEMPERATURE) -> torch.Tensor:
+    r"""``D_out = S2D(1 - S)``: distance from every pixel outside the mask to the nearest mask pixel.
+
+    .. math::
+
+        D_{out} = S2D(1 - S)
 
     Args:
-        silhouette: ``(B, 1, H, W)`` float in [0, 1], binarised at 0.5.
+        silhouette: float in [0, 1], binarised at 0.5.
         kernel, iterations, binarization, temperature: as in :func:`inward_distance_map`.
 
-    Returns:
-        ``(B, 1, H, W)`` float: 0 on the mask, 1 next to it, growing outward. An empty mask (nothing
-        to be near) is ``l + 1 = H + W`` everywhere with the default ``l``: large and finite.
+    Shape:
+        - silhouette: :math:`(B, 1, H, W)`.
+        - output: :math:`(B, 1, H, W)`: 0 on the mask, 1 next to it, growing outward. An empty mask
+          (nothing to be near) is ``l + 1 = H + W`` everywhere with the default ``l``: large and finite.
+
+    Example:
+        >>> m = torch.zeros(1, 1, 1, 5); m[..., 0] = 1
+        >>> outward_distance_map(m)
+        tensor([[[[0., 1., 2., 3., 4.]]]])
     """
     check_mask("silhouette", silhouette)
     check_options(kernel, iterations, binarization, temperature)
@@ -313,8 +351,8 @@ def outward_distance_map(silhouette: torch.Tensor, kernel: str = "octagonal", it
 
 
 class _DistanceMapModule(nn.Module):
-    def __init__(self, kernel: str = "octagonal", iterations: int | None = None,
-                 binarization: str = "straight_through", temperature: float = 0.25) -> None:
+    def __init__(self, kernel: Kernel = "octagonal", iterations: int | None = None,
+                 binarization: Binarization = DEFAULT_BINARIZATION, temperature: float = DEFAULT_TEMPERATURE) -> None:
         super().__init__()
         check_options(kernel, iterations, binarization, temperature)
         self.kernel = kernel
@@ -327,15 +365,83 @@ class _DistanceMapModule(nn.Module):
                 f"binarization={self.binarization!r}, temperature={self.temperature}")
 
 
+class Binarize(nn.Module):
+    r"""Module form of :func:`binarize`: hard 0/1 forward, soft or straight-through gradient.
+
+    .. math::
+
+        \hat b = [m \ge 0.5]
+
+    Args:
+        binarization: ``"soft"`` (default) or ``"straight_through"``.
+        temperature: sharpness of the ``"soft"`` gradient.
+
+    Shape:
+        - mask: :math:`(B, 1, H, W)`.
+        - output: :math:`(B, 1, H, W)`.
+
+    Example:
+        >>> Binarize()(torch.tensor([[[[0.2, 0.5, 0.9]]]]))
+        tensor([[[[0., 1., 1.]]]])
+    """
+
+    def __init__(self, binarization: Binarization = DEFAULT_BINARIZATION,
+                 temperature: float = DEFAULT_TEMPERATURE) -> None:
+        super().__init__()
+        check_options("octagonal", None, binarization, temperature)
+        self.binarization = binarization
+        self.temperature = temperature
+
+    def forward(self, mask: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return binarize(mask, self.binarization, self.temperature)
+
+    def extra_repr(self) -> str:
+        return f"binarization={self.binarization!r}, temperature={self.temperature}"
+
+
 class InwardDistanceMap(_DistanceMapModule):
-    """Module form of :func:`inward_distance_map`: ``(B, 1, H, W)`` -> ``(B, 1, H, W)``."""
+    r"""Module form of :func:`inward_distance_map` (S2D).
+
+    .. math::
+
+        D_{in} = \sum_{i=0}^{l} S_i
+
+    Args:
+        kernel, iterations, binarization, temperature: as in :func:`inward_distance_map`.
+
+    Shape:
+        - silhouette: :math:`(B, 1, H, W)`.
+        - output: :math:`(B, 1, H, W)`.
+
+    Example:
+        >>> m = torch.zeros(1, 1, 1, 5); m[..., 1:] = 1
+        >>> InwardDistanceMap()(m)
+        tensor([[[[0., 1., 2., 3., 4.]]]])
+    """
 
     def forward(self, silhouette: torch.Tensor) -> torch.Tensor:  # noqa: D102
         return inward_distance_map(silhouette, self.kernel, self.iterations, self.binarization, self.temperature)
 
 
 class OutwardDistanceMap(_DistanceMapModule):
-    """Module form of :func:`outward_distance_map`: ``(B, 1, H, W)`` -> ``(B, 1, H, W)``."""
+    r"""Module form of :func:`outward_distance_map`.
+
+    .. math::
+
+        D_{out} = S2D(1 - S)
+
+    Args:
+        kernel, iterations, binarization, temperature: as in :func:`inward_distance_map`.
+
+    Shape:
+        - silhouette: :math:`(B, 1, H, W)`.
+        - output: :math:`(B, 1, H, W)`.
+
+    Example:
+        >>> m = torch.zeros(1, 1, 1, 5); m[..., 0] = 1
+        >>> OutwardDistanceMap()(m)
+        tensor([[[[0., 1., 2., 3., 4.]]]])
+    """
 
     def forward(self, silhouette: torch.Tensor) -> torch.Tensor:  # noqa: D102
         return outward_distance_map(silhouette, self.kernel, self.iterations, self.binarization, self.temperature)

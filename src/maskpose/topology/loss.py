@@ -26,27 +26,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from maskpose.errors import ConfigError
+from maskpose.errors import check_reduction, reduce
+from maskpose.typing import Binarization, Kernel, Reduction
 
-from ._checks import check_options, check_pair
+from ._checks import DEFAULT_BINARIZATION, DEFAULT_TEMPERATURE, check_options, check_pair
 from .distance import _binarize, _distance_of_binary
 from .skeleton import skeleton_from_distance
 
-_REDUCTIONS = ("mean", "none")
 #: Pixels around a predicted map within which its straight-through gradient is exact (see above).
 GRADIENT_MARGIN = 3
 
 
-def _check_reduction(reduction: str) -> None:
-    if reduction not in _REDUCTIONS:
-        raise ConfigError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-
-
-def _reduce(per_sample: torch.Tensor, reduction: str) -> torch.Tensor:
-    return per_sample.mean() if reduction == "mean" else per_sample
-
-
-def chamfer_of_binary(pred: torch.Tensor, target: torch.Tensor, kernel: str = "octagonal",
+def chamfer_of_binary(pred: torch.Tensor, target: torch.Tensor, kernel: Kernel = "octagonal",
                       iterations: int | None = None) -> torch.Tensor:
     """``L(A, B)`` per sample for maps that are already 0/1.
 
@@ -70,92 +61,142 @@ def chamfer_of_binary(pred: torch.Tensor, target: torch.Tensor, kernel: str = "o
     return pred_term + target_term
 
 
-def _skeleton_of_binary(binary: torch.Tensor, kernel: str, iterations: int | None) -> torch.Tensor:
+def _skeleton_of_binary(binary: torch.Tensor, kernel: Kernel, iterations: int | None) -> torch.Tensor:
     return skeleton_from_distance(binary, _distance_of_binary(binary, kernel, iterations))
 
 
-def chamfer_map_loss(pred: torch.Tensor, target: torch.Tensor, kernel: str = "octagonal",
-                     iterations: int | None = None, binarization: str = "straight_through",
-                     temperature: float = 0.25, reduction: str = "mean") -> torch.Tensor:
-    """``‖S2D(1-B) ⊙ A‖₁ / |A| + ‖S2D(1-A) ⊙ B‖₁ / |B|`` for any two maps.
+def chamfer_map_loss(pred: torch.Tensor, target: torch.Tensor, kernel: Kernel = "octagonal",
+                     iterations: int | None = None, binarization: Binarization = DEFAULT_BINARIZATION,
+                     temperature: float = DEFAULT_TEMPERATURE, reduction: Reduction = "mean") -> torch.Tensor:
+    r"""Symmetric Chamfer distance between two maps, computed from S2D distance maps.
+
+    .. math::
+
+        L(A, B) = \frac{\lVert S2D(1 - B) \odot A \rVert_1}{|A|}
+                + \frac{\lVert S2D(1 - A) \odot B \rVert_1}{|B|}
+
+    with ``A``, ``B`` binarised at 0.5 and ``|A|`` the number of on-pixels (at least 1).
 
     Args:
-        pred: ``(B, 1, H, W)`` float in [0, 1], the predicted map ``A`` (soft allowed).
-        target: ``(B, 1, H, W)`` float in [0, 1], the target map ``B`` (usually binary).
+        pred: the predicted map ``A`` in [0, 1] (soft allowed).
+        target: the target map ``B`` in [0, 1] (usually binary).
         kernel: ``"octagonal"`` (default) or ``"chessboard"`` distance.
         iterations: thinning steps; ``None`` for exact maps (``H + W - 1``).
-        binarization: ``"straight_through"`` (default) or ``"soft"`` gradient through the threshold.
-        temperature: sharpness of the ``"soft"`` gradient.
-        reduction: ``"mean"`` over the batch (a scalar) or ``"none"`` (``(B,)``).
+        binarization: ``"soft"`` (default, :data:`DEFAULT_BINARIZATION`) or ``"straight_through"``
+            gradient through the threshold.
+        temperature: sharpness of the ``"soft"`` gradient (default :data:`DEFAULT_TEMPERATURE`).
+        reduction: ``"mean"`` or ``"sum"`` over the batch, or ``"none"``.
 
-    Returns:
-        Scalar (or ``(B,)``) float, in pixels; finite for empty and full maps.
+    Shape:
+        - pred, target: :math:`(B, 1, H, W)`, float.
+        - output: scalar, or :math:`(B,)` with ``reduction="none"``; in pixels, finite for empty
+          and full maps.
+
+    Example:
+        >>> a = torch.zeros(1, 1, 5, 5); a[..., 1:4, 1:4] = 1
+        >>> b = torch.zeros(1, 1, 5, 5); b[..., 1:4, 2:5] = 1
+        >>> chamfer_map_loss(a, b)
+        tensor(0.6667)
     """
     check_pair("pred", pred, "target", target)
     check_options(kernel, iterations, binarization, temperature)
-    _check_reduction(reduction)
+    check_reduction(reduction)
     per_sample = chamfer_of_binary(_binarize(pred, binarization, temperature),
                                    _binarize(target, binarization, temperature), kernel, iterations)
-    return _reduce(per_sample, reduction)
+    return reduce(per_sample, reduction)
 
 
-def silhouette_alignment_loss(pred: torch.Tensor, target: torch.Tensor, kernel: str = "octagonal",
-                              iterations: int | None = None, binarization: str = "straight_through",
-                              temperature: float = 0.25, reduction: str = "mean") -> torch.Tensor:
-    """``L_S``: the Chamfer map loss between a predicted and a target silhouette.
+def silhouette_alignment_loss(pred: torch.Tensor, target: torch.Tensor, kernel: Kernel = "octagonal",
+                              iterations: int | None = None, binarization: Binarization = DEFAULT_BINARIZATION,
+                              temperature: float = DEFAULT_TEMPERATURE,
+                              reduction: Reduction = "mean") -> torch.Tensor:
+    r"""``L_S``: the Chamfer map loss between a predicted and a target silhouette.
+
+    .. math::
+
+        L_S = L(\hat S, S), \qquad L \text{ as in } :func:`chamfer_map_loss`
 
     Args:
-        pred: ``(B, 1, H, W)`` predicted silhouette in [0, 1] (e.g. from a soft renderer).
-        target: ``(B, 1, H, W)`` target silhouette (binary).
+        pred: predicted silhouette :math:`\hat S` in [0, 1] (e.g. from a soft renderer).
+        target: target silhouette :math:`S` (binary).
         kernel, iterations, binarization, temperature, reduction: as in :func:`chamfer_map_loss`.
 
-    Returns:
-        Scalar (or ``(B,)``): mean distance, in pixels, between the two silhouettes, both ways.
+    Shape:
+        - pred, target: :math:`(B, 1, H, W)`.
+        - output: scalar, or :math:`(B,)` with ``reduction="none"``; pixels.
+
+    Example:
+        >>> a = torch.zeros(1, 1, 5, 5); a[..., 1:4, 1:4] = 1
+        >>> b = torch.zeros(1, 1, 5, 5); b[..., 1:4, 2:5] = 1
+        >>> silhouette_alignment_loss(a, b)
+        tensor(0.6667)
     """
     return chamfer_map_loss(pred, target, kernel, iterations, binarization, temperature, reduction)
 
 
-def topology_alignment_loss(pred: torch.Tensor, target: torch.Tensor, kernel: str = "octagonal",
-                            iterations: int | None = None, binarization: str = "straight_through",
-                            temperature: float = 0.25, reduction: str = "mean") -> torch.Tensor:
-    """``L_T``: the Chamfer map loss between the D2T skeletons of two silhouettes.
+def topology_alignment_loss(pred: torch.Tensor, target: torch.Tensor, kernel: Kernel = "octagonal",
+                            iterations: int | None = None, binarization: Binarization = DEFAULT_BINARIZATION,
+                            temperature: float = DEFAULT_TEMPERATURE, reduction: Reduction = "mean") -> torch.Tensor:
+    r"""``L_T``: the Chamfer map loss between the D2T skeletons of two silhouettes.
+
+    .. math::
+
+        L_T = L\big(D2T(S2D(\hat S)),\ D2T(S2D(S))\big)
 
     Args:
-        pred: ``(B, 1, H, W)`` predicted silhouette in [0, 1].
-        target: ``(B, 1, H, W)`` target silhouette (binary).
+        pred: predicted silhouette :math:`\hat S` in [0, 1].
+        target: target silhouette :math:`S` (binary).
         kernel, iterations, binarization, temperature, reduction: as in :func:`chamfer_map_loss`
             (``kernel`` and ``iterations`` apply to the inward maps of D2T and to the Chamfer maps).
 
-    Returns:
-        Scalar (or ``(B,)``): mean distance, in pixels, between the two skeletons, both ways.
+    Shape:
+        - pred, target: :math:`(B, 1, H, W)`.
+        - output: scalar, or :math:`(B,)` with ``reduction="none"``; pixels between the skeletons.
+
+    Example:
+        >>> a = torch.zeros(1, 1, 5, 5); a[..., 1:4, 1:4] = 1
+        >>> b = torch.zeros(1, 1, 5, 5); b[..., 1:4, 2:5] = 1
+        >>> topology_alignment_loss(a, b)
+        tensor(2.5000)
     """
     check_pair("pred", pred, "target", target)
     check_options(kernel, iterations, binarization, temperature)
-    _check_reduction(reduction)
+    check_reduction(reduction)
     pred_skeleton = _skeleton_of_binary(_binarize(pred, binarization, temperature), kernel, iterations)
     target_skeleton = _skeleton_of_binary(_binarize(target, binarization, temperature), kernel, iterations)
-    return _reduce(chamfer_of_binary(pred_skeleton, target_skeleton, kernel, iterations), reduction)
+    return reduce(chamfer_of_binary(pred_skeleton, target_skeleton, kernel, iterations), reduction)
 
 
 def silhouette_topology_loss(pred: torch.Tensor, target: torch.Tensor, topology_weight: float = 1.0,
-                             silhouette_weight: float = 1.0, kernel: str = "octagonal",
-                             iterations: int | None = None, binarization: str = "straight_through",
-                             temperature: float = 0.25, reduction: str = "mean") -> torch.Tensor:
-    """``silhouette_weight * L_S + topology_weight * L_T`` (the paper's objective with both at 1).
+                             silhouette_weight: float = 1.0, kernel: Kernel = "octagonal",
+                             iterations: int | None = None, binarization: Binarization = DEFAULT_BINARIZATION,
+                             temperature: float = DEFAULT_TEMPERATURE, reduction: Reduction = "mean") -> torch.Tensor:
+    r"""The paper's objective: ``silhouette_weight * L_S + topology_weight * L_T`` (both weights 1).
+
+    .. math::
+
+        L = \lambda_S L_S + w L_T
 
     Args:
-        pred: ``(B, 1, H, W)`` predicted silhouette in [0, 1].
-        target: ``(B, 1, H, W)`` target silhouette (binary).
+        pred: predicted silhouette in [0, 1].
+        target: target silhouette (binary).
         topology_weight: weight ``w`` of ``L_T``; 0 skips the skeletons.
-        silhouette_weight: weight of ``L_S``; 0 skips it (``L_T`` alone).
+        silhouette_weight: weight :math:`\lambda_S` of ``L_S``; 0 skips it (``L_T`` alone).
         kernel, iterations, binarization, temperature, reduction: as in :func:`chamfer_map_loss`.
 
-    Returns:
-        Scalar (or ``(B,)``) float.
+    Shape:
+        - pred, target: :math:`(B, 1, H, W)`.
+        - output: scalar, or :math:`(B,)` with ``reduction="none"``.
+
+    Example:
+        >>> a = torch.zeros(1, 1, 5, 5); a[..., 1:4, 1:4] = 1
+        >>> b = torch.zeros(1, 1, 5, 5); b[..., 1:4, 2:5] = 1
+        >>> silhouette_topology_loss(a, b, topology_weight=0.5)
+        tensor(1.9167)
     """
     check_pair("pred", pred, "target", target)
     check_options(kernel, iterations, binarization, temperature)
-    _check_reduction(reduction)
+    check_reduction(reduction)
     pred_binary = _binarize(pred, binarization, temperature)
     target_binary = _binarize(target, binarization, temperature)
     total = pred.new_zeros(pred.shape[0])
@@ -165,16 +206,16 @@ def silhouette_topology_loss(pred: torch.Tensor, target: torch.Tensor, topology_
         pred_skeleton = _skeleton_of_binary(pred_binary, kernel, iterations)
         target_skeleton = _skeleton_of_binary(target_binary, kernel, iterations)
         total = total + topology_weight * chamfer_of_binary(pred_skeleton, target_skeleton, kernel, iterations)
-    return _reduce(total, reduction)
+    return reduce(total, reduction)
 
 
 class _LossModule(nn.Module):
-    def __init__(self, kernel: str = "octagonal", iterations: int | None = None,
-                 binarization: str = "straight_through", temperature: float = 0.25,
-                 reduction: str = "mean") -> None:
+    def __init__(self, kernel: Kernel = "octagonal", iterations: int | None = None,
+                 binarization: Binarization = DEFAULT_BINARIZATION, temperature: float = DEFAULT_TEMPERATURE,
+                 reduction: Reduction = "mean") -> None:
         super().__init__()
         check_options(kernel, iterations, binarization, temperature)
-        _check_reduction(reduction)
+        check_reduction(reduction)
         self.kernel = kernel
         self.iterations = iterations
         self.binarization = binarization
@@ -190,24 +231,102 @@ class _LossModule(nn.Module):
 
 
 class ChamferMapLoss(_LossModule):
-    """Module form of :func:`chamfer_map_loss`: ``(B, 1, H, W), (B, 1, H, W)`` -> scalar."""
+    r"""Module form of :func:`chamfer_map_loss`.
+
+    .. math::
+
+        L(A, B) = \frac{\lVert S2D(1 - B) \odot A \rVert_1}{|A|}
+                + \frac{\lVert S2D(1 - A) \odot B \rVert_1}{|B|}
+
+    Args:
+        kernel, iterations, binarization, temperature, reduction: as in :func:`chamfer_map_loss`.
+
+    Shape:
+        - pred, target: :math:`(B, 1, H, W)`.
+        - output: scalar, or :math:`(B,)` with ``reduction="none"``.
+
+    Example:
+        >>> a = torch.zeros(1, 1, 5, 5); a[..., 1:4, 1:4] = 1
+        >>> b = torch.zeros(1, 1, 5, 5); b[..., 1:4, 2:5] = 1
+        >>> ChamferMapLoss()(a, b)
+        tensor(0.6667)
+    """
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # noqa: D102
         return chamfer_map_loss(pred, target, **self._options())
 
 
 class SilhouetteAlignmentLoss(_LossModule):
-    """Module form of :func:`silhouette_alignment_loss` (``L_S``)."""
+    r"""Module form of :func:`silhouette_alignment_loss` (``L_S``).
+
+    .. math::
+
+        L_S = L(\hat S, S)
+
+    Args:
+        kernel, iterations, binarization, temperature, reduction: as in :func:`chamfer_map_loss`.
+
+    Shape:
+        - pred, target: :math:`(B, 1, H, W)`.
+        - output: scalar, or :math:`(B,)` with ``reduction="none"``.
+
+    Example:
+        >>> a = torch.zeros(1, 1, 5, 5); a[..., 1:4, 1:4] = 1
+        >>> b = torch.zeros(1, 1, 5, 5); b[..., 1:4, 2:5] = 1
+        >>> SilhouetteAlignmentLoss()(a, b)
+        tensor(0.6667)
+    """
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # noqa: D102
         return silhouette_alignment_loss(pred, target, **self._options())
 
 
 class TopologyAlignmentLoss(_LossModule):
-    """The paper's objective ``silhouette_weight * L_S + topology_weight * L_T`` as a module.
+    r"""Module form of :func:`topology_alignment_loss` (``L_T`` alone).
 
-    Module form of :func:`silhouette_topology_loss`; ``silhouette_weight=0`` gives ``L_T`` alone
-    (:func:`topology_alignment_loss`), ``topology_weight=0`` gives ``L_S`` alone.
+    .. math::
+
+        L_T = L\big(D2T(S2D(\hat S)),\ D2T(S2D(S))\big)
+
+    Args:
+        kernel, iterations, binarization, temperature, reduction: as in :func:`chamfer_map_loss`.
+
+    Shape:
+        - pred, target: :math:`(B, 1, H, W)`.
+        - output: scalar, or :math:`(B,)` with ``reduction="none"``.
+
+    Example:
+        >>> a = torch.zeros(1, 1, 5, 5); a[..., 1:4, 1:4] = 1
+        >>> b = torch.zeros(1, 1, 5, 5); b[..., 1:4, 2:5] = 1
+        >>> TopologyAlignmentLoss()(a, b)
+        tensor(2.5000)
+    """
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return topology_alignment_loss(pred, target, **self._options())
+
+
+class SilhouetteTopologyLoss(_LossModule):
+    r"""Module form of :func:`silhouette_topology_loss`, the paper's objective.
+
+    .. math::
+
+        L = \lambda_S L_S + w L_T
+
+    Args:
+        topology_weight: weight ``w`` of ``L_T``.
+        silhouette_weight: weight :math:`\lambda_S` of ``L_S``.
+        kernel, iterations, binarization, temperature, reduction: as in :func:`chamfer_map_loss`.
+
+    Shape:
+        - pred, target: :math:`(B, 1, H, W)`.
+        - output: scalar, or :math:`(B,)` with ``reduction="none"``.
+
+    Example:
+        >>> a = torch.zeros(1, 1, 5, 5); a[..., 1:4, 1:4] = 1
+        >>> b = torch.zeros(1, 1, 5, 5); b[..., 1:4, 2:5] = 1
+        >>> SilhouetteTopologyLoss(topology_weight=0.5)(a, b)
+        tensor(1.9167)
     """
 
     def __init__(self, topology_weight: float = 1.0, silhouette_weight: float = 1.0, **options) -> None:

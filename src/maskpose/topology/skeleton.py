@@ -17,7 +17,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_mask, check_options
+from maskpose.typing import Binarization, Kernel
+
+from ._checks import DEFAULT_BINARIZATION, DEFAULT_TEMPERATURE, check_mask, check_options
 from .distance import _binarize, _distance_of_binary, _DistanceMapModule
 
 
@@ -45,17 +47,31 @@ def skeleton_from_distance(binary: torch.Tensor, inward: torch.Tensor) -> torch.
     return F.relu(inward - local_max_3x3(inward) + 1.0) * binary
 
 
-def topological_skeleton(silhouette: torch.Tensor, kernel: str = "octagonal", iterations: int | None = None,
-                         binarization: str = "straight_through", temperature: float = 0.25) -> torch.Tensor:
-    """S2D then D2T: the topological skeleton of a silhouette.
+def topological_skeleton(silhouette: torch.Tensor, kernel: Kernel = "octagonal", iterations: int | None = None,
+                         binarization: Binarization = DEFAULT_BINARIZATION, temperature: float = DEFAULT_TEMPERATURE) -> torch.Tensor:
+    r"""S2D then D2T: the topological skeleton of a silhouette.
+
+    .. math::
+
+        T = \operatorname{ReLU}\big(D_{in} - \operatorname{MaxPool}_{3 \times 3}(D_{in}) + 1\big) \odot S
 
     Args:
-        silhouette: ``(B, 1, H, W)`` float in [0, 1], binarised at 0.5.
+        silhouette: float in [0, 1], binarised at 0.5.
         kernel, iterations, binarization, temperature: as in
             :func:`maskpose.topology.inward_distance_map`.
 
-    Returns:
-        ``(B, 1, H, W)`` 0/1 float, same dtype and device as ``silhouette``; inside the mask.
+    Shape:
+        - silhouette: :math:`(B, 1, H, W)`.
+        - output: :math:`(B, 1, H, W)` 0/1 float, same dtype and device; inside the mask.
+
+    Example:
+        >>> m = torch.zeros(1, 1, 5, 7); m[..., 1:4, 1:6] = 1
+        >>> topological_skeleton(m)[0, 0]
+        tensor([[0., 0., 0., 0., 0., 0., 0.],
+                [0., 0., 0., 0., 0., 0., 0.],
+                [0., 0., 1., 1., 1., 0., 0.],
+                [0., 0., 0., 0., 0., 0., 0.],
+                [0., 0., 0., 0., 0., 0., 0.]])
     """
     check_mask("silhouette", silhouette)
     check_options(kernel, iterations, binarization, temperature)
@@ -64,7 +80,24 @@ def topological_skeleton(silhouette: torch.Tensor, kernel: str = "octagonal", it
 
 
 class TopologicalSkeleton(_DistanceMapModule):
-    """Module form of :func:`topological_skeleton`: ``(B, 1, H, W)`` -> ``(B, 1, H, W)``."""
+    r"""Module form of :func:`topological_skeleton` (S2D then D2T).
+
+    .. math::
+
+        T = \operatorname{ReLU}\big(D_{in} - \operatorname{MaxPool}_{3 \times 3}(D_{in}) + 1\big) \odot S
+
+    Args:
+        kernel, iterations, binarization, temperature: as in :func:`maskpose.topology.inward_distance_map`.
+
+    Shape:
+        - silhouette: :math:`(B, 1, H, W)`.
+        - output: :math:`(B, 1, H, W)`.
+
+    Example:
+        >>> m = torch.zeros(1, 1, 3, 5); m[..., 1, :] = 1
+        >>> TopologicalSkeleton()(m)[0, 0, 1]
+        tensor([1., 1., 1., 1., 1.])
+    """
 
     def forward(self, silhouette: torch.Tensor) -> torch.Tensor:  # noqa: D102
         return topological_skeleton(silhouette, self.kernel, self.iterations, self.binarization, self.temperature)
