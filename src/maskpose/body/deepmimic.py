@@ -16,6 +16,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+import roma
+import torch
 
 from maskpose.errors import DataError
 
@@ -60,19 +62,15 @@ _AT_JOINT = {
 
 
 def _quat_to_rotmat(q: np.ndarray) -> np.ndarray:
-    """``(..., 4)`` unit quaternions (w, x, y, z) to ``(..., 3, 3)`` rotation matrices."""
-    w, x, y, z = np.moveaxis(q, -1, 0)
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
-        np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
-        np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
-    ], -2)
+    """``(..., 4)`` unit quaternions (w, x, y, z, DeepMimic's order) to ``(..., 3, 3)`` rotations."""
+    return roma.unitquat_to_rotmat(roma.quat_wxyz_to_xyzw(torch.from_numpy(q))).numpy()
 
 
 def _about_z(angle: np.ndarray) -> np.ndarray:
-    c, s = np.cos(angle), np.sin(angle)
-    zero, one = np.zeros_like(angle), np.ones_like(angle)
-    return np.stack([np.stack([c, -s, zero], -1), np.stack([s, c, zero], -1), np.stack([zero, zero, one], -1)], -2)
+    """``(...)`` angles (radians) to ``(..., 3, 3)`` rotations about the z axis (the hinge joints)."""
+    rotvec = torch.zeros(*np.shape(angle), 3, dtype=torch.float64)
+    rotvec[..., 2] = torch.from_numpy(np.asarray(angle, np.float64))
+    return roma.rotvec_to_rotmat(rotvec).numpy()
 
 
 def _load_frames(path: Path) -> np.ndarray:

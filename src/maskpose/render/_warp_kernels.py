@@ -30,8 +30,9 @@ from typing import Any
 import torch
 
 from maskpose.errors import MaskposeError
+from maskpose.typing import RENDER_BACKENDS
 
-BACKENDS = ("auto", "torch", "warp")
+BACKENDS = RENDER_BACKENDS
 
 #: int32 sentinel "no winner" of the index searches.
 NO_INDEX = 2**31 - 1

@@ -22,6 +22,8 @@ points ``X`` land at normalised crop coordinates ``scale * (X[:2] + (tx, ty))`` 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from maskpose.errors import MaskposeError, check_shape
@@ -189,12 +191,19 @@ def weak_perspective_to_translation(
     return torch.cat((offset, z.expand(scale.shape[0])[:, None]), dim=-1)
 
 
+class WeakPerspective(NamedTuple):
+    """A weak-perspective camera: ``scale`` ``(B,)`` and image-plane ``offset`` ``(B, 2)``."""
+
+    scale: torch.Tensor
+    offset: torch.Tensor
+
+
 def translation_to_weak_perspective(
     translation: torch.Tensor, focal: float | torch.Tensor, res: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> WeakPerspective:
     """Inverse of :func:`weak_perspective_to_translation`: ``(B, 3)`` -> ``(scale (B,), offset (B, 2))``."""
     check_shape("translation", translation, (None, 3))
     if bool((translation[:, 2] <= 0).any()):
         raise MaskposeError("translation z must be positive (body in front of the camera)")
     f = torch.as_tensor(focal, dtype=translation.dtype, device=translation.device)
-    return 2.0 * f / (res * translation[:, 2]), translation[:, :2]
+    return WeakPerspective(2.0 * f / (res * translation[:, 2]), translation[:, :2])

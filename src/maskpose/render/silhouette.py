@@ -39,6 +39,7 @@ Vertices behind the camera (``z <= near``) raise :class:`~maskpose.errors.Maskpo
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -47,8 +48,9 @@ from maskpose.errors import MaskposeError
 from maskpose.render import _raster, _warp_kernels
 from maskpose.render.camera import project
 from maskpose.render.zbuffer import _face_valid, _signed_area, check_mesh
+from maskpose.typing import SILHOUETTE_MODES, RenderBackend, SilhouetteMode
 
-MODES = ("contour", "splat")
+MODES = SILHOUETTE_MODES
 
 
 def face_edges(faces: torch.Tensor) -> torch.Tensor:
@@ -93,7 +95,7 @@ def render_silhouette(
     K: torch.Tensor,
     size: int | tuple[int, int],
     *,
-    mode: str = "contour",
+    mode: SilhouetteMode = "contour",
     sigma: float = 0.5,
     band: float = 2.0,
     splat_gain: float = 8.0,
@@ -101,7 +103,7 @@ def render_silhouette(
     near: float = 1e-6,
     edges: torch.Tensor | None = None,
     max_fragments: int = _raster.MAX_FRAGMENTS,
-    backend: str = "auto",
+    backend: RenderBackend = "auto",
 ) -> torch.Tensor:
     """Differentiable soft silhouettes of a batch of meshes sharing one topology.
 
@@ -154,8 +156,9 @@ def _contour(screen, faces, edges, tri, front, height, width, sigma, band, max_f
     batch = screen.shape[0]
     device = screen.device
     hw = height * width
-    deep, near_in, in_face, near_out, out_edge, contour, (cb, cf, ci) = _contour_winners(
-        edges, tri, front, height, width, band, max_fragments, use_warp)
+    winners = _contour_winners(edges, tri, front, height, width, band, max_fragments, use_warp)
+    deep, near_in, in_face, near_out, out_edge, contour = winners[:6]
+    cb, cf, ci = winners.contour_edges
     # --- recompute the winners with gradient.
     soft = torch.zeros(batch * hw, dtype=screen.dtype, device=device)
     soft = soft.masked_fill(deep, 1.0)
@@ -188,14 +191,30 @@ def _contour(screen, faces, edges, tri, front, height, width, sigma, band, max_f
     return soft.view(batch, 1, height, width)
 
 
-def _contour_winners(edges, tri, front, height, width, band, max_fragments, use_warp):
-    """The no-gradient search of contour mode (torch or Warp; identical results).
+class ContourWinners(NamedTuple):
+    """What the no-gradient search of contour mode finds, per pixel of the flattened batch.
 
-    Returns:
-        ``deep, near_in (B*H*W,)`` bool, ``in_face (B*H*W,)`` winning front face (``-1`` none),
-        ``near_out (B*H*W,)`` bool, ``out_edge (B*H*W,)`` winning row of the contour-edge list
-        (``-1`` none), ``contour (B, F, 3)`` and the contour-edge list ``(cb, cf, ci)``.
+    Attributes:
+        deep: ``(B*H*W,)`` bool, inside a front face by more than the band (exactly 1).
+        near_in: ``(B*H*W,)`` bool, inside, within the band of a contour edge.
+        in_face: ``(B*H*W,)`` the winning front face of ``near_in`` pixels (``-1`` none).
+        near_out: ``(B*H*W,)`` bool, outside, within the band of a contour edge.
+        out_edge: ``(B*H*W,)`` the winning row of the contour-edge list (``-1`` none).
+        contour: ``(B, F, 3)`` bool, which face edges are contour edges (shared with a back face).
+        contour_edges: the contour-edge list ``(batch index, face, edge index)``, each ``(E,)``.
     """
+
+    deep: torch.Tensor
+    near_in: torch.Tensor
+    in_face: torch.Tensor
+    near_out: torch.Tensor
+    out_edge: torch.Tensor
+    contour: torch.Tensor
+    contour_edges: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def _contour_winners(edges, tri, front, height, width, band, max_fragments, use_warp) -> ContourWinners:
+    """The no-gradient search of contour mode (torch or Warp; identical results)."""
     batch = tri.shape[0]
     device = tri.device
     hw = height * width
@@ -281,7 +300,7 @@ def _contour_winners(edges, tri, front, height, width, band, max_fragments, use_
                 out_keys.scatter_reduce_(0, pix, key, reduce="amin")
             near_out = out_keys != big
             out_edge = _raster.unpack_item(torch.where(near_out, out_keys, torch.full_like(out_keys, -1)))
-    return deep, near_in, in_face, near_out, out_edge, contour, (cb, cf, ci)
+    return ContourWinners(deep, near_in, in_face, near_out, out_edge, contour, (cb, cf, ci))
 
 
 def _splat(screen, faces, tri, area, front, height, width, gain, max_fragments):
@@ -321,9 +340,9 @@ class SilhouetteRenderer(nn.Module):
         Returns ``(B, 1, H, W)`` soft silhouettes in ``[0, 1]``.
     """
 
-    def __init__(self, faces: torch.Tensor, size: int | tuple[int, int], *, mode: str = "contour",
+    def __init__(self, faces: torch.Tensor, size: int | tuple[int, int], *, mode: SilhouetteMode = "contour",
                  sigma: float = 0.5, band: float = 2.0, splat_gain: float = 8.0, behind: str = "error",
-                 backend: str = "auto"):
+                 backend: RenderBackend = "auto"):
         super().__init__()
         if mode not in MODES:
             raise MaskposeError(f"mode must be one of {MODES}, got {mode!r}")
