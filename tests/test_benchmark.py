@@ -12,12 +12,12 @@ import torch
 from maskpose.bench import adapt as bench
 from maskpose.bench.adapt import BenchConfig, run_adapt_benchmark
 
-MICRO = BenchConfig(
-    resolution=32, width=8, hidden=32, source_train=12, source_heldout=8, source_steps=3, source_batch=4,
+MICRO = BenchConfig().updated(dict(
+    resolution=32, width=8, hidden=32, source_train=12, source_heldout=8, source={"steps": 3, "batch_size": 4},
     targets=("uap-16",), target_train=6, target_test=5, uap_steps=2, uap_batch=4,
-    variants=("source", "l2", "ls_lt"), seeds=(0,), adapt_steps=2, adapt_batch=2, curve_points=2,
+    variants=("source", "l2", "ls_lt"), seeds=(0,), adapt={"steps": 2, "batch_size": 2}, curve_points=2,
     curve_variants=("ls_lt",), eval_batch=8,
-)
+))
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def test_resume_skips_finished_cells(micro_run, monkeypatch):
     from maskpose.errors import ConfigError
 
     with pytest.raises(ConfigError, match="another configuration"):
-        run_adapt_benchmark(replace(MICRO, adapt_lr=1e-3), run, printer=lines.append, plots=False)
+        run_adapt_benchmark(MICRO.updated({"adapt": {"lr": 1e-3}}), run, printer=lines.append, plots=False)
 
 
 def test_bench_config_constructors():
@@ -180,10 +180,21 @@ def test_bench_config_from_yaml_overrides_and_refuses_bad_files(tmp_path):
     from maskpose.errors import ConfigError
 
     good = tmp_path / "b.yaml"
-    good.write_text("unsup_steps: 12\nunsup_seeds: [3, 4]\ntopology_binarization: straight_through\n")
+    good.write_text("unsup: {steps: 12}\nunsup_seeds: [3, 4]\nadapt: {topology_binarization: straight_through}\n"
+                    "poses: {spread: 0.5}\n")
     cfg = BenchConfig.quick().updated_from_yaml(good).validate()
-    assert cfg.unsup_steps == 12 and cfg.unsup_seeds == (3, 4) and cfg.topology_binarization == "straight_through"
+    assert cfg.unsup.steps == 12 and cfg.unsup_seeds == (3, 4) and cfg.adapt.topology_binarization == "straight_through"
     assert cfg.width == BenchConfig.quick().width  # untouched fields keep the base's value
+    assert cfg.unsup.batch_size == BenchConfig.quick().unsup.batch_size and cfg.adapt.steps == 60
+    assert cfg.poses.spread == 0.5 and cfg.poses.max_yaw_deg == 45.0
+    moved = tmp_path / "m.yaml"
+    moved.write_text("adapt_steps: 12\n")
+    with pytest.raises(ConfigError, match=r"adapt_steps -> adapt\.steps"):
+        BenchConfig.full().updated_from_yaml(moved)
+    nested_bad = tmp_path / "n.yaml"
+    nested_bad.write_text("adapt: {stepz: 12}\n")
+    with pytest.raises(ConfigError, match="unknown BenchConfig adapt key"):
+        BenchConfig.full().updated_from_yaml(nested_bad)
     bad_key = tmp_path / "k.yaml"
     bad_key.write_text("unsup_stepz: 12\n")
     with pytest.raises(ConfigError, match="unknown BenchConfig key"):
@@ -195,7 +206,7 @@ def test_bench_config_from_yaml_overrides_and_refuses_bad_files(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         BenchConfig.full().updated_from_yaml(tmp_path / "missing.yaml")
     with pytest.raises(ConfigError, match="topology_binarization"):
-        replace(BenchConfig.quick(), topology_binarization="hard").validate()
+        BenchConfig.quick().updated({"adapt": {"topology_binarization": "hard"}}).validate()
 
 
 def test_micro_unsup_benchmark_on_the_mesh_head(tmp_path):
@@ -203,8 +214,8 @@ def test_micro_unsup_benchmark_on_the_mesh_head(tmp_path):
     from maskpose.bench.adapt import run_unsup_benchmark
     from maskpose.train.checkpoint import load_checkpoint
 
-    micro = replace(MICRO, unsup_train=6, unsup_test=5, unsup_steps=2, unsup_batch=2, unsup_seeds=(0,),
-                    unsup_variants=("supervised", "mas_no_psi"), unsup_head="mesh")
+    micro = MICRO.updated(dict(unsup_train=6, unsup_test=5, unsup={"steps": 2, "batch_size": 2}, unsup_seeds=(0,),
+                               unsup_variants=("supervised", "mas_no_psi"), unsup_head="mesh"))
     lines: list[str] = []
     payload = run_unsup_benchmark(micro, tmp_path / "run", json_path=tmp_path / "u.json", printer=lines.append)
     assert payload["complete"]

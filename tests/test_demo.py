@@ -1,14 +1,17 @@
 """The demo pipeline end to end at toy size: data, pretraining, adaptation, evaluation, report."""
 
 import json
+from dataclasses import replace
 
-from maskpose.apps.demo import DemoConfig, metric_table_markdown, run_demo
+from maskpose.apps.demo import DemoConfig, demo_adapt_run, demo_source_run, metric_table_markdown, run_demo
 
 
 def test_demo_writes_report_with_before_after_metrics(tmp_path):
-    cfg = DemoConfig(out=str(tmp_path / "demo"), retrain_source=True, source_samples=16, source_steps=3,
-                     source_batch=8, target_train_samples=8, target_test_samples=6, adapt_steps=2,
-                     adapt_batch=4, fit_every=2, fit_iterations=2, overlay_count=3, resolution=32)
+    cfg = DemoConfig(out=str(tmp_path / "demo"), retrain_source=True, source_samples=16,
+                     source=replace(demo_source_run(), steps=3, batch_size=8), target_train_samples=8,
+                     target_test_samples=6, adapt=replace(demo_adapt_run(), steps=2, batch_size=4, fit_every=2,
+                                                          fit_iterations=2),
+                     overlay_count=3, resolution=32)
     report = run_demo(cfg)
     page = report.read_text()
     assert "PA-MPJPE" in page and page.count("data:image/png;base64,") == 2

@@ -81,8 +81,8 @@ def test_adapt_with_topology_losses_raises_target_iou(tmp_path):
     before = _target_iou(before_model, target)
     result = train(TrainConfig(mode="adapt", data=str(target), out=str(tmp_path / "adapt"), steps=30,
                                init_checkpoint=str(source), model=before_model.config, batch_size=8,
-                               lr=demo.adapt_lr, losses=dict(demo.adapt_losses), fit_every=demo.fit_every,
-                               fit_iterations=demo.fit_iterations), progress=False)
+                               lr=demo.adapt.lr, losses=dict(demo.adapt.losses), fit_every=demo.adapt.fit_every,
+                               fit_iterations=demo.adapt.fit_iterations), progress=False)
     after_model, _ = load_model(result.checkpoint)
     after = _target_iou(after_model, target)
     assert after > before + 0.03, f"target silhouette IoU {before:.3f} -> {after:.3f}"
@@ -239,3 +239,132 @@ def test_topology_binarization_option_reaches_the_losses():
     # both move the disc toward the target: grow on its right edge, shrink on its left
     for g in grads.values():
         assert g[16, 22] < 0 < g[16, 6]
+
+
+def test_init_checkpoint_model_and_focal_are_inherited_unless_the_config_sets_others(data, source_model, tmp_path):
+    """Library and CLI alike: an unset model / focal comes from --init; a different one is refused."""
+    from typer.testing import CliRunner
+
+    from maskpose.cli import app
+    from maskpose.train.checkpoint import load_checkpoint
+
+    saved = load_checkpoint(source_model.checkpoint)["config"]
+    plain = TrainConfig(mode="adapt", data=str(data["target"]), out=str(tmp_path / "lib"),
+                        init_checkpoint=str(source_model.checkpoint), batch_size=4, steps=1)
+    inherited = plain.inherit_from_checkpoint(saved)
+    assert inherited.model == SMALL and inherited.focal == saved["focal"] and plain.model == ModelConfig()
+    assert Trainer(plain, progress=False).config.model == SMALL  # train() inherits too
+    with pytest.raises(ConfigError, match="focal is 0.0 in the checkpoint, 120.0 in the config"):
+        Trainer(TrainConfig(**{**vars(plain), "focal": 120.0}), progress=False)
+    # A model the user set explicitly, even to the defaults, is compared, not overwritten.
+    with pytest.raises(ConfigError, match="width is 16 in the checkpoint, 32 in the config"):
+        plain.inherit_from_checkpoint(saved, explicit={"model"})
+
+    runner = CliRunner()
+    base = ["adapt", "--init", str(source_model.checkpoint), "--data", str(data["target"]), "--steps", "1",
+            "--batch-size", "4"]
+    ok = runner.invoke(app, [*base, "--out", str(tmp_path / "cli")])
+    assert ok.exit_code == 0, ok.output
+    assert load_checkpoint(tmp_path / "cli" / "checkpoint.pt")["config"]["model"] == SMALL.to_dict()
+    yaml_file = tmp_path / "model.yaml"
+    yaml_file.write_text("model: {resolution: 64}\n")  # a partial model: the other fields are defaults
+    refused = runner.invoke(app, [*base, "--out", str(tmp_path / "cli2"), "--config", str(yaml_file)])
+    assert refused.exit_code == 2
+    assert "width is 16 in the checkpoint, 32 in the config" in refused.output
+    assert not (tmp_path / "cli2").exists()
+
+
+def test_joint_head_outputs_and_weak_perspective_camera():
+    """The joint head reads landmarks and a weak-perspective camera straight from one MLP (no
+    heatmaps): near the rest values at initialisation, and exactly the last layer's bias when its
+    weights are zero; its projection maps a landmark at the camera offset to the crop centre."""
+    from maskpose.models.regressor import MEAN_SCALE, JointHead, JointHeadOutput, PoseRegressor, RegressorOutput
+    from maskpose.train.pipeline import joint_prediction
+
+    torch.manual_seed(0)
+    head = JointHead(feature_dim=8, num_landmarks=20, hidden=16)
+    out = head(torch.randn(3, 8))
+    assert isinstance(out, JointHeadOutput)
+    assert out.landmarks.shape == (3, 20, 3) and out.scale.shape == (3,) and out.offset.shape == (3, 2)
+    assert out.landmarks.abs().max() < 0.05 and out.offset.abs().max() < 0.05
+    assert torch.allclose(out.scale, torch.full((3,), MEAN_SCALE), rtol=0.05)
+
+    bias = torch.randn(20 * 3 + 3) * 0.1
+    with torch.no_grad():
+        head.mlp[-1].weight.zero_()
+        head.mlp[-1].bias.copy_(bias)
+    out = head(torch.randn(2, 8))
+    assert torch.equal(out.landmarks, bias[:60].reshape(20, 3).expand(2, -1, -1))
+    assert torch.allclose(out.scale, MEAN_SCALE * torch.exp(bias[60]).expand(2))
+    assert torch.equal(out.offset, bias[61:63].expand(2, -1))
+
+    res = 32
+    landmarks = torch.zeros(1, 20, 3)
+    landmarks[0, 1, :2] = torch.tensor([0.5, -0.25])  # metres from the root
+    camera = JointHeadOutput(landmarks=landmarks, scale=torch.tensor([0.8]), offset=torch.zeros(1, 2))
+    pred = joint_prediction(camera, res)
+    assert pred.joints3d.shape == (1, 17, 3) and pred.joints2d.shape == (1, 20, 2)
+    centre = (res - 1) / 2  # pixel-centre convention: the crop centre is (res - 1) / 2
+    assert torch.allclose(pred.joints2d[0, 0], torch.tensor([centre, centre]))
+    expected = (0.8 * torch.tensor([0.5, -0.25]) + 1.0) * res / 2 - 0.5
+    assert torch.allclose(pred.joints2d[0, 1], expected)
+
+    model = PoseRegressor(ModelConfig(resolution=32, width=8, hidden=16, heads=("joints",)))
+    result = model(torch.rand(2, 3, 32, 32))
+    assert isinstance(result, RegressorOutput) and result.mesh is None
+    assert result.joints.landmarks.shape == (2, 34, 3)
+
+
+@pytest.mark.parametrize("res", [32, 96])
+def test_load_batch_rescales_joints2d_and_intrinsics_with_the_image(data, res):
+    """Resizing a 64 px dataset to ``res``: the resized K projects the 3D joints onto the resized
+    2D joints, both following x' = (x + 0.5) * f - 0.5 (pixel centres)."""
+    from maskpose.data.batching import load_batch
+    from maskpose.render.camera import project
+
+    ds = MaskposeDataset(data["source"])
+    indices = torch.arange(4)
+    native = load_batch(ds, indices, 64, "cpu")
+    resized = load_batch(ds, indices, res, "cpu")
+    f = res / 64
+    assert resized["image"].shape == (4, 3, res, res) and resized["mask"].shape == (4, 1, res, res)
+    assert set(resized["mask"].unique().tolist()) <= {0.0, 1.0}
+    assert torch.allclose(resized["joints2d"], (native["joints2d"] + 0.5) * f - 0.5, atol=1e-4)
+    K, K0 = resized["intrinsics"], native["intrinsics"]
+    assert torch.allclose(K[:, 0, 0], K0[:, 0, 0] * f) and torch.allclose(K[:, 1, 1], K0[:, 1, 1] * f)
+    assert torch.allclose(K[:, :2, 2], (K0[:, :2, 2] + 0.5) * f - 0.5)
+    assert torch.allclose(project(resized["joints3d"], K), resized["joints2d"], atol=1e-3)
+    assert torch.equal(resized["joints3d"], native["joints3d"])  # 3D labels do not depend on the crop size
+
+
+def test_model_config_from_partial_mapping_and_unknown_keys(tmp_path):
+    assert ModelConfig.from_dict({"resolution": 32}) == ModelConfig(resolution=32)
+    assert ModelConfig.from_dict({"heads": ["joints"], "blocks": [2, 2]}).blocks == (2, 2)
+    with pytest.raises(ConfigError, match=r"unknown model key\(s\) \['widht'\]"):
+        ModelConfig.from_dict({"widht": 8})
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("data: x\nmodel: {resolution: 32}\n")
+    assert TrainConfig.from_yaml(yaml_file).model == ModelConfig(resolution=32)
+    yaml_file.write_text("data: x\nmodel: {resolutoin: 32}\n")
+    with pytest.raises(ConfigError, match="unknown model key"):
+        TrainConfig.from_yaml(yaml_file)
+
+
+def test_demo_templates_rebuild_the_shipped_source_config_and_share_the_pose_distribution(tmp_path):
+    """The demo's source run is the shipped checkpoint's (every stored key but the paths), and the
+    demo's and the benchmark's splits draw from the one ``PoseDistribution``."""
+    from maskpose.apps.demo import DemoConfig, shipped_checkpoint, source_config
+    from maskpose.bench.adapt import BenchConfig
+    from maskpose.body.sampler import PoseDistribution, PoseSampler
+    from maskpose.train.checkpoint import load_checkpoint
+
+    stored = load_checkpoint(shipped_checkpoint())["config"]
+    rebuilt = source_config(DemoConfig(), tmp_path / "d", tmp_path / "o").to_dict()
+    assert {k: v for k, v in stored.items() if k not in ("data", "out") and rebuilt[k] != v} == {}
+    assert DemoConfig().poses == BenchConfig().poses == PoseDistribution(spread=0.6, max_yaw_deg=45.0)
+    explicit = PoseSampler(seed=7, spread=0.6, global_orient_range={"yaw": (-45.0, 45.0), "pitch": (-10.0, 10.0),
+                                                                    "roll": (-8.0, 8.0)})
+    for a, b in zip(PoseDistribution().sampler(7).sample(3), explicit.sample(3)):
+        assert torch.equal(a, b)
+    assert DemoConfig().adapt.fit_every == 4 and BenchConfig().adapt.fit_every == 0
+    assert BenchConfig.full().adapt.fit_every == 4

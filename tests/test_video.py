@@ -315,6 +315,7 @@ def test_config_rejects_bad_values():
 # CLI
 
 
+@pytest.mark.slow
 def test_cli_extract_with_contact_sheet(tmp_path):
     sheet = tmp_path / "sheet.png"
     result = CliRunner().invoke(app, ["masks", "extract", str(CLIP), "--out", str(tmp_path / "ds"), "--res", "64",

@@ -15,7 +15,7 @@ import io
 import json
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from maskpose.apps.predict import draw_overlay
 from maskpose.body.anny_body import AnnyBody
-from maskpose.body.sampler import PoseSampler
+from maskpose.body.sampler import PoseDistribution
 from maskpose.data.dataset import MaskposeDataset
 from maskpose.models.regressor import ModelConfig
 from maskpose.synth.generator import generate
@@ -39,9 +39,24 @@ from maskpose.train.loop import train
 SHIPPED_SOURCE = "source_studio_64.pt"
 
 
+def demo_source_run() -> TrainConfig:
+    """The demo's pretraining run (the shipped checkpoint's; data, out, seed, device and the model
+    are filled in by :func:`source_config`)."""
+    return TrainConfig(mode="pretrain", steps=1200, batch_size=32, lr=1e-3, log_every=25, checkpoint_every=250)
+
+
+def demo_adapt_run() -> TrainConfig:
+    """The demo's adaptation run (L_S + L_T with the pose prior, fitting in the loop every 4th step;
+    data, out, init_checkpoint, seed, device and the model are filled in by :func:`adapt_config`)."""
+    return TrainConfig(mode="adapt", steps=150, batch_size=16, lr=1e-4, losses={"ls": 1.0, "lt": 1.0, "prior": 0.1},
+                       log_every=5, checkpoint_every=50, fit_every=4, fit_iterations=8)
+
+
 @dataclass
 class DemoConfig:
-    """Every default of the demo in one place."""
+    """Every default of the demo in one place: the demo's own fields, and the two training runs as
+    ``TrainConfig`` templates (``source``, ``adapt``) whose per-run fields (data, out,
+    init_checkpoint, seed, device, model) the demo fills in from its own."""
 
     out: str = "demo_output"
     target_domain: str = "thermal"
@@ -50,20 +65,11 @@ class DemoConfig:
     target_train_samples: int = 400
     target_test_samples: int = 200
     seed: int = 0
-    # A milder pose distribution than the sampler's default (a fraction of each joint range, people
-    # turned at most this many degrees from the camera), so a small CPU model learns it in minutes.
-    pose_spread: float = 0.6
-    max_yaw_deg: float = 45.0
-    source_steps: int = 1200
+    # A milder pose distribution than the sampler's default, so a small CPU model learns it in minutes.
+    poses: PoseDistribution = field(default_factory=PoseDistribution)
+    source: TrainConfig = field(default_factory=demo_source_run)
     source_threads: int = 1  # the shipped checkpoint was trained with one thread (bit-exact reruns need the same)
-    source_batch: int = 32
-    source_lr: float = 1e-3
-    adapt_steps: int = 150
-    adapt_batch: int = 16
-    adapt_lr: float = 1e-4
-    adapt_losses: dict[str, float] = field(default_factory=lambda: {"ls": 1.0, "lt": 1.0, "prior": 0.1})
-    fit_every: int = 4
-    fit_iterations: int = 8
+    adapt: TrainConfig = field(default_factory=demo_adapt_run)
     retrain_source: bool = False
     device: str = "cpu"
     overlay_count: int = 8
@@ -73,14 +79,18 @@ class DemoConfig:
 
     def pose_source(self, stream: int):
         """The demo's pose sampler for one split (``stream`` keeps splits apart)."""
-        return PoseSampler.facing_camera(self.seed * 1000 + stream, self.pose_spread, self.max_yaw_deg)
+        return self.poses.sampler(self.seed * 1000 + stream)
 
 
 def source_config(cfg: DemoConfig, data: Path, out: Path) -> TrainConfig:
     """The pretraining run whose result is the shipped checkpoint (same config, same bytes)."""
-    return TrainConfig(mode="pretrain", data=str(data), out=str(out), steps=cfg.source_steps,
-                       batch_size=cfg.source_batch, lr=cfg.source_lr, seed=cfg.seed, device=cfg.device,
-                       log_every=25, checkpoint_every=250, model=cfg.model())
+    return replace(cfg.source, data=str(data), out=str(out), seed=cfg.seed, device=cfg.device, model=cfg.model())
+
+
+def adapt_config(cfg: DemoConfig, data: Path, source_checkpoint: Path, out: Path) -> TrainConfig:
+    """The adaptation run of the source model on the target's training split."""
+    return replace(cfg.adapt, data=str(data), out=str(out), init_checkpoint=str(source_checkpoint), seed=cfg.seed,
+                   device=cfg.device, losses=dict(cfg.adapt.losses), model=cfg.model())
 
 
 def shipped_checkpoint() -> Path | None:
@@ -103,7 +113,7 @@ def run_demo(cfg: DemoConfig) -> Path:
         _log(f"generating the source split: studio, {cfg.source_samples} samples at {cfg.resolution} px")
         source = generate(data_root / "studio" / "train", "studio", cfg.source_samples, cfg.resolution,
                           cfg.seed, "train", pose_source=cfg.pose_source(0), progress=_bar("studio"))
-        _log(f"pretraining the source model ({cfg.source_steps} steps)")
+        _log(f"pretraining the source model ({cfg.source.steps} steps)")
         threads = torch.get_num_threads()
         torch.set_num_threads(cfg.source_threads)
         try:
@@ -124,15 +134,10 @@ def run_demo(cfg: DemoConfig) -> Path:
     _log("evaluating the source model on the target test split")
     before = evaluate_checkpoint(source_ckpt, splits["test"], cfg.device)
 
-    _log(f"adapting with {cfg.adapt_losses} on target masks ({cfg.adapt_steps} steps)")
+    _log(f"adapting with {cfg.adapt.losses} on target masks ({cfg.adapt.steps} steps)")
     adapt_out = out / "adapted"
     shutil.rmtree(adapt_out, ignore_errors=True)
-    adapted = train(TrainConfig(
-        mode="adapt", data=str(splits["train"]), out=str(adapt_out), init_checkpoint=str(source_ckpt),
-        steps=cfg.adapt_steps, batch_size=cfg.adapt_batch, lr=cfg.adapt_lr, seed=cfg.seed, device=cfg.device,
-        losses=dict(cfg.adapt_losses), log_every=5, checkpoint_every=50, fit_every=cfg.fit_every,
-        fit_iterations=cfg.fit_iterations, model=cfg.model(),
-    ))
+    adapted = train(adapt_config(cfg, splits["train"], source_ckpt, adapt_out))
     _log("evaluating the adapted model on the target test split")
     after = evaluate_checkpoint(adapted.checkpoint, splits["test"], cfg.device)
 
@@ -233,8 +238,8 @@ def write_report(out: Path, cfg: DemoConfig, before: dict, after: dict, history:
 td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}td:first-child{{text-align:left}}</style></head>
 <body><h1>maskpose demo: adapting to <code>{html.escape(cfg.target_domain)}</code> with masks only</h1>
 <p>Source model trained on the synthetic <code>studio</code> domain; adapted with
-<code>{html.escape(json.dumps(cfg.adapt_losses))}</code> on {cfg.target_train_samples} target images and their
-masks (no labels), {cfg.adapt_steps} steps; evaluated on {cfg.target_test_samples} held-out target images with
+<code>{html.escape(json.dumps(cfg.adapt.losses))}</code> on {cfg.target_train_samples} target images and their
+masks (no labels), {cfg.adapt.steps} steps; evaluated on {cfg.target_test_samples} held-out target images with
 3D ground truth.</p>
 <h2>Metrics on the target test split</h2>
 <table><tr><th>metric</th><th>source only</th><th>adapted</th></tr>{rows}</table>

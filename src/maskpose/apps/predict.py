@@ -18,10 +18,9 @@ from PIL import Image, ImageDraw
 from maskpose.body.anny_body import AnnyBody
 from maskpose.conventions import H36M_BONES, default_focal
 from maskpose.data.dataset import MaskposeDataset
-from maskpose.data.video import ExtractionConfig, FrameSource, extract_video
+from maskpose.data.video import CODECS, ExtractionConfig, FrameSource, count_frames, extract_video, open_video_writer
 from maskpose.errors import DataError
 from maskpose.render.zbuffer import silhouette_mask
-from maskpose.synth.video import CODECS, count_frames, open_video_writer
 from maskpose.train.checkpoint import load_model
 from maskpose.train.pipeline import intrinsics, joint_prediction, mesh_prediction
 
@@ -88,25 +87,25 @@ def predict_to_folder(checkpoint: str | Path, inputs: str | Path, out: str | Pat
         batch = images[start : start + batch_size].to(device)
         heads = model(batch)
         silhouettes = None
-        if "mesh" in heads:
+        if heads.mesh is not None:
             K = intrinsics(focal, res, batch=batch.shape[0], device=device)
-            pred = mesh_prediction(heads["mesh"], body, K, res)
+            pred = mesh_prediction(heads.mesh, body, K, res)
             silhouettes = silhouette_mask(pred.vertices, pred.faces, K, (res, res), behind="cull")[:, 0].cpu()
             if export_body is not None:
-                full = export_body(heads["mesh"]["pose"], heads["mesh"]["phenotypes"], pred.translation)
+                full = export_body(heads.mesh.pose, heads.mesh.phenotypes, pred.translation)
         else:
-            pred = joint_prediction(heads["joints"], res)
+            pred = joint_prediction(heads.joints, res)
         for i in range(batch.shape[0]):
             name = names[start + i]
             record = {"name": name, "joints3d_m": pred.joints3d[i].cpu().tolist(),
                       "joints2d_px": pred.joints2d[i, :17].cpu().tolist(), "joint_order": "h36m-17"}
             if pred.translation is not None:
                 record["translation_m"] = pred.translation[i].cpu().tolist()
-                record["phenotypes"] = heads["mesh"]["phenotypes"][i].cpu().tolist()
+                record["phenotypes"] = heads.mesh.phenotypes[i].cpu().tolist()
             (out / f"{name}.json").write_text(json.dumps(record, indent=1))
             draw_overlay(batch[i].cpu(), pred.joints2d[i, :17].cpu(),
                          None if silhouettes is None else silhouettes[i]).save(out / f"{name}_overlay.png")
-            if "mesh" in heads and export_body is not None:
+            if heads.mesh is not None and export_body is not None:
                 trimesh.Trimesh(full.vertices[i].cpu().numpy(), export_body.faces.cpu().numpy(),
                                 process=False).export(out / f"{name}.ply")
     return len(names)
@@ -157,20 +156,20 @@ def predict_crops(model, images: torch.Tensor, focal: float, body=None, export_b
     images = images.to(device)
     heads = model(images)
     records = [{} for _ in range(images.shape[0])]
-    if "mesh" in heads:
+    if heads.mesh is not None:
         K = intrinsics(focal, res, batch=images.shape[0], device=device)
-        pred = mesh_prediction(heads["mesh"], body, K, res)
+        pred = mesh_prediction(heads.mesh, body, K, res)
         silhouettes = silhouette_mask(pred.vertices, pred.faces, K, (res, res), behind="cull")[:, 0] > 0.5
         full = None
         if export_body is not None:
-            full = export_body(heads["mesh"]["pose"], heads["mesh"]["phenotypes"], pred.translation)
+            full = export_body(heads.mesh.pose, heads.mesh.phenotypes, pred.translation)
         for i, record in enumerate(records):
             record.update(silhouette=silhouettes[i].cpu().numpy(), translation=pred.translation[i].cpu().numpy(),
-                          phenotypes=heads["mesh"]["phenotypes"][i].cpu().numpy())
+                          phenotypes=heads.mesh.phenotypes[i].cpu().numpy())
             if full is not None:
                 record.update(vertices=full.vertices[i].cpu().numpy(), faces=export_body.faces.cpu().numpy())
     else:
-        pred = joint_prediction(heads["joints"], res)
+        pred = joint_prediction(heads.joints, res)
     for i, record in enumerate(records):
         record["joints3d"] = pred.joints3d[i].cpu().numpy()
         record["joints2d"] = pred.joints2d[i, :17].cpu().numpy()
@@ -274,9 +273,6 @@ def predict_video(checkpoint: str | Path, video: str | Path, out_video: str | Pa
     by the model's). Crops are extracted into a temporary folder, then predicted in order of
     frames in batches while the video is read a second time, so memory stays bounded.
     """
-
-
-
     if batch_size < 1:
         raise DataError(f"batch_size must be >= 1, got {batch_size}")
     if Path(out_video).suffix.lower() not in CODECS:
@@ -285,58 +281,75 @@ def predict_video(checkpoint: str | Path, video: str | Path, out_video: str | Pa
     predictor = CropPredictor(checkpoint, device, meshes=ply_dir is not None)
     if ply_dir is not None and not predictor.has_mesh:
         raise DataError(f"{checkpoint}: the model has no mesh head, so there are no meshes to write (drop --ply-dir)")
-    res = predictor.res
-    config = dataclasses.replace(extraction or ExtractionConfig(), resolution=res)
+    config = dataclasses.replace(extraction or ExtractionConfig(), resolution=predictor.res)
     out_video = Path(out_video)
-    json_dir = Path(json_dir) if json_dir is not None else None
-    ply_dir = Path(ply_dir) if ply_dir is not None else None
+    json_dir, ply_dir = (Path(d) if d is not None else None for d in (json_dir, ply_dir))
     for folder in (json_dir, ply_dir):
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
-    fps = source.fps or 25.0
     with tempfile.TemporaryDirectory(prefix="maskpose-predict-") as tmp:
         result = extract_video(video, Path(tmp) / "crops", config, progress=progress)
-        data = MaskposeDataset(result.path, fields=["image", "frame_index", "track_id", "crop_box"])
-        frame_index = np.asarray(data.arrays["frame_index"]).astype(np.int64)
-        track_id = np.asarray(data.arrays["track_id"]).astype(np.int64)
-        boxes = np.asarray(data.arrays["crop_box"], dtype=np.float64)
-        n = len(data)
-        pending: dict[int, dict] = {}
-        done = 0  # samples predicted so far (samples are sorted by frame, then track)
-
-        def records_of(frame: int) -> list[int]:
-            nonlocal done
-            while done < n and frame_index[done] <= frame:
-                stop = min(n, done + batch_size)
-                images = torch.stack([data[i]["image"] for i in range(done, stop)])
-                for i, record in zip(range(done, stop), predictor(images)):
-                    pending[i] = record
-                done = stop
-            return [i for i in sorted(pending) if frame_index[i] == frame]
-
-        writer, fourcc = open_video_writer(out_video, fps, (source.width, source.height))
-        frames = 0
-        try:
-            for index, frame in source:
-                canvas = np.ascontiguousarray(frame.copy())
-                people = []
-                for i in records_of(index):
-                    record = pending.pop(i)
-                    draw_person(canvas, record, boxes[i], res, int(track_id[i]))
-                    people.append(person_record(record, int(track_id[i]), boxes[i], res, predictor.focal))
-                    if ply_dir is not None:
-                        trimesh.Trimesh(record["vertices"], record["faces"], process=False).export(
-                            ply_dir / f"frame_{index:06d}_track{int(track_id[i])}.ply")
-                if json_dir is not None:
-                    (json_dir / f"frame_{index:06d}.json").write_text(json.dumps(
-                        {"frame": index, "time_s": round(index / fps, 4), "joint_order": "h36m-17",
-                         "people": people}))
-                writer.write(canvas[..., ::-1].copy())
-                frames += 1
-                if progress:
-                    progress("overlay", index)
-        finally:
-            writer.release()
+        crops = _CropStream(result.path, predictor, batch_size)
+        frames, fourcc = _write_overlay_video(source, crops, out_video, json_dir, ply_dir, progress)
     if count_frames(out_video) != frames:
         raise DataError(f"{out_video}: the overlay video does not read back with {frames} frames")
-    return VideoPrediction(out_video, json_dir, ply_dir, frames, n, len(result.tracks), fourcc)
+    return VideoPrediction(out_video, json_dir, ply_dir, frames, len(crops), len(result.tracks), fourcc)
+
+
+class _CropStream:
+    """The extracted crops of a video (sorted by frame, then track), predicted in batches as the
+    frames that need them are reached, so memory stays bounded."""
+
+    def __init__(self, path: Path, predictor: CropPredictor, batch_size: int):
+        self.data = MaskposeDataset(path, fields=["image", "frame_index", "track_id", "crop_box"])
+        self.frame_index = np.asarray(self.data.arrays["frame_index"]).astype(np.int64)
+        self.track_id = np.asarray(self.data.arrays["track_id"]).astype(np.int64)
+        self.boxes = np.asarray(self.data.arrays["crop_box"], dtype=np.float64)
+        self.predictor, self.batch_size = predictor, batch_size
+        self.pending: dict[int, dict] = {}
+        self.done = 0  # samples predicted so far
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def people_in(self, frame: int) -> list[tuple[int, np.ndarray, dict]]:
+        """``(track id, crop box, record)`` of every person in ``frame`` (frames come in order)."""
+        n = len(self.data)
+        while self.done < n and self.frame_index[self.done] <= frame:
+            stop = min(n, self.done + self.batch_size)
+            images = torch.stack([self.data[i]["image"] for i in range(self.done, stop)])
+            for i, record in zip(range(self.done, stop), self.predictor(images)):
+                self.pending[i] = record
+            self.done = stop
+        mine = [i for i in sorted(self.pending) if self.frame_index[i] == frame]
+        return [(int(self.track_id[i]), self.boxes[i], self.pending.pop(i)) for i in mine]
+
+
+def _write_overlay_video(source: FrameSource, crops: _CropStream, out_video: Path, json_dir: Path | None,
+                         ply_dir: Path | None, progress: Callable[[str, int], None] | None) -> tuple[int, str]:
+    """Read the video again, drawing every person's prediction onto its frame and writing the
+    per-frame JSON and PLY files; returns the frames written and the video's fourcc."""
+    res, focal = crops.predictor.res, crops.predictor.focal
+    fps = source.fps or 25.0
+    writer, fourcc = open_video_writer(out_video, fps, (source.width, source.height))
+    frames = 0
+    try:
+        for index, frame in source:
+            canvas = np.ascontiguousarray(frame.copy())
+            people = []
+            for track, box, record in crops.people_in(index):
+                draw_person(canvas, record, box, res, track)
+                people.append(person_record(record, track, box, res, focal))
+                if ply_dir is not None:
+                    trimesh.Trimesh(record["vertices"], record["faces"], process=False).export(
+                        ply_dir / f"frame_{index:06d}_track{track}.ply")
+            if json_dir is not None:
+                (json_dir / f"frame_{index:06d}.json").write_text(json.dumps(
+                    {"frame": index, "time_s": round(index / fps, 4), "joint_order": "h36m-17", "people": people}))
+            writer.write(canvas[..., ::-1].copy())
+            frames += 1
+            if progress:
+                progress("overlay", index)
+    finally:
+        writer.release()
+    return frames, fourcc

@@ -1,4 +1,4 @@
-"""``maskpose bench adapt`` and ``maskpose bench unsup``: the adaptation benchmark (DESIGN §6).
+"""``maskpose bench adapt`` and ``maskpose bench unsup``: the adaptation benchmark (docs/design.md §6).
 
 ``adapt``: from fixed seeds, build (or reuse) the source split and the target domains, train (or
 reuse) a source model, then for every target run
@@ -35,17 +35,19 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 from matplotlib.figure import Figure
 
 from maskpose.body.anny_body import AnnyBody
-from maskpose.body.sampler import PoseSampler
+from maskpose.body.sampler import PoseDistribution
 from maskpose.conventions import seed_key
 from maskpose.errors import ConfigError
+from maskpose.io import atomic_write_json
 from maskpose.models.regressor import ModelConfig
 from maskpose.synth.domains import DOMAINS
 from maskpose.synth.generator import generate
@@ -75,7 +77,7 @@ ADAPT_LOSSES: dict[str, dict[str, float]] = {
 #: Table order: the paper's ablation order first (source > L2 > L_S > L_S + L_T), then the rest.
 VARIANT_ORDER = ("source", "l2", "ls", "ls_lt", "bce", "chamfer_points", "mas", "ls_lt_mas", "oracle")
 ABLATION_ORDER = ("source", "l2", "ls", "ls_lt")
-#: The paper's numbers for the same rows (PA-MPJPE mm, synthetic -> 3DPW; DESIGN §1.1).
+#: The paper's numbers for the same rows (PA-MPJPE mm, synthetic -> 3DPW; docs/design.md §1.1).
 PAPER_ABLATION = {"source": 134.7, "l2": 129.6, "ls": 106.2, "ls_lt": 95.1}
 ALL_TARGETS = ("lowres-32", "lowres-52", "thermal", "uap-8", "uap-16", "scene")
 METRICS = ("mpjpe", "pa_mpjpe", "n_mpjpe", "pck", "auc", "silhouette_iou", "mpjpe_flip", "pa_mpjpe_flip",
@@ -88,28 +90,60 @@ UNSUP_VARIANTS: dict[str, dict] = {
     "mas_no_psi": {"mode": "train-unsup", "losses": {"mas": 1.0}, "mas_physique": False},
     "mas_no_psi_no_g": {"mode": "train-unsup", "losses": {"mas": 1.0}, "mas_physique": False, "mas_geodesic": False},
 }
-#: The paper's MaS ablation (H36M MPJPE, ambiguity ratio %; DESIGN §1.2).
+#: The paper's MaS ablation (H36M MPJPE, ambiguity ratio %; docs/design.md §1.2).
 PAPER_MAS = {"mas_no_psi_no_g": (127.4, None), "mas_no_g": (102.6, None), "mas": (95.9, 20.3)}
+
+
+def bench_source_run() -> TrainConfig:
+    """The benchmark's source pretraining run (data, out, seed, device and the model are filled in)."""
+    return TrainConfig(mode="pretrain", steps=1500, batch_size=32, lr=1e-3, log_every=25, checkpoint_every=100)
+
+
+def bench_adapt_run() -> TrainConfig:
+    """Every adaptation cell's run (and the oracle's steps and batch; its lr is ``oracle_lr``). The
+    cell fills in data, out, init_checkpoint, seed, device, losses, focal and the model. Fitting in
+    the loop is off (the paper: every 4th step, ``BenchConfig.full``). ``topology_binarization``:
+    "straight_through" reproduces the first benchmark run, see docs/benchmark.md."""
+    return TrainConfig(mode="adapt", steps=150, batch_size=16, lr=1e-4, fit_every=0, fit_iterations=8,
+                       log_every=10, checkpoint_every=10**9)
+
+
+def bench_unsup_run() -> TrainConfig:
+    """Every ``bench unsup`` cell's run (mode and losses come from the variant)."""
+    return TrainConfig(mode="train-unsup", steps=1500, batch_size=32, lr=1e-3, log_every=25,
+                       checkpoint_every=10**9)
+
+
+#: The ``TrainConfig`` templates of a ``BenchConfig`` and their defaults (whose mode each must keep).
+RUN_SECTIONS: dict[str, Callable[[], TrainConfig]] = {"source": bench_source_run, "adapt": bench_adapt_run,
+                                                      "unsup": bench_unsup_run}
+#: Keys of the flat configuration before the runs became ``TrainConfig`` templates -> their new place.
+MOVED_KEYS = {
+    "pose_spread": "poses.spread", "max_yaw_deg": "poses.max_yaw_deg",
+    "source_steps": "source.steps", "source_batch": "source.batch_size", "source_lr": "source.lr",
+    "adapt_steps": "adapt.steps", "adapt_batch": "adapt.batch_size", "adapt_lr": "adapt.lr",
+    "fit_every": "adapt.fit_every", "fit_iterations": "adapt.fit_iterations",
+    "topology_binarization": "adapt.topology_binarization", "topology_temperature": "adapt.topology_temperature",
+    "unsup_steps": "unsup.steps", "unsup_batch": "unsup.batch_size", "unsup_lr": "unsup.lr",
+}
 
 
 @dataclass
 class BenchConfig:
-    """Every size, step count and seed of ``maskpose bench adapt`` / ``bench unsup``."""
+    """Every size, step count and seed of ``maskpose bench adapt`` / ``bench unsup``: the benchmark's
+    own fields, and its training runs as ``TrainConfig`` templates (``source``, ``adapt``, ``unsup``)."""
 
     resolution: int = 64
     width: int = 32
     hidden: int = 256
     data_seed: int = 0
-    # Pose distribution of every generated split (PoseSampler.facing_camera), as the demo's; the
-    # shipped demo source model (--source-checkpoint) was trained on it.
-    pose_spread: float = 0.6
-    max_yaw_deg: float = 45.0
+    # Pose distribution of every generated split, as the demo's; the shipped demo source model
+    # (--source-checkpoint) was trained on it.
+    poses: PoseDistribution = field(default_factory=PoseDistribution)
     # source
     source_train: int = 3000
     source_heldout: int = 256  # labelled studio images the UAP is computed on (not trained on)
-    source_steps: int = 1500
-    source_batch: int = 32
-    source_lr: float = 1e-3
+    source: TrainConfig = field(default_factory=bench_source_run)
     source_checkpoint: str = ""  # reuse this source model instead of training one
     # targets
     targets: tuple[str, ...] = ALL_TARGETS
@@ -121,26 +155,16 @@ class BenchConfig:
     # adaptation
     variants: tuple[str, ...] = VARIANT_ORDER
     seeds: tuple[int, ...] = (0, 1)
-    adapt_steps: int = 150
-    adapt_batch: int = 16
-    adapt_lr: float = 1e-4
+    adapt: TrainConfig = field(default_factory=bench_adapt_run)
     prior_weight: float = 0.1
-    fit_every: int = 0  # fitting in the loop (the paper: every 4th step); 0 = off
-    fit_iterations: int = 8
-    # gradient through the threshold of ls / lt (TrainConfig.topology_binarization; "straight_through"
-    # reproduces the first benchmark run, see docs/benchmark.md)
-    topology_binarization: str = "soft"
-    topology_temperature: float = 0.1
-    oracle_lr: float = 1e-4
+    oracle_lr: float = 1e-4  # the oracle runs adapt's steps and batch size at this learning rate
     curve_variants: tuple[str, ...] = ("l2", "ls_lt")
     curve_points: int = 3  # evaluations along each curve-variant run (the last is the run's end)
     # unsup (Mask-as-Supervision ablation)
     unsup_variants: tuple[str, ...] = tuple(UNSUP_VARIANTS)
     unsup_train: int = 3000
     unsup_test: int = 200
-    unsup_steps: int = 1500
-    unsup_batch: int = 32
-    unsup_lr: float = 1e-3
+    unsup: TrainConfig = field(default_factory=bench_unsup_run)
     unsup_seeds: tuple[int, ...] = (0, 1)
     # "joints": free 3D landmarks (masks constrain only their projection, so depth is learned from
     # nothing); "mesh": the body model's joints, with the pose prior (prior_weight) added to every
@@ -152,11 +176,16 @@ class BenchConfig:
     def __post_init__(self):
         for name in ("targets", "variants", "seeds", "curve_variants", "unsup_variants", "unsup_seeds"):
             setattr(self, name, tuple(getattr(self, name)))
+        if isinstance(self.poses, Mapping):
+            self.poses = _pose_distribution(self.poses)
+        for name, default in RUN_SECTIONS.items():  # a mapping: fields over the default run
+            if isinstance(getattr(self, name), Mapping):
+                setattr(self, name, default().updated(getattr(self, name), f"BenchConfig {name}"))
 
     @staticmethod
     def full() -> BenchConfig:
         """Every target and variant, two seeds, fitting in the loop every 4th step (CPU: hours)."""
-        return BenchConfig(fit_every=4)
+        return BenchConfig(adapt=replace(bench_adapt_run(), fit_every=4))
 
     @staticmethod
     def quick() -> BenchConfig:
@@ -167,37 +196,59 @@ class BenchConfig:
         test, 60 adaptation steps of batch 8, UAP 60 steps on 128 held-out images, a narrower
         network; unsup 1500 samples / 300 steps, one seed)."""
         return BenchConfig(
-            width=16, hidden=128, source_train=1500, source_heldout=128, source_steps=600, source_batch=16,
+            width=16, hidden=128, source_train=1500, source_heldout=128,
+            source=replace(bench_source_run(), steps=600, batch_size=16),
             targets=("lowres-32", "thermal", "uap-16", "scene"), target_train=200, target_test=100,
             uap_steps=60, uap_batch=16, variants=("source", "l2", "ls", "ls_lt", "mas", "oracle"),
-            adapt_steps=60, adapt_batch=8, curve_points=3,
-            unsup_train=1500, unsup_test=100, unsup_steps=300, unsup_batch=16, unsup_seeds=(0,),
+            adapt=replace(bench_adapt_run(), steps=60, batch_size=8), curve_points=3,
+            unsup_train=1500, unsup_test=100, unsup=replace(bench_unsup_run(), steps=300, batch_size=16),
+            unsup_seeds=(0,),
         )
 
     def model(self, heads=("mesh",)):
         return ModelConfig(resolution=self.resolution, width=self.width, hidden=self.hidden, heads=tuple(heads))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["poses"] = asdict(self.poses)
+        for name in RUN_SECTIONS:
+            d[name] = getattr(self, name).to_dict()
+        return d
+
+    def updated(self, changes: Mapping) -> BenchConfig:
+        """This configuration with the fields in ``changes`` replaced; ``poses`` and the run templates
+        (``source``, ``adapt``, ``unsup``) may be partial mappings (e.g. ``{"adapt": {"steps": 60}}``)
+        whose other fields keep this configuration's values. Unknown keys raise ``ConfigError``."""
+        _check_bench_keys(changes)
+        d = dict(changes)
+        if isinstance(d.get("poses"), Mapping):
+            d["poses"] = _pose_distribution({**asdict(self.poses), **d["poses"]})
+        for name in RUN_SECTIONS:
+            if isinstance(d.get(name), Mapping):
+                d[name] = getattr(self, name).updated(d[name], f"BenchConfig {name}")
+        return replace(self, **d)
 
     def updated_from_yaml(self, path) -> BenchConfig:
-        """This configuration with the fields set in a YAML mapping replaced (unknown keys refused)."""
-        changes = load_yaml_mapping(path)
-        return BenchConfig.from_dict({**self.to_dict(), **changes})
+        """This configuration with the fields set in a YAML mapping replaced (see :meth:`updated`)."""
+        return self.updated(load_yaml_mapping(path))
 
     @staticmethod
-    def from_dict(d: dict) -> BenchConfig:
-        check_known_fields(BenchConfig, d, "BenchConfig")
-        return BenchConfig(**d)
+    def from_dict(d: Mapping) -> BenchConfig:
+        """A configuration of a (possibly partial, possibly nested) mapping; unknown keys refused."""
+        return BenchConfig().updated(d)
 
     def validate(self) -> BenchConfig:
+        for name, default in RUN_SECTIONS.items():
+            mode = default().mode
+            if getattr(self, name).mode != mode:
+                raise ConfigError(f"BenchConfig {name}.mode must stay {mode!r}, got {getattr(self, name).mode!r}")
         bad = [v for v in self.variants if v not in VARIANT_ORDER]
         if bad:
             raise ConfigError(f"unknown variant(s) {bad}; known: {list(VARIANT_ORDER)}")
         bad = [v for v in self.unsup_variants if v not in UNSUP_VARIANTS]
         if bad:
             raise ConfigError(f"unknown unsup variant(s) {bad}; known: {list(UNSUP_VARIANTS)}")
-        check_topology_gradient(self.topology_binarization, self.topology_temperature)
+        check_topology_gradient(self.adapt.topology_binarization, self.adapt.topology_temperature)
         register_uap_domains()
         bad = [t for t in self.targets if t not in DOMAINS or t == "studio"]
         if bad:
@@ -209,6 +260,20 @@ class BenchConfig:
         if self.curve_points < 1:
             raise ConfigError("curve_points must be >= 1")
         return self
+
+
+def _check_bench_keys(d: Mapping) -> None:
+    moved = sorted(k for k in d if k in MOVED_KEYS)
+    if moved:
+        raise ConfigError(f"unknown BenchConfig key(s) {moved}: the training runs are TrainConfig templates now ("
+                          + ", ".join(f"{k} -> {MOVED_KEYS[k]}" for k in moved)
+                          + "), e.g. `adapt: {steps: 60}` in YAML")
+    check_known_fields(BenchConfig, d, "BenchConfig")
+
+
+def _pose_distribution(d: Mapping) -> PoseDistribution:
+    check_known_fields(PoseDistribution, d, "BenchConfig poses")
+    return PoseDistribution(**d)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -235,7 +300,7 @@ def _dataset_ready(path: Path, n: int, res: int, labels: bool, domain: str) -> b
 
 
 def _generate(path: Path, domain: str, n: int, res: int, seed: int, split: str, labels: bool, body,
-              log: _Log, perturbation=None, poses: tuple[float, float] = (0.6, 45.0)) -> Path:
+              log: _Log, perturbation=None, poses: PoseDistribution = PoseDistribution()) -> Path:
 
     if _dataset_ready(path, n, res, labels, domain):
         log(f"reusing {path}")
@@ -243,7 +308,7 @@ def _generate(path: Path, domain: str, n: int, res: int, seed: int, split: str, 
     log(f"generating {domain}/{split}: {n} samples at {res} px{' with labels' if labels else ''}")
     pose_seed = seed_key(f"{seed}/{domain}/{split}")
     return generate(path, domain, n, res, seed, split, labels=labels, body=body, perturbation=perturbation,
-                    pose_source=PoseSampler.facing_camera(pose_seed, *poses))
+                    pose_source=poses.sampler(pose_seed))
 
 
 def _metrics(full: dict) -> dict:
@@ -251,10 +316,7 @@ def _metrics(full: dict) -> dict:
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    tmp.replace(path)
+    atomic_write_json(path, payload)
 
 
 def _load_state(path: Path, cfg: BenchConfig, kind: str, log: _Log) -> dict:
@@ -263,9 +325,10 @@ def _load_state(path: Path, cfg: BenchConfig, kind: str, log: _Log) -> dict:
     if not path.exists():
         return {"cells": {}}
     state = json.loads(path.read_text())
-    free = {"targets", "variants", "seeds", "curve_variants", "unsup_variants", "unsup_seeds", "device", "eval_batch"}
-    mine = json.loads(json.dumps(cfg.to_dict()))
-    saved = state.get("config", {})
+    free = {"targets", "variants", "seeds", "curve_variants", "unsup_variants", "unsup_seeds", "device", "eval_batch",
+            *(f"{name}.device" for name in RUN_SECTIONS)}  # the runs take the benchmark's device
+    mine = _dotted(json.loads(json.dumps(cfg.to_dict())))
+    saved = _dotted(state.get("config", {}))
     differing = sorted(k for k in mine if k not in free and saved.get(k) != mine[k])
     if differing:
         raise ConfigError(f"{path}: a {kind} benchmark with another configuration is there (differs in "
@@ -273,6 +336,17 @@ def _load_state(path: Path, cfg: BenchConfig, kind: str, log: _Log) -> dict:
     log(f"resuming: {len(state.get('cells', {}))} finished cell(s) in {path}")
     state.setdefault("cells", {})
     return state
+
+
+def _dotted(config: dict) -> dict:
+    """A ``BenchConfig.to_dict`` with the sections flattened: ``{"adapt": {"lr": x}}`` -> ``{"adapt.lr": x}``."""
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and key in ("poses", *RUN_SECTIONS):
+            out.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            out[key] = value
+    return out
 
 
 def aggregate(cells: dict, targets, variants, seeds) -> dict:
@@ -341,7 +415,7 @@ def prepare_adapt(cfg: BenchConfig, out: Path, log: _Log, body) -> dict:
     """Source data, source model, UAPs and target splits (each reused when already in ``out``)."""
     data = out / "data"
     res, seed = cfg.resolution, cfg.data_seed
-    poses = (cfg.pose_spread, cfg.max_yaw_deg)
+    poses = cfg.poses
     info: dict = {"targets": {}}
     if cfg.source_checkpoint:
         ckpt = Path(cfg.source_checkpoint)
@@ -353,11 +427,9 @@ def prepare_adapt(cfg: BenchConfig, out: Path, log: _Log, body) -> dict:
     else:
         source = _generate(data / "studio" / "train", "studio", cfg.source_train, res, seed, "train", True, body, log,
                            poses=poses)
-        log(f"source model: pretrain {cfg.source_steps} steps (resumes / reuses {out / 'runs' / 'source'})")
-        ckpt = train(TrainConfig(mode="pretrain", data=str(source), out=str(out / "runs" / "source"),
-                                 steps=cfg.source_steps, batch_size=cfg.source_batch, lr=cfg.source_lr,
-                                 seed=seed, device=cfg.device, log_every=25, checkpoint_every=100,
-                                 model=cfg.model()), progress=True).checkpoint
+        log(f"source model: pretrain {cfg.source.steps} steps (resumes / reuses {out / 'runs' / 'source'})")
+        ckpt = train(replace(cfg.source, data=str(source), out=str(out / "runs" / "source"), seed=seed,
+                             device=cfg.device, model=cfg.model()), progress=True).checkpoint
     info["source_checkpoint"] = str(ckpt)
     needs_uap = [t for t in cfg.targets if t.startswith("uap-")]
     if needs_uap:
@@ -396,7 +468,8 @@ def _cell_losses(cfg: BenchConfig, variant: str) -> dict[str, float]:
 
 def _curve_steps(cfg: BenchConfig) -> list[int]:
     n = cfg.curve_points
-    return sorted({max(1, round(cfg.adapt_steps * (i + 1) / n)) for i in range(n)}) if cfg.adapt_steps else [0]
+    steps = cfg.adapt.steps
+    return sorted({max(1, round(steps * (i + 1) / n)) for i in range(n)}) if steps else [0]
 
 
 def run_cell(cfg: BenchConfig, target: str, variant: str, seed: int, info: dict, out: Path, model_config,
@@ -414,17 +487,13 @@ def run_cell(cfg: BenchConfig, target: str, variant: str, seed: int, info: dict,
     shutil.rmtree(run_dir, ignore_errors=True)  # resume is per cell: an unfinished cell starts again
     if variant == "oracle":
         base = TrainConfig(mode="oracle", data=splits["train"], init_checkpoint=ckpt, out=str(run_dir),
-                           losses=dict(DEFAULT_LOSSES["pretrain"]), steps=cfg.adapt_steps,
-                           batch_size=cfg.adapt_batch, lr=cfg.oracle_lr, seed=seed, device=cfg.device,
+                           losses=dict(DEFAULT_LOSSES["pretrain"]), steps=cfg.adapt.steps,
+                           batch_size=cfg.adapt.batch_size, lr=cfg.oracle_lr, seed=seed, device=cfg.device,
                            log_every=10, checkpoint_every=10**9, focal=focal, model=model_config)
     else:
-        base = TrainConfig(mode="adapt", data=splits["train"], init_checkpoint=ckpt, out=str(run_dir),
-                           losses=_cell_losses(cfg, variant), steps=cfg.adapt_steps, batch_size=cfg.adapt_batch,
-                           lr=cfg.adapt_lr, seed=seed, device=cfg.device, log_every=10, checkpoint_every=10**9,
-                           fit_every=cfg.fit_every, fit_iterations=cfg.fit_iterations, focal=focal,
-                           topology_binarization=cfg.topology_binarization,
-                           topology_temperature=cfg.topology_temperature, model=model_config)
-    stops = _curve_steps(cfg) if variant in cfg.curve_variants else [cfg.adapt_steps]
+        base = replace(cfg.adapt, data=splits["train"], init_checkpoint=ckpt, out=str(run_dir),
+                       losses=_cell_losses(cfg, variant), seed=seed, device=cfg.device, focal=focal, model=model_config)
+    stops = _curve_steps(cfg) if variant in cfg.curve_variants else [cfg.adapt.steps]
     curve = []
     result = None
     for stop in stops:  # training to ``stop`` resumes the run's checkpoint: the same run as one call
@@ -441,10 +510,13 @@ def run_cell(cfg: BenchConfig, target: str, variant: str, seed: int, info: dict,
 
 
 def run_adapt_benchmark(cfg: BenchConfig, out, json_path=None, printer: Callable[[str], None] | None = None,
-                        plots: bool = True) -> dict:
+                        plots: bool = True, threads: int | None = None) -> dict:
     """Run (or resume) the adaptation benchmark in ``out``; returns the JSON payload (also written to
-    ``out/bench_adapt.json`` after every cell and to ``json_path`` at the end)."""
+    ``out/bench_adapt.json`` after every cell and to ``json_path`` at the end). ``threads``:
+    ``torch.set_num_threads`` first (default: torch's choice)."""
     cfg.validate()
+    if threads:
+        torch.set_num_threads(threads)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     log = _Log("adapt", printer)
@@ -580,12 +652,15 @@ def plot_curves(payload: dict, cfg: BenchConfig, path: Path) -> Path | None:
 
 
 # ---------------------------------------------------------------------- bench unsup
-def run_unsup_benchmark(cfg: BenchConfig, out, json_path=None, printer: Callable[[str], None] | None = None) -> dict:
+def run_unsup_benchmark(cfg: BenchConfig, out, json_path=None, printer: Callable[[str], None] | None = None,
+                        threads: int | None = None) -> dict:
     """Mask-as-Supervision ablation (joint head): ``supervised`` (3D labels, same images and network),
     ``mas`` (ψ + G), ``mas_no_g``, ``mas_no_psi``, ``mas_no_psi_no_g``; evaluated on a labelled studio
     test split with and without the flip to the better side. Resumable per cell
-    (``out/bench_unsup.json``)."""
+    (``out/bench_unsup.json``). ``threads``: ``torch.set_num_threads`` first."""
     cfg.validate()
+    if threads:
+        torch.set_num_threads(threads)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     log = _Log("unsup", printer)
@@ -593,7 +668,7 @@ def run_unsup_benchmark(cfg: BenchConfig, out, json_path=None, printer: Callable
     state = _load_state(state_path, cfg, "unsup", log)
     body = AnnyBody(device=cfg.device)
     res, seed = cfg.resolution, cfg.data_seed
-    poses = (cfg.pose_spread, cfg.max_yaw_deg)
+    poses = cfg.poses
     train_split = _generate(out / "data" / "studio" / "unsup_train", "studio", cfg.unsup_train, res, seed,
                             "unsup_train", True, body, log, poses=poses)
     test_split = _generate(out / "data" / "studio" / "unsup_test", "studio", cfg.unsup_test, res, seed,
@@ -604,17 +679,15 @@ def run_unsup_benchmark(cfg: BenchConfig, out, json_path=None, printer: Callable
         key = f"studio|{v}|{s}"
         if key in cells:
             continue
-        log(f"cell {i}/{len(todo)}: {v}, seed {s} ({cfg.unsup_steps} steps)")
+        log(f"cell {i}/{len(todo)}: {v}, seed {s} ({cfg.unsup.steps} steps)")
         start = time.time()
         spec = dict(UNSUP_VARIANTS[v])
         if cfg.unsup_head == "mesh" and spec["mode"] == "train-unsup" and cfg.prior_weight > 0:
             spec["losses"] = {**spec["losses"], "prior": cfg.prior_weight}
         run_dir = out / "runs" / v / f"seed{s}"
         shutil.rmtree(run_dir, ignore_errors=True)
-        trained = train(TrainConfig(
-            data=str(train_split), out=str(run_dir), steps=cfg.unsup_steps, batch_size=cfg.unsup_batch,
-            lr=cfg.unsup_lr, seed=s, device=cfg.device, log_every=25, checkpoint_every=10**9,
-            model=cfg.model(heads=(cfg.unsup_head,)), **spec), progress=False)
+        trained = train(replace(cfg.unsup, data=str(train_split), out=str(run_dir), seed=s, device=cfg.device,
+                                model=cfg.model(heads=(cfg.unsup_head,)), **spec), progress=False)
         cells[key] = _metrics(evaluate_checkpoint(trained.checkpoint, test_split, cfg.device, cfg.eval_batch))
         cells[key]["seconds"] = round(time.time() - start, 1)
         c = cells[key]

@@ -245,8 +245,9 @@ class AnnyBody(nn.Module):
         delta[:, self.articulated_bones] = _homogeneous(rotations[:, 1:])
 
         # Anny's forward split open so that the bone transforms also skin the surface points.
-        _, pheno, local, facial = anny.get_tensor_inputs(None, phenotypes.float(), None, None)
-        coeffs = anny._get_phenotype_blendshape_coefficients(pheno, local, facial)
+        _, pheno, _, _ = anny.get_tensor_inputs(None, phenotypes.float(), None, None)
+        # Anny's public coefficients (by phenotype name; local changes and facial actions at 0).
+        coeffs = anny.get_phenotype_blendshape_coefficients(**dict(zip(anny.phenotype_labels, pheno.unbind(1))))
         rest = anny.get_rest_model(coeffs)
         transforms, bone_poses = anny.get_bone_transforms(delta, rest["rest_bone_poses"])
         vertices = anny.get_skinned_vertices(rest_vertices=rest["rest_vertices"], bone_transforms=transforms)

@@ -1,6 +1,6 @@
 """Motion library: real mocap (BVH, DeepMimic clips) retargeted onto Anny by bone directions.
 
-Retargeting (DESIGN §2) works on joint *positions*, so any skeleton with the usual joints fits:
+Retargeting (docs/design.md §2) works on joint *positions*, so any skeleton with the usual joints fits:
 
 * the mocap is brought into Anny's world axes (Z up, -Y facing, +X the subject's left) from its
   own rest pose (every rotation zero), and scaled so its leg length matches Anny's;
@@ -126,8 +126,9 @@ def anny_reference(phenotypes: tuple[float, ...] = DEFAULT_PHENOTYPES) -> dict[s
     dtype = model.template_vertices.dtype
     with torch.no_grad():
         pheno_in = torch.tensor([phenotypes], dtype=dtype)
-        _, pheno, local, facial = model.get_tensor_inputs(None, pheno_in, None, None)
-        coeffs = model._get_phenotype_blendshape_coefficients(pheno, local, facial)
+        _, pheno, _, _ = model.get_tensor_inputs(None, pheno_in, None, None)
+        # Anny's public coefficients (by phenotype name; local changes and facial actions at 0).
+        coeffs = model.get_phenotype_blendshape_coefficients(**dict(zip(model.phenotype_labels, pheno.unbind(1))))
         rest = model.get_rest_model(coeffs)
         delta = torch.eye(4, dtype=rest["rest_bone_poses"].dtype).repeat(1, len(labels), 1, 1)
         _, poses = model.get_bone_transforms(delta, rest["rest_bone_poses"])

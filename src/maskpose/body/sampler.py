@@ -6,6 +6,7 @@ penalises leaving it, so a pose from the sampler has zero prior loss.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 import roma
@@ -77,6 +78,20 @@ def _limit_tables():
     )
 
 
+@dataclass(frozen=True)
+class PoseDistribution:
+    """The pose distribution of the demo's and the benchmark's generated splits (the shipped demo
+    source model was trained on the default): ``spread`` of each joint range (see
+    :class:`PoseSampler`), people turned at most ``max_yaw_deg`` from the camera."""
+
+    spread: float = 0.6
+    max_yaw_deg: float = 45.0
+
+    def sampler(self, seed: int) -> PoseSampler:
+        """A :meth:`PoseSampler.facing_camera` of this distribution."""
+        return PoseSampler.facing_camera(seed, self)
+
+
 class PoseSampler:
     """Random poses within the anatomical limits, and adult phenotypes.
 
@@ -108,11 +123,13 @@ class PoseSampler:
         self.spread = spread
 
     @classmethod
-    def facing_camera(cls, seed: int = 0, spread: float = 0.6, max_yaw_deg: float = 45.0) -> PoseSampler:
-        """A milder distribution: ``spread`` of each joint range, people turned at most
-        ``max_yaw_deg`` from the camera, small pitch and roll (the demo's and the benchmark's)."""
-        return cls(seed=seed, spread=spread, global_orient_range={
-            "yaw": (-max_yaw_deg, max_yaw_deg), "pitch": (-10.0, 10.0), "roll": (-8.0, 8.0)})
+    def facing_camera(cls, seed: int = 0, distribution: PoseDistribution | None = None) -> PoseSampler:
+        """A milder distribution (default: ``PoseDistribution()``, the demo's and the benchmark's):
+        ``distribution.spread`` of each joint range, people turned at most
+        ``distribution.max_yaw_deg`` from the camera, small pitch and roll."""
+        d = PoseDistribution() if distribution is None else distribution
+        return cls(seed=seed, spread=d.spread, global_orient_range={
+            "yaw": (-d.max_yaw_deg, d.max_yaw_deg), "pitch": (-10.0, 10.0), "roll": (-8.0, 8.0)})
 
     def _uniform(self, low: torch.Tensor, high: torch.Tensor, n: int) -> torch.Tensor:
         u = torch.rand((n, *low.shape), generator=self.generator)
@@ -198,4 +215,4 @@ def pose_prior_loss(pose: torch.Tensor, reduction: str = "mean") -> torch.Tensor
     raise MaskposeError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
-__all__ = ["PoseSampler", "pose_prior_loss", "joint_angles", "hinge_axis"]
+__all__ = ["PoseDistribution", "PoseSampler", "pose_prior_loss", "joint_angles", "hinge_axis"]

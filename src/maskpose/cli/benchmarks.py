@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from maskpose.errors import ConfigError
+
 from ._app import bench_app
 from .errors import friendly
 
@@ -16,12 +18,11 @@ def _split(text: Optional[str]) -> Optional[tuple[str, ...]]:
     return None if text is None else tuple(x.strip() for x in text.split(",") if x.strip())
 
 
-def _bench_config(quick: bool, device: str, targets: Optional[str] = None, variants: Optional[str] = None,
-                  seeds: Optional[str] = None, source_checkpoint: Optional[Path] = None,
-                  config: Optional[Path] = None, seeds_field: str = "seeds"):
-    from maskpose.bench.adapt import BenchConfig
-
-    cfg = BenchConfig.quick() if quick else BenchConfig.full()
+def _bench_config(bench_config, quick: bool, device: str, targets: Optional[str] = None,
+                  variants: Optional[str] = None, seeds: Optional[str] = None,
+                  source_checkpoint: Optional[Path] = None, config: Optional[Path] = None, seeds_field: str = "seeds"):
+    """``bench_config`` (the ``BenchConfig`` class) quick or full, then the YAML, then the flags."""
+    cfg = bench_config.quick() if quick else bench_config.full()
     if config is not None:
         cfg = cfg.updated_from_yaml(config)
     changes: dict = {"device": device}
@@ -33,7 +34,7 @@ def _bench_config(quick: bool, device: str, targets: Optional[str] = None, varia
         try:
             changes[seeds_field] = tuple(int(s) for s in _split(seeds))
         except ValueError:
-            raise ValueError(f"--seeds {seeds!r}: give integers separated by commas (e.g. 0,1)") from None
+            raise ConfigError(f"--seeds {seeds!r}: give integers separated by commas (e.g. 0,1)") from None
     if source_checkpoint is not None:
         if not source_checkpoint.exists():
             raise FileNotFoundError(f"--source-checkpoint: {source_checkpoint} does not exist")
@@ -47,7 +48,8 @@ OUT = typer.Option(..., "--out", help="Run folder: data, runs, partial results (
 DEVICE = typer.Option("cpu", help="cpu, cuda, ...")
 THREADS = typer.Option(None, help="torch.set_num_threads (default: leave torch's choice).")
 CONFIG = typer.Option(None, "--config", help="YAML of BenchConfig fields overriding the base configuration "
-                                             "(full, or quick with --quick); flags override it.")
+                                             "(full, or quick with --quick; the runs nested, e.g. "
+                                             "`adapt: {steps: 60}`); flags override it.")
 
 
 @bench_app.command("adapt")
@@ -68,14 +70,10 @@ def bench_adapt(
     (PA-MPJPE table, the paper's ablation order first), OUT/bench_adapt_bars.png and
     OUT/bench_adapt_steps.png, and the JSON at --json.
     """
-    from maskpose.bench.adapt import run_adapt_benchmark
+    from maskpose.bench import adapt as bench  # deferred: CLI start-up
 
-    cfg = _bench_config(quick, device, targets, variants, seeds, source_checkpoint, config)
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    run_adapt_benchmark(cfg, out, json_path)
+    cfg = _bench_config(bench.BenchConfig, quick, device, targets, variants, seeds, source_checkpoint, config)
+    bench.run_adapt_benchmark(cfg, out, json_path, threads=threads)
 
 
 @bench_app.command("unsup")
@@ -86,11 +84,7 @@ def bench_unsup(quick: bool = QUICK, json_path: Path = JSON, out: Path = OUT, de
                 threads: Optional[int] = THREADS, config: Optional[Path] = CONFIG) -> None:
     """Mask-as-Supervision with / without ψ and G against a 3D-supervised model (joint head):
     MPJPE with and without the left-right flip, and the ambiguity ratio."""
-    from maskpose.bench.adapt import run_unsup_benchmark
+    from maskpose.bench import adapt as bench  # deferred: CLI start-up
 
-    cfg = _bench_config(quick, device, seeds=seeds, config=config, seeds_field="unsup_seeds")
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    run_unsup_benchmark(cfg, out, json_path)
+    cfg = _bench_config(bench.BenchConfig, quick, device, seeds=seeds, config=config, seeds_field="unsup_seeds")
+    bench.run_unsup_benchmark(cfg, out, json_path, threads=threads)

@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from maskpose.errors import ConfigError
+
 from ._app import body_app
 from .errors import friendly
 
@@ -22,8 +24,8 @@ def render(n: int = typer.Option(8, "--n", help="Number of bodies."),
            topology: str = typer.Option("anny", help="Mesh topology of the PLY files (anny = full mesh).")):
     """Render posed bodies from a pose source: PNG previews (and a contact sheet) and PLY meshes."""
     if n <= 0:
-        raise ValueError(f"--n must be positive, got {n}")
-    from maskpose.apps.preview import render_bodies
+        raise ConfigError(f"--n must be positive, got {n}")
+    from maskpose.apps.preview import render_bodies  # deferred: CLI start-up
 
     sheet = render_bodies(out, n=n, seed=seed, motions=motions, res=res, topology=topology)
     typer.echo(f"wrote {n} PNG previews, {n} PLY meshes and {sheet}")

@@ -40,7 +40,7 @@ def synth(
 ) -> None:
     """Render a synthetic dataset of one domain (Anny bodies, random poses, detector-like crops)."""
 
-    from maskpose.synth.generator import generate
+    from maskpose.synth.generator import SynthesisConfig, generate  # deferred: CLI start-up
 
     if split not in ("train", "test"):
         raise ConfigError(f"--split must be train or test, got {split!r}")
@@ -51,8 +51,8 @@ def synth(
             typer.echo(f"{done}/{total}", err=True)
 
     start = time.perf_counter()
-    path = generate(out, domain, n, res, seed, split, labels, batch_size=batch_size, device=device,
-                    geodesic=geodesic, extras=extras, progress=progress)
+    path = generate(out, domain, n, res, seed, split, labels, SynthesisConfig(batch_size=batch_size, device=device,
+                    geodesic=geodesic, extras=extras), progress=progress)
     typer.echo(f"wrote {n} {domain} samples at {res} px to {path} in {time.perf_counter() - start:.1f} s")
 
 
@@ -66,7 +66,7 @@ def show(
     seed: Optional[int] = typer.Option(None, "--seed", help="Pick random samples with this seed (default: the first n)."),
 ) -> None:
     """Contact sheet: images with masks outlined (green) and 2D joints drawn (left blue, right red)."""
-    from maskpose.data.inspect import dataset_contact_sheet
+    from maskpose.data.inspect import dataset_contact_sheet  # deferred: CLI start-up
 
     path = dataset_contact_sheet(dataset, out, n=n, cell=cell, seed=seed)
     typer.echo(f"wrote {path}")
@@ -79,7 +79,7 @@ def stats(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the statistics as JSON."),
 ) -> None:
     """Counts, fields, resolution, mask coverage and joint ranges of a dataset."""
-    from maskpose.data.inspect import dataset_stats, format_stats
+    from maskpose.data.inspect import dataset_stats, format_stats  # deferred: CLI start-up
 
     result = dataset_stats(dataset)
     typer.echo(format_stats(result))
@@ -101,7 +101,7 @@ def import_npz_command(
     split: str = typer.Option("test", "--split"),
 ) -> None:
     """Import a SPIN-style .npz (Human3.6M, MPI-INF-3DHP, 3DPW) with its images."""
-    from maskpose.data.adapters import import_npz
+    from maskpose.data.adapters import import_npz  # deferred: CLI start-up
 
     path = import_npz(npz, images, out, res=res, convention=convention, margin=margin, limit=limit, split=split)
     typer.echo(f"wrote {path}")
@@ -120,7 +120,7 @@ def import_coco_command(
     split: str = typer.Option("train", "--split"),
 ) -> None:
     """Import COCO person annotations (one cropped sample per person, polygon masks rasterised)."""
-    from maskpose.data.adapters import import_coco
+    from maskpose.data.adapters import import_coco  # deferred: CLI start-up
 
     path = import_coco(annotations, images, out, res=res, margin=margin, min_keypoints=min_keypoints,
                        limit=limit, split=split)
@@ -138,7 +138,7 @@ def import_folder_command(
     split: str = typer.Option("train", "--split"),
 ) -> None:
     """Import a folder of images with a folder of person masks (crops around each mask)."""
-    from maskpose.data.adapters import import_folder
+    from maskpose.data.adapters import import_folder  # deferred: CLI start-up
 
     path = import_folder(images, masks, out, res=res, margin=margin, split=split)
     typer.echo(f"wrote {path}")
@@ -157,7 +157,7 @@ def bench_synth(
     device: str = typer.Option("cpu", "--device"),
 ) -> None:
     """End-to-end synthesis speed (poses, Anny, camera, rendering, writing) in frames per second."""
-    from maskpose.bench.synth import benchmark
+    from maskpose.bench.synth import benchmark  # deferred: CLI start-up
 
     result = benchmark(n=n, res=res, batch_size=batch_size, domain=domain, geodesic=geodesic,
                        device=device, threads=threads)

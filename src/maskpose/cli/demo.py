@@ -20,9 +20,9 @@ def demo(out: Path = typer.Option(Path("demo_output"), "--out", help="Output fol
                                              help="Pretrain the source model instead of loading the shipped one."),
          device: str = typer.Option("cpu", help="cpu, cuda, ...")):
     """Source model -> adapt to a target domain with L_S + L_T on masks only -> evaluate -> report.html."""
-    from maskpose.apps.demo import DemoConfig, run_demo
+    from maskpose.apps.demo import DemoConfig, run_demo  # deferred: CLI start-up
 
     cfg = DemoConfig(out=str(out), target_domain=target, retrain_source=retrain_source, device=device)
     if adapt_steps is not None:
-        cfg.adapt_steps = adapt_steps
+        cfg.adapt.steps = adapt_steps
     run_demo(cfg)

@@ -1,6 +1,7 @@
 """CLI verbs for learning: pretrain, adapt, train-unsup, evaluate, predict.
 
-Flags only map onto ``maskpose.train.config.TrainConfig``; ``--config FILE.yaml`` sets any field.
+Flags only map onto ``maskpose.train.config.TrainConfig`` (``TrainConfig.from_flags``);
+``--config FILE.yaml`` sets any field.
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ from typing import Optional
 
 import typer
 
+from maskpose.errors import ConfigError
+
 from ._app import app
 from .errors import friendly
+from .video import extract_for_training
 
 
 def _losses(specs: list[str] | None) -> dict[str, float] | None:
@@ -26,30 +30,8 @@ def _losses(specs: list[str] | None) -> dict[str, float] | None:
         try:
             out[name.strip()] = float(weight) if weight else 1.0
         except ValueError:
-            raise ValueError(f"--loss {spec!r}: the weight must be a number (e.g. ls=1.0)") from None
+            raise ConfigError(f"--loss {spec!r}: the weight must be a number (e.g. ls=1.0)") from None
     return out
-
-
-def _config(mode: str, config_file: Optional[Path], **flags):
-    from maskpose.train.config import TrainConfig
-
-    base = TrainConfig.from_yaml(config_file).to_dict() if config_file else {"mode": mode}
-    base["mode"] = mode
-    if flags.get("losses") is None:
-        flags.pop("losses", None)
-        if not config_file:
-            base.pop("losses", None)
-    resolution = flags.pop("resolution", None)
-    heads = flags.pop("heads", None)
-    for key, value in flags.items():
-        if value is not None:
-            base[key] = value
-    config = TrainConfig.from_dict(base)
-    if resolution:
-        config.model.resolution = resolution
-    if heads:
-        config.model.heads = tuple(heads)
-    return config
 
 
 DATA = typer.Option(..., "--data", help="Training dataset folder.")
@@ -78,10 +60,10 @@ def pretrain(data: Path = DATA, out: Path = OUT, steps: Optional[int] = STEPS, b
              lr: Optional[float] = LR, seed: Optional[int] = SEED, device: Optional[str] = DEVICE,
              loss: Optional[list[str]] = LOSS, config: Optional[Path] = CONFIG, res: Optional[int] = RES):
     """Train on the source domain with full supervision (3D and 2D joints, body parameters)."""
-    from maskpose.train.loop import train
+    from maskpose.train.loop import TrainConfig, train  # deferred: CLI start-up
 
-    cfg = _config("pretrain", config, data=str(data), out=str(out), steps=steps, batch_size=batch_size, lr=lr,
-                  seed=seed, device=device, losses=_losses(loss), resolution=res)
+    cfg = TrainConfig.from_flags("pretrain", config, data=str(data), out=str(out), steps=steps, batch_size=batch_size,
+                                 lr=lr, seed=seed, device=device, losses=_losses(loss), resolution=res)
     _report(train(cfg))
 
 
@@ -103,32 +85,21 @@ def adapt(init: Path = typer.Option(..., "--init", help="Source checkpoint to ad
     The target is a dataset (--data) or a static-camera video (--video), whose person crops and masks
     are extracted by background subtraction (as ``maskpose masks extract``) at the model's resolution.
     """
-    from maskpose.train.checkpoint import load_checkpoint
-    from maskpose.train.loop import train
+    from maskpose.train.loop import TrainConfig, train  # deferred: CLI start-up
 
     if data is not None and video is not None:
-        raise ValueError("give either --data DATASET or --video VIDEO, not both")
+        raise ConfigError("give either --data DATASET or --video VIDEO, not both")
     if data is None and video is None and config is None:
-        raise ValueError("no target: give --data DATASET or --video VIDEO")
-    saved = load_checkpoint(init)["config"]
+        raise ConfigError("no target: give --data DATASET or --video VIDEO")
+    # The model and focal come with --init (a YAML that sets others is refused, as train() does).
+    cfg = TrainConfig.from_flags("adapt", config, data=str(data) if data is not None else None, out=str(out),
+                                 steps=steps, batch_size=batch_size, lr=lr, seed=seed, device=device,
+                                 losses=_losses(loss), init_checkpoint=str(init),
+                                 source_data=str(source_data) if source_data else None, source_ratio=source_ratio)
     if video is not None:
-        from maskpose.data.video import ExtractionConfig
-        from maskpose.models.regressor import ModelConfig
-
-        from .video import extract_for_training
-
-        extraction = ExtractionConfig(method=method.lower(), warmup=warmup,
-                                      resolution=ModelConfig.from_dict(saved["model"]).resolution)
-        data, reused = extract_for_training(video, out / "extracted", extraction)
-        typer.echo(f"{'reusing' if reused else 'extracted'} person crops and masks of {video} in {data}")
-    cfg = _config("adapt", config, data=str(data) if data is not None else None, out=str(out), steps=steps,
-                  batch_size=batch_size, lr=lr,
-                  seed=seed, device=device, losses=_losses(loss), init_checkpoint=str(init),
-                  source_data=str(source_data) if source_data else None, source_ratio=source_ratio)
-    from maskpose.models.regressor import ModelConfig
-
-    cfg.model = ModelConfig.from_dict(saved["model"])
-    cfg.focal = saved.get("focal", 0.0)
+        extracted, reused = extract_for_training(video, out / "extracted", cfg.model.resolution, method, warmup)
+        typer.echo(f"{'reusing' if reused else 'extracted'} person crops and masks of {video} in {extracted}")
+        cfg.data = str(extracted)
     _report(train(cfg))
 
 
@@ -138,10 +109,11 @@ def train_unsup(data: Path = DATA, out: Path = OUT, steps: Optional[int] = STEPS
                 lr: Optional[float] = LR, seed: Optional[int] = SEED, device: Optional[str] = DEVICE,
                 loss: Optional[list[str]] = LOSS, config: Optional[Path] = CONFIG, res: Optional[int] = RES):
     """Mask-as-Supervision from scratch: a joint head trained from masks only."""
-    from maskpose.train.loop import train
+    from maskpose.train.loop import TrainConfig, train  # deferred: CLI start-up
 
-    cfg = _config("train-unsup", config, data=str(data), out=str(out), steps=steps, batch_size=batch_size, lr=lr,
-                  seed=seed, device=device, losses=_losses(loss), resolution=res, heads=["joints"])
+    cfg = TrainConfig.from_flags("train-unsup", config, data=str(data), out=str(out), steps=steps,
+                                 batch_size=batch_size, lr=lr, seed=seed, device=device, losses=_losses(loss),
+                                 resolution=res, heads=["joints"])
     _report(train(cfg))
 
 
@@ -152,7 +124,7 @@ def evaluate(checkpoint: Path = typer.Argument(..., help="Model checkpoint."),
              json_path: Optional[Path] = typer.Option(None, "--json", help="Write the metrics here."),
              device: str = typer.Option("cpu"), batch_size: int = typer.Option(32, "--batch-size")):
     """MPJPE, PA-MPJPE, N-MPJPE, PCK@150, AUC, silhouette IoU, ambiguity ratio."""
-    from maskpose.train.evaluate import evaluate_checkpoint
+    from maskpose.train.evaluate import evaluate_checkpoint  # deferred: CLI start-up
 
     metrics = evaluate_checkpoint(checkpoint, data, device, batch_size)
     width = max(len(k) for k in metrics)
@@ -186,14 +158,13 @@ def predict(checkpoint: Path = typer.Argument(..., help="Model checkpoint."),
     skeleton drawn; per-frame JSON (track id, crop box, 3D joints in the crop camera frame) and
     optional PLY meshes go beside it.
     """
-    if inputs is not None and video is not None:
-        raise ValueError("give either --input PATH or --video VIDEO, not both")
-    if inputs is None and video is None:
-        raise ValueError("nothing to predict: give --input PATH (image, folder, dataset) or --video VIDEO")
-    if video is not None:
-        from maskpose.apps.predict import predict_video
-        from maskpose.data.video import ExtractionConfig
+    from maskpose.apps.predict import ExtractionConfig, predict_to_folder, predict_video  # deferred: CLI start-up
 
+    if inputs is not None and video is not None:
+        raise ConfigError("give either --input PATH or --video VIDEO, not both")
+    if inputs is None and video is None:
+        raise ConfigError("nothing to predict: give --input PATH (image, folder, dataset) or --video VIDEO")
+    if video is not None:
         json_dir = json_dir if json_dir is not None else out.with_name(out.stem + "_json")
         result = predict_video(checkpoint, video, out, json_dir=json_dir, ply_dir=ply_dir, device=device,
                                extraction=ExtractionConfig(method=method.lower(), warmup=warmup))
@@ -202,8 +173,6 @@ def predict(checkpoint: Path = typer.Argument(..., help="Model checkpoint."),
                    + (f"; PLY meshes in {result.ply_dir}" if result.ply_dir else ""))
         return
     if ply_dir is not None or json_dir is not None:
-        raise ValueError("--ply-dir and --json-dir go with --video (with --input, everything goes to --out)")
-    from maskpose.apps.predict import predict_to_folder
-
+        raise ConfigError("--ply-dir and --json-dir go with --video (with --input, everything goes to --out)")
     written = predict_to_folder(checkpoint, inputs, out, device=device, write_ply=ply)
     typer.echo(f"wrote predictions for {written} image(s) to {out}")

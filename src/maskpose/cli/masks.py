@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from maskpose.errors import ConfigError
+
 from ._app import app, bench_app, body_app, data_app, masks_app  # noqa: F401
 from .errors import friendly
 
@@ -28,12 +30,12 @@ def train_physique(
 
     Prints the held-out IoU and saves the weights atomically (temp file, then rename).
     """
-    import torch
+    import torch  # deferred: CLI start-up
 
-    from maskpose.masks.physique_training import train_physique_net
+    from maskpose.masks.physique_training import train_physique_net  # deferred: CLI start-up
 
     if sigma <= 0:
-        raise ValueError(f"--sigma must be positive, got {sigma}")
+        raise ConfigError(f"--sigma must be positive, got {sigma}")
     if threads:
         torch.set_num_threads(threads)
     out.parent.mkdir(parents=True, exist_ok=True)

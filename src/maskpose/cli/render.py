@@ -26,7 +26,7 @@ def bench_render_command(
     device: str = typer.Option("cpu", help="Torch device."),
 ) -> None:
     """Silhouette renderer (M2S) forward and forward+backward against Anny's forward+backward."""
-    from maskpose.bench.render import bench_render
+    from maskpose.bench.render import bench_render  # deferred: CLI start-up
     if batch <= 0 or res <= 0 or repeats <= 0 or warmup < 0:
         raise MaskposeError("batch, res and repeats must be positive and warmup non-negative")
     result = bench_render(batch=batch, res=res, repeats=repeats, warmup=warmup, mode=mode, device=device)

@@ -24,7 +24,7 @@ def bench_topology(
     kernel: str = typer.Option("octagonal", help="S2D kernel: octagonal or chessboard."),
 ) -> None:
     """Time L_S + L_T forward+backward against scipy's distance_transform_edt on the same batch."""
-    from maskpose.bench.topology import run_topology_benchmark
+    from maskpose.bench.topology import run_topology_benchmark  # deferred: CLI start-up
 
     result = run_topology_benchmark(batch=batch, size=size, repeats=repeats, warmup=warmup,
                                     threads=threads, kernel=kernel)

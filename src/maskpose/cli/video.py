@@ -1,10 +1,14 @@
 """CLI verbs for the video area (registered on the shared Typer app)."""
 
+import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
 import typer
+from tqdm import tqdm
+
+from maskpose.errors import ConfigError
 
 from ._app import app, bench_app, body_app, data_app, masks_app  # noqa: F401
 from .errors import friendly
@@ -29,19 +33,12 @@ def extract(
 
     Prints the tracks found, their lengths and the number of samples written.
     """
-    from tqdm import tqdm
-
-    from maskpose.data.video import (
-        ExtractionConfig,
-        FrameSource,
-        extract_video,
-        track_contact_sheet,
-    )
+    from maskpose.data import video as frames  # deferred: CLI start-up
 
     method = method.lower()
-    config = ExtractionConfig(method=method, resolution=res, warmup=warmup, learning_rate=learning_rate,
-                              min_area=min_area, max_frames=max_frames)
-    total = len(FrameSource(video, max_frames)) or None
+    config = frames.ExtractionConfig(method=method, resolution=res, warmup=warmup, learning_rate=learning_rate,
+                                     min_area=min_area, max_frames=max_frames)
+    total = len(frames.FrameSource(video, max_frames)) or None
     bars: dict[str, tqdm] = {}
 
     def progress(stage: str, index: int) -> None:
@@ -53,7 +50,7 @@ def extract(
         bars[stage].update(index + 1 - bars[stage].n)
 
     try:
-        result = extract_video(video, out, config, progress=progress)
+        result = frames.extract_video(video, out, config, progress=progress)
     finally:
         for bar in bars.values():
             bar.close()
@@ -63,7 +60,7 @@ def extract(
     typer.echo("track lengths (frames): " + ", ".join(str(n) for n in lengths))
     typer.echo(f"{result.num_samples} samples ({res}x{res}) written to {result.path}")
     if sheet is not None:
-        track_contact_sheet(result.path, sheet, title=f"{video.name}: {len(result.tracks)} tracks, "
+        frames.track_contact_sheet(result.path, sheet, title=f"{video.name}: {len(result.tracks)} tracks, "
                                                f"{result.num_samples} crops ({method})")
         typer.echo(f"contact sheet -> {sheet}")
 
@@ -76,7 +73,7 @@ def _parse_size(text: str) -> tuple[int, int]:
             raise ValueError
         return int(width), int(height)
     except ValueError:
-        raise ValueError(f"--res {text!r}: expected WIDTHxHEIGHT, e.g. 320x240") from None
+        raise ConfigError(f"--res {text!r}: expected WIDTHxHEIGHT, e.g. 320x240") from None
 
 
 @masks_app.command("synth-video")
@@ -106,18 +103,16 @@ def synth_video(
     The IoU is the mean per-frame IoU of ``maskpose masks extract``'s foreground (all kept
     components) against the ground-truth union mask, over the frames after the warm-up.
     """
-    from tqdm import tqdm
-
-    from maskpose.data.video import ExtractionConfig, extraction_iou
-    from maskpose.synth.video import render_static_camera_sequence
+    from maskpose.data import video as video_masks  # deferred: CLI start-up
+    from maskpose.synth.video import render_static_camera_sequence  # deferred: CLI start-up
 
     size = _parse_size(res)
     container = container.lower().lstrip(".")
     if container not in ("mp4", "avi"):
-        raise ValueError(f"--format {container!r}: expected mp4 or avi")
-    config = ExtractionConfig(method=method.lower(), warmup=warmup, detect_shadows=shadows)
+        raise ConfigError(f"--format {container!r}: expected mp4 or avi")
+    config = video_masks.ExtractionConfig(method=method.lower(), warmup=warmup, detect_shadows=shadows)
     if iou and warmup >= frames:
-        raise ValueError(f"--warmup {warmup} leaves no frame of the {frames} to score; lower it or add frames")
+        raise ConfigError(f"--warmup {warmup} leaves no frame of the {frames} to score; lower it or add frames")
     with tqdm(total=frames, desc="render", unit="frame", leave=False) as bar:
         video, masks, meta = render_static_camera_sequence(
             out / f"video.{container}", frames=frames, people=people, clips=motions, res=size, seed=seed,
@@ -130,30 +125,32 @@ def synth_video(
     typer.echo(f"ground truth: {video.with_name(meta['masks'])} (person pixels per frame: "
                f"{(masks > 0).sum((1, 2)).mean():.0f} of {size[0] * size[1]})")
     if iou:
-        mean, per_frame = extraction_iou(video, masks, config, per_frame=True)
+        mean, per_frame = video_masks.extraction_iou(video, masks, config, per_frame=True)
         values = list(per_frame.values())
         typer.echo(f"extraction IoU ({config.method}, shadows {'on' if shadows else 'off'}, warm-up {warmup}): "
                    f"mean {mean:.3f}, min {min(values):.3f}, median {sorted(values)[len(values) // 2]:.3f} "
                    f"over {len(values)} frames")
 
 
-def extract_for_training(video: Path, out: Path, config) -> tuple[Path, bool]:
-    """Extract person crops and masks of ``video`` into the dataset folder ``out`` with ``config``
-    (an ``ExtractionConfig``), unless ``out`` already holds an extraction of the same, unchanged
-    video with the same settings. Returns the folder and whether it was reused."""
-    from maskpose.data.dataset import read_meta
-    from maskpose.data.video import FrameSource, extract_video
+def extract_for_training(video: Path, out: Path, resolution: int, method: str = "mog2",
+                         warmup: int = 30) -> tuple[Path, bool]:
+    """Extract person crops and masks of ``video`` (background subtraction ``method`` after
+    ``warmup`` frames, crops of ``resolution`` pixels) into the dataset folder ``out``, unless ``out``
+    already holds an extraction of the same, unchanged video with the same settings. Returns the
+    folder and whether it was reused."""
+    from maskpose.data import video as frames  # deferred: CLI start-up
 
-    FrameSource(video, config.max_frames)  # fails early, with one clear line, on an unreadable video
+    config = frames.ExtractionConfig(method=method.lower(), warmup=warmup, resolution=resolution)
+    frames.FrameSource(video, config.max_frames)  # fails early, with one clear line, on an unreadable video
     stat = video.stat()
     stamp = {"video_bytes": stat.st_size, "video_mtime_ns": stat.st_mtime_ns}
     if (out / "meta.json").exists():
         try:
-            attrs = read_meta(out).get("attrs", {})
-        except ValueError:
+            attrs = json.loads((out / "meta.json").read_text()).get("attrs", {})
+        except (OSError, ValueError, AttributeError):  # unreadable: extract again
             attrs = {}
         if (attrs.get("video") == str(video.resolve()) and attrs.get("extraction") == asdict(config)
                 and all(attrs.get(k) == v for k, v in stamp.items())):
             return out, True
-    extract_video(video, out, config, attrs=stamp)
+    frames.extract_video(video, out, config, attrs=stamp)
     return out, False

@@ -126,7 +126,7 @@ class ExtractionConfig:
         ]
         for ok, message in checks:
             if not ok:
-                raise ValueError(f"ExtractionConfig: {message}")
+                raise ConfigError(f"ExtractionConfig: {message}")
 
 
 # --------------------------------------------------------------------------------------------

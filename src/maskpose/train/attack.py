@@ -23,6 +23,7 @@ from maskpose.conventions import default_focal
 from maskpose.data.batching import load_batch
 from maskpose.data.dataset import MaskposeDataset
 from maskpose.errors import ConfigError, DataError
+from maskpose.io import atomic_write
 from maskpose.synth.uap import eps_bound
 from maskpose.train.checkpoint import load_model
 from maskpose.train.pipeline import batch_intrinsics, joint_prediction, mesh_prediction
@@ -32,11 +33,11 @@ def _joint_error(model, images: torch.Tensor, batch: dict, body, focal_px: float
     """Root-relative L1 3D joint error (mean over the batch) of ``model`` on ``images``."""
     res = images.shape[-1]
     heads = model(images)
-    if "mesh" in heads:
+    if heads.mesh is not None:
         K = batch_intrinsics(batch, res, focal_px, images.device)
-        joints = mesh_prediction(heads["mesh"], body, K, res).joints3d
+        joints = mesh_prediction(heads.mesh, body, K, res).joints3d
     else:
-        joints = joint_prediction(heads["joints"], res).joints3d
+        joints = joint_prediction(heads.joints, res).joints3d
     gt = batch["joints3d"]
     return (joints - joints[:, :1] - (gt - gt[:, :1])).abs().mean()
 
@@ -140,10 +141,8 @@ def build_uap_domain(source_ckpt, source_data, eps: float, out_npy, steps: int =
         body = AnnyBody(device=device)
     delta = compute_uap(model, data, eps, steps, batch_size, step_size, seed, device, focal, body, progress)
     out_npy = Path(out_npy)
-    out_npy.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_npy.with_name(out_npy.stem + ".tmp.npy")
-    np.save(tmp, delta)
-    tmp.replace(out_npy)
+    with atomic_write(out_npy) as tmp, open(tmp, "wb") as f:
+        np.save(f, delta)
     info = {"eps": eps, "linf": float(np.abs(delta).max()), "steps": steps, "batch_size": batch_size,
             "seed": seed, "source_checkpoint": str(source_ckpt), "source_data": str(source_data),
             "clean_joint_error_m": perturbed_error(model, data, None, device, focal_px=focal, body=body),

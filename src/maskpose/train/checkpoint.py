@@ -3,22 +3,20 @@ with ``weights_only=True`` so loading never executes pickled code."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
 from maskpose.errors import ConfigError
+from maskpose.io import atomic_write
 from maskpose.models.regressor import ModelConfig, PoseRegressor
 
 
 def save_checkpoint(path: str | Path, state: dict) -> Path:
     """Write ``state`` (tensors, numbers, strings, lists, dicts) atomically to ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        torch.save(state, tmp)
     return path
 
 

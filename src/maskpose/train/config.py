@@ -3,7 +3,8 @@ a YAML file can set any of them (``TrainConfig.from_yaml``)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Collection, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import yaml
@@ -12,6 +13,7 @@ from maskpose.conventions import default_focal
 from maskpose.errors import ConfigError
 from maskpose.models.regressor import ModelConfig
 from maskpose.topology import BINARIZATIONS
+from maskpose.train.checkpoint import load_checkpoint
 
 #: Loss terms a config may name, and what each needs from a batch.
 SUPERVISED_LOSSES = ("joints3d", "joints2d", "params", "silhouette_sup")
@@ -154,11 +156,72 @@ class TrainConfig:
         return d
 
     @staticmethod
-    def from_dict(d: dict) -> TrainConfig:
-        check_known_fields(TrainConfig, d, "config")
+    def from_dict(d: Mapping, label: str = "config") -> TrainConfig:
+        """A config of a (possibly partial) mapping; unknown keys (``label`` names the mapping in
+        the message) raise ``ConfigError``."""
+        check_known_fields(TrainConfig, d, label)
         return TrainConfig(**d)
+
+    def updated(self, changes: Mapping, label: str = "config") -> TrainConfig:
+        """This config with the fields in ``changes`` replaced; ``model`` may be a partial mapping
+        (its other fields keep this config's values). Unknown keys raise ``ConfigError``."""
+        check_known_fields(TrainConfig, changes, label)
+        d = {**self.to_dict(), **changes}
+        model = changes.get("model")
+        if isinstance(model, Mapping):
+            d["model"] = ModelConfig.from_dict({**self.model.to_dict(), **model})
+        return TrainConfig.from_dict(d, label)
+
+    def inherit_from_checkpoint(self, saved: Mapping, source: str = "the init checkpoint",
+                                explicit: Collection[str] = ()) -> TrainConfig:
+        """This config with ``model`` and ``focal`` taken from an init checkpoint's saved config
+        (``saved``: its ``"config"`` mapping). A field left at its default is inherited silently; a
+        field set to another value than the checkpoint's (or named in ``explicit``, the fields the
+        user set, and differing) raises ``ConfigError`` naming both values."""
+        model = ModelConfig.from_dict(saved["model"])
+        focal = float(saved.get("focal", 0.0) or 0.0)
+        if self.model != model and ("model" in explicit or self.model != ModelConfig()):
+            diff = ", ".join(f"{f.name} is {getattr(model, f.name)!r} in the checkpoint, "
+                             f"{getattr(self.model, f.name)!r} in the config"
+                             for f in fields(ModelConfig) if getattr(model, f.name) != getattr(self.model, f.name))
+            raise ConfigError(f"{source}: the config's model differs from the checkpoint's ({diff}); "
+                              "leave model unset to inherit it")
+        if self.focal != focal and ("focal" in explicit or self.focal != 0.0):
+            raise ConfigError(f"{source}: focal is {focal!r} in the checkpoint, {self.focal!r} in the config; "
+                              "leave focal unset to inherit it")
+        if self.model == model and self.focal == focal:
+            return self
+        return replace(self, model=model, focal=focal)
 
     @staticmethod
     def from_yaml(path: str | Path) -> TrainConfig:
         d = load_yaml_mapping(path)
         return TrainConfig.from_dict(d)
+
+    @staticmethod
+    def from_flags(mode: str, config_file: str | Path | None = None, **flags) -> TrainConfig:
+        """The config of a command line: ``mode``, over the fields of the YAML ``config_file`` (if
+        any), under every flag that is not ``None`` (``resolution`` and ``heads`` set model fields;
+        without a YAML file and ``losses``, the mode's default losses). With an ``init_checkpoint``,
+        its model and focal are inherited (:meth:`inherit_from_checkpoint`; a model or focal set in
+        the YAML or by the flags that differs from the checkpoint's is refused)."""
+        yaml_fields = load_yaml_mapping(config_file) if config_file else {}
+        base = TrainConfig.from_dict(yaml_fields).to_dict() if config_file else {"mode": mode}
+        base["mode"] = mode
+        if flags.get("losses") is None:
+            flags.pop("losses", None)
+            if not config_file:
+                base.pop("losses", None)
+        resolution = flags.pop("resolution", None)
+        heads = flags.pop("heads", None)
+        base.update({key: value for key, value in flags.items() if value is not None})
+        config = TrainConfig.from_dict(base)
+        if resolution:
+            config.model.resolution = resolution
+        if heads:
+            config.model.heads = tuple(heads)
+        if config.init_checkpoint:
+            explicit = set(yaml_fields) | ({"model"} if resolution or heads else set())
+            saved = load_checkpoint(config.init_checkpoint)["config"]
+            config = config.inherit_from_checkpoint(saved, config.init_checkpoint, explicit)
+        return config

@@ -1,5 +1,5 @@
 """Evaluation of a regressor on a labelled dataset: MPJPE, PA-MPJPE, N-MPJPE, PCK@150, AUC,
-silhouette IoU and the left-right ambiguity ratio (DESIGN §6)."""
+silhouette IoU and the left-right ambiguity ratio (docs/design.md §6)."""
 
 from __future__ import annotations
 
@@ -44,14 +44,14 @@ def collect_predictions(model: PoseRegressor, data: MaskposeDataset, device="cpu
         if "mask" in batch:  # kept at the model resolution, for the silhouette IoU
             out["mask"].append(batch["mask"].cpu())
         heads = model(batch["image"])
-        if "mesh" in heads:
+        if heads.mesh is not None:
             K = batch_intrinsics(batch, res, focal_px, device)
-            pred = mesh_prediction(heads["mesh"], body, K, res)
+            pred = mesh_prediction(heads.mesh, body, K, res)
             out["vertices"].append(pred.vertices.cpu())
             if with_silhouettes:
                 out["silhouette"].append(silhouette_mask(pred.vertices, pred.faces, K, (res, res), behind="cull").cpu())
         else:
-            pred = joint_prediction(heads["joints"], res)
+            pred = joint_prediction(heads.joints, res)
         out["joints3d"].append(pred.joints3d.cpu())
         out["joints2d"].append(pred.joints2d.cpu())
     return {k: torch.cat(v) for k, v in out.items() if v}

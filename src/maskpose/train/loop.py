@@ -27,7 +27,7 @@ from maskpose.body.anny_body import AnnyBody
 from maskpose.data.batching import load_batch
 from maskpose.data.dataset import LABEL_FIELDS, MaskposeDataset
 from maskpose.errors import ConfigError, DataError
-from maskpose.models.regressor import PoseRegressor
+from maskpose.models.regressor import MeshHeadOutput, PoseRegressor, RegressorOutput
 from maskpose.render.silhouette import SilhouetteRenderer
 from maskpose.train.checkpoint import load_checkpoint, load_model, save_checkpoint
 from maskpose.train.config import DEFAULT_LOSSES, SUPERVISED_LOSSES, TrainConfig
@@ -74,7 +74,11 @@ class Trainer:
     """Builds everything a run needs from its config, checking inputs before any training."""
 
     def __init__(self, config: TrainConfig, progress: bool = True):
-        self.config = config.validate()
+        config = config.validate()
+        if config.init_checkpoint:  # model and focal come with the initial weights
+            saved = load_checkpoint(config.init_checkpoint)["config"]
+            config = config.inherit_from_checkpoint(saved, config.init_checkpoint).validate()
+        self.config = config
         self.progress = progress
         self.device = torch.device(config.device)
         self.rank, self.world = distributed_context()
@@ -175,26 +179,26 @@ class Trainer:
     def predict(self, batch: dict):
         return self._prediction(self.net(batch["image"]), batch)
 
-    def _prediction(self, outputs: dict, batch: dict):
-        if "mesh" in outputs:
+    def _prediction(self, outputs: RegressorOutput, batch: dict):
+        if outputs.mesh is not None:
             K = batch_intrinsics(batch, self.res, self.config.focal_px, self.device)
-            return mesh_prediction(outputs["mesh"], self.body, K, self.res, self.renderer)
-        return joint_prediction(outputs["joints"], self.res)
+            return mesh_prediction(outputs.mesh, self.body, K, self.res, self.renderer)
+        return joint_prediction(outputs.joints, self.res)
 
     def _rank_batch(self, data: MaskposeDataset, step: int, salt: int = 0) -> dict:
         indices = step_indices(self.config.seed + salt, step, len(data), self.config.batch_size)
         return load_batch(data, indices[self.rank :: self.world], self.res, self.device)
 
-    _FIT_KEYS = ("pose", "phenotypes", "scale", "offset")
+    _FIT_KEYS = ("pose", "phenotypes", "scale", "offset")  # the fields of MeshHeadOutput, in order
 
-    def fit_parameters(self, batch: dict, mesh_out: dict) -> dict[str, torch.Tensor]:
+    def fit_parameters(self, batch: dict, mesh_out: MeshHeadOutput) -> MeshHeadOutput:
         """Refine predicted body parameters on the mask losses alone (the model is not touched)."""
-        params = {k: mesh_out[k].detach().clone().requires_grad_(True) for k in self._FIT_KEYS}
+        params = {k: v.detach().clone().requires_grad_(True) for k, v in mesh_out.tensors().items()}
         optimizer = torch.optim.Adam(params.values(), lr=self.config.fit_lr)
         K = batch_intrinsics(batch, self.res, self.config.focal_px, self.device)
         for _ in range(self.config.fit_iterations):
-            current = dict(params, phenotypes=params["phenotypes"].clamp(0.0, 1.0),
-                           scale=params["scale"].clamp_min(1e-3))
+            current = MeshHeadOutput(**dict(params, phenotypes=params["phenotypes"].clamp(0.0, 1.0),
+                                            scale=params["scale"].clamp_min(1e-3)))
             loss, _ = self.objective(mesh_prediction(current, self.body, K, self.res, self.renderer), batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -202,9 +206,9 @@ class Trainer:
         with torch.no_grad():
             params["phenotypes"].clamp_(0.0, 1.0)
             params["scale"].clamp_(min=1e-3)
-        return {k: v.detach() for k, v in params.items()}
+        return MeshHeadOutput(**{k: v.detach() for k, v in params.items()})
 
-    def _fit_loss(self, batch: dict, mesh_out: dict) -> torch.Tensor | None:
+    def _fit_loss(self, batch: dict, mesh_out: MeshHeadOutput) -> torch.Tensor | None:
         """Pull the prediction toward the stored fits of the batch's samples (pseudo-labels)."""
         rows = [i for i, index in enumerate(batch["index"].tolist()) if index in self.fits]
         if not rows:
@@ -212,18 +216,18 @@ class Trainer:
         fits = {k: torch.stack([self.fits[int(batch["index"][i])][k] for i in rows]).to(self.device)
                 for k in self._FIT_KEYS}
         pick = torch.tensor(rows, device=self.device)
-        return (F.mse_loss(mesh_out["pose"][pick], fits["pose"])
-                + F.mse_loss(mesh_out["phenotypes"][pick], fits["phenotypes"])
-                + F.mse_loss(torch.log(mesh_out["scale"][pick]), torch.log(fits["scale"]))
-                + F.mse_loss(mesh_out["offset"][pick], fits["offset"]))
+        return (F.mse_loss(mesh_out.pose[pick], fits["pose"])
+                + F.mse_loss(mesh_out.phenotypes[pick], fits["phenotypes"])
+                + F.mse_loss(torch.log(mesh_out.scale[pick]), torch.log(fits["scale"]))
+                + F.mse_loss(mesh_out.offset[pick], fits["offset"]))
 
     def train_step(self) -> dict:
         cfg = self.config
         batch = self._rank_batch(self.data, self.step)
         if cfg.fit_every and self.step % cfg.fit_every == 0:
             with torch.no_grad():
-                mesh_out = self.model(batch["image"])["mesh"]
-            fitted = self.fit_parameters(batch, mesh_out)
+                mesh_out = self.model(batch["image"]).mesh
+            fitted = self.fit_parameters(batch, mesh_out).tensors()
             for i, index in enumerate(batch["index"].tolist()):
                 self.fits[int(index)] = {k: v[i].cpu() for k, v in fitted.items()}
         mixed = False
@@ -238,7 +242,7 @@ class Trainer:
             outputs = self.net(batch["image"])
             loss, parts = self.objective(self._prediction(outputs, batch), batch)
             if cfg.fit_every:
-                fit_loss = self._fit_loss(batch, outputs["mesh"])
+                fit_loss = self._fit_loss(batch, outputs.mesh)
                 if fit_loss is not None:
                     loss = loss + cfg.fit_weight * fit_loss
                     parts["fit"] = float(fit_loss.detach())
@@ -337,4 +341,4 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
     return Trainer(config, progress).run()
 
 
-__all__ = ["train", "Trainer", "TrainResult", "step_indices", "LABEL_FIELDS", "SUPERVISED_LOSSES"]
+__all__ = ["train", "Trainer", "TrainConfig", "TrainResult", "step_indices", "LABEL_FIELDS", "SUPERVISED_LOSSES"]

@@ -18,6 +18,7 @@ from maskpose.conventions import H36M_BONES
 from maskpose.errors import ConfigError
 from maskpose.masks.loss import JointMaskSupervision
 from maskpose.masks.physique import PhysiqueNet
+from maskpose.models.regressor import MeshHeadOutput
 from maskpose.topology import silhouette_alignment_loss, topology_alignment_loss
 from maskpose.topology.baselines import (
     bce_loss,
@@ -93,9 +94,9 @@ class Objective(nn.Module):
 
     def _params(self, pred: Prediction, batch: dict) -> torch.Tensor:
         params = pred.params
-        if params is None or "pose" not in params:
+        if not isinstance(params, MeshHeadOutput):
             raise ConfigError("the params loss needs the mesh head")
-        return F.mse_loss(params["pose"], batch["pose"]) + F.mse_loss(params["phenotypes"], batch["phenotypes"])
+        return F.mse_loss(params.pose, batch["pose"]) + F.mse_loss(params.phenotypes, batch["phenotypes"])
 
     def _silhouette_sup(self, pred: Prediction, batch: dict) -> torch.Tensor:
         return self._bce(pred, batch)
@@ -128,11 +129,11 @@ class Objective(nn.Module):
 
     # ------------------------------------------------------------------ regularisers
     def _prior(self, pred: Prediction, batch: dict) -> torch.Tensor:
-        if pred.params is None or "pose" not in pred.params:
+        if not isinstance(pred.params, MeshHeadOutput):
             return pred.joints3d.new_zeros(())
-        return pose_prior_loss(pred.params["pose"])
+        return pose_prior_loss(pred.params.pose)
 
     def _phenotype_prior(self, pred: Prediction, batch: dict) -> torch.Tensor:
-        if pred.params is None or "phenotypes" not in pred.params:
+        if not isinstance(pred.params, MeshHeadOutput):
             return pred.joints3d.new_zeros(())
-        return (pred.params["phenotypes"] - 0.5).square().mean()
+        return (pred.params.phenotypes - 0.5).square().mean()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from maskpose.body.anny_body import AnnyBody
+from maskpose.models.regressor import JointHeadOutput, MeshHeadOutput
 from maskpose.render.camera import intrinsics, project, weak_perspective_to_translation
 
 
@@ -16,7 +17,7 @@ class Prediction:
     """Per-batch predictions in the camera frame. Fields a head does not produce are ``None``.
 
     joints3d ``(B, 17, 3)`` metres; joints2d ``(B, J, 2)`` pixels (J = 17, or L landmarks for the
-    joint head); vertices ``(B, V, 3)``; silhouette ``(B, 1, H, W)``; params: the raw head output.
+    joint head); vertices ``(B, V, 3)``; silhouette ``(B, 1, H, W)``; params: the head's output.
     """
 
     joints3d: torch.Tensor
@@ -26,7 +27,7 @@ class Prediction:
     silhouette: torch.Tensor | None = None
     translation: torch.Tensor | None = None
     K: torch.Tensor | None = None
-    params: dict | None = None
+    params: MeshHeadOutput | JointHeadOutput | None = None
 
 
 def batch_intrinsics(batch: dict, res: int, focal_px: float, device) -> torch.Tensor:
@@ -43,10 +44,10 @@ def weak_perspective_points(points: torch.Tensor, scale: torch.Tensor, offset: t
     return (normalised + 1.0) * (res / 2.0) - 0.5
 
 
-def mesh_prediction(mesh_out: dict, body: AnnyBody, K: torch.Tensor, res: int, renderer=None) -> Prediction:
+def mesh_prediction(mesh_out: MeshHeadOutput, body: AnnyBody, K: torch.Tensor, res: int, renderer=None) -> Prediction:
     """Run the body model (and the silhouette renderer when given) on the mesh head's output."""
-    translation = weak_perspective_to_translation(mesh_out["scale"], mesh_out["offset"], K[:, 0, 0], res)
-    out = body(mesh_out["pose"], mesh_out["phenotypes"], translation)
+    translation = weak_perspective_to_translation(mesh_out.scale, mesh_out.offset, K[:, 0, 0], res)
+    out = body(mesh_out.pose, mesh_out.phenotypes, translation)
     silhouette = renderer(out.vertices, K) if renderer is not None else None
     return Prediction(
         joints3d=out.joints, joints2d=project(out.joints, K), vertices=out.vertices, faces=out.faces,
@@ -54,11 +55,11 @@ def mesh_prediction(mesh_out: dict, body: AnnyBody, K: torch.Tensor, res: int, r
     )
 
 
-def joint_prediction(joint_out: dict, res: int, num_joints: int = 17) -> Prediction:
+def joint_prediction(joint_out: JointHeadOutput, res: int, num_joints: int = 17) -> Prediction:
     """The joint head's landmarks: the first ``num_joints`` are the H36M-17 joints (root-relative)."""
-    landmarks = joint_out["landmarks"]
+    landmarks = joint_out.landmarks
     return Prediction(
         joints3d=landmarks[:, :num_joints],
-        joints2d=weak_perspective_points(landmarks, joint_out["scale"], joint_out["offset"], res),
+        joints2d=weak_perspective_points(landmarks, joint_out.scale, joint_out.offset, res),
         params=joint_out,
     )
