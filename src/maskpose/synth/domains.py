@@ -28,6 +28,27 @@ Built-in domains (:data:`DOMAINS`):
     photographs (rocket, cat, Hubble deep field, histology, motorcycle, retina,
     clock, text) and random clutter shapes.
 
+Adaptation targets (issue 14; the hooks live in :mod:`maskpose.synth.targets`):
+
+``cctv``
+    An elevated camera pitched 30-50 degrees down at the person (the body's global orientation is
+    rotated by ``R_x(θ)`` before the camera is placed, so the view itself changes), a focal ratio
+    drawn per sample in [1.4, 2.8] (stored per sample in ``intrinsics``), studio appearance turned
+    grey (R = G = B, BT.601 luma), area-down-sampled to an effective 48 px sensor, white sensor
+    noise (std 2-6 / 255) added and rounded at 48 px, then bilinear back up to the crop resolution
+    (a crop of 48 px or less is not re-sampled; the noise is added at its own resolution).
+``occluded``
+    Studio people behind 1-2 random occluders (rectangles, ellipses, blobs; solid colours, stripes,
+    photos) sized to hide 10-40 % of the person's in-frame pixels, and truncation: on 30 % of the
+    samples 10-35 % of the body's box is pushed out of one side of the crop. The stored mask is the
+    *visible* person (z-buffer mask minus occluders, cropped by the frame); 2D/3D labels stay the
+    full-body truth (some ``joints2d`` lie outside the crop).
+``motion``
+    Studio rendering of poses from real mocap instead of the sampler: the shipped CMU and
+    DeepMimic clips (:func:`maskpose.synth.targets.default_motion_library`), distinct frames in a
+    seeded order with a random yaw. Another folder of BVH clips: pass
+    ``pose_source=motion_pose_source(folder)`` to the generator or :func:`register_motion_domain`.
+
 Extension hook (UAP domains and others): :func:`register_domain` adds a domain whose ``transform``
 takes ``(images (B,H,W,3) uint8, masks (B,H,W) uint8, rng, perturbation)``; ``perturbation`` is
 whatever array the caller passes to :func:`apply_domain` / :func:`maskpose.synth.generator.generate`
@@ -39,6 +60,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -46,6 +68,15 @@ import numpy as np
 
 from maskpose.errors import ConfigError, MaskposeError
 from maskpose.synth.appearance import SETTINGS
+from maskpose.synth.targets import (
+    CCTV_NOISE,
+    CCTV_SENSOR,
+    DEFAULT_MOTION_STRIDE,
+    Occluders,
+    View,
+    cctv_transform,
+    motion_pose_source,
+)
 
 Transform = Callable[..., np.ndarray]
 
@@ -62,6 +93,13 @@ class Domain:
             rendering (uint8 ``(B, H, W, 3)`` in and out).
         needs_perturbation: the transform requires a ``perturbation`` array.
         params: JSON-serialisable parameters (recorded in the dataset's metadata).
+        view: optional per-sample camera variation (:class:`maskpose.synth.targets.View`:
+            elevation, focal ratio, truncation).
+        occluders: optional :class:`maskpose.synth.targets.Occluders` drawn in front of the
+            person after rendering (the stored mask is the visible part).
+        pose_source: optional factory ``() -> pose source``, used when the generator gets none.
+        per_sample_rng: the transform receives a list of one generator per sample (batch
+            invariant) instead of one generator per batch.
     """
 
     name: str
@@ -70,6 +108,10 @@ class Domain:
     transform: Transform | None = None
     needs_perturbation: bool = False
     params: dict[str, Any] = field(default_factory=dict)
+    view: View | None = None
+    occluders: Occluders | None = None
+    pose_source: Callable[[], Any] | None = None
+    per_sample_rng: bool = False
 
 
 def lowres(images: np.ndarray, size: int) -> np.ndarray:
@@ -152,6 +194,9 @@ def apply_domain(name: str, images: np.ndarray, masks: np.ndarray | None = None,
     them with :func:`maskpose.synth.generator.generate`).
     """
     domain = get_domain(name)
+    if domain.view is not None or domain.occluders is not None or domain.pose_source is not None:
+        raise ConfigError(f"domain {name!r} changes the camera, the occlusion or the poses, not only the image; "
+                          "generate it with maskpose.synth.generator.generate")
     if domain.transform is None:
         if domain.render == "studio":
             return np.array(images, copy=True)
@@ -186,5 +231,51 @@ register_domain(Domain(
     render="scene",
 ))
 
-__all__ = ["Domain", "DOMAINS", "THERMAL_STATS", "apply_domain", "estimate_noise_std", "get_domain",
-           "lowres", "register_domain"]
+
+#: Parameters of the adaptation-target domains (recorded in ``meta.json`` as ``domain_params``).
+CCTV_VIEW = View(elevation=(30.0, 50.0), focal_ratio=(1.4, 2.8))
+OCCLUDED_VIEW = View(truncation=0.3, truncation_amount=(0.1, 0.35))
+OCCLUDERS = Occluders(fraction=(0.1, 0.4), count=(1, 2))
+
+
+def register_motion_domain(name: str = "motion", motions=None, stride: int | None = None, randomize_yaw: bool = True,
+                           min_pose_difference: float = 0.05, overwrite: bool = False) -> Domain:
+    """Register a studio domain whose poses come from mocap: ``motions`` is a BVH/DeepMimic file,
+    folder or list (default: the shipped clips); ``stride`` keeps every n-th frame (default 2 for
+    the shipped clips, 1 for a user's). The library is loaded (and cached) on first use."""
+    described = "shipped CMU + DeepMimic clips" if motions is None else str(motions)
+    if stride is None:
+        stride = DEFAULT_MOTION_STRIDE if motions is None else 1
+
+    def source():
+        return motion_pose_source(motions, stride=stride, randomize_yaw=randomize_yaw,
+                                  min_pose_difference=min_pose_difference)
+
+    if motions is None:
+        listed = None
+    elif isinstance(motions, (str, Path)):
+        listed = [str(motions)]
+    else:
+        listed = [str(m) for m in motions]
+    params = {"motions": listed, "stride": stride, "randomize_yaw": randomize_yaw,
+              "min_pose_difference": min_pose_difference}
+    return register_domain(Domain(
+        name, f"studio rendering of mocap poses ({described}) instead of the pose sampler",
+        pose_source=source, params=params,
+    ), overwrite=overwrite)
+
+
+register_domain(Domain(
+    "cctv", f"elevated camera 30-50 deg down, focal ratio 1.4-2.8, grey, {CCTV_SENSOR} px sensor with noise",
+    transform=cctv_transform, view=CCTV_VIEW, per_sample_rng=True,
+    params={"view": CCTV_VIEW.params(), "sensor": CCTV_SENSOR, "noise_std": list(CCTV_NOISE), "grey": "BT.601"},
+))
+register_domain(Domain(
+    "occluded", "random occluders hiding 10-40 % of the person, truncation on 30 %; mask = visible part",
+    view=OCCLUDED_VIEW, occluders=OCCLUDERS,
+    params={"view": OCCLUDED_VIEW.params(), "occluders": OCCLUDERS.params(), "mask": "visible"},
+))
+register_motion_domain("motion")
+
+__all__ = ["CCTV_VIEW", "Domain", "DOMAINS", "OCCLUDED_VIEW", "OCCLUDERS", "THERMAL_STATS", "apply_domain",
+           "estimate_noise_std", "get_domain", "lowres", "register_domain", "register_motion_domain"]

@@ -4,11 +4,15 @@
 (:mod:`maskpose.data.dataset`); :func:`generate_domain_splits` writes a domain's ``train`` split
 (images and masks only, the target-domain supervision) and ``test`` split (with 3D ground truth).
 
-Pipeline per batch: poses and phenotypes from the pose source, Anny (decimated render topology;
+Pipeline per batch: poses and phenotypes from the pose source (the domain's own source, e.g.
+mocap, when it has one and none is given; then, for a domain with a ``view``, the global
+orientation turned by the camera's elevation), Anny (decimated render topology;
 joints do not depend on it), a pinhole camera of focal ``focal_ratio * res`` centred on the crop,
 a translation that makes the body's 2D box span a random fraction ``fill`` of the crop (as a
-person detector's crop would) plus a random offset that keeps the whole body inside, the
-synthesis renderer in the domain's setting, then the domain's image transform.
+person detector's crop would) plus a random offset that keeps the whole body inside (and, for a
+domain with a ``view``, a per-sample focal ratio and truncation), the synthesis renderer in the
+domain's setting, the domain's occluders (the mask becomes the visible part), then the domain's
+image transform. Domains without these hooks are unchanged by them (the same bytes).
 
 Determinism: every random choice comes from seeds derived from ``(seed, domain, split)`` and the
 sample index: per sample for the camera jitter and the appearance, per fixed chunk of
@@ -41,6 +45,7 @@ from maskpose.render.camera import fit_translation, intrinsics, project
 from maskpose.synth.appearance import PART_NAMES
 from maskpose.synth.domains import get_domain
 from maskpose.synth.renderer import SynthesisRenderer
+from maskpose.synth.targets import OCCLUDER_STREAM, VIEW_STREAM, elevate, truncate
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +58,8 @@ OFFSET = 0.05
 #: Fields written for a labelled split (besides image and mask).
 LABELS = ("joints3d", "joints2d", "pose", "phenotypes", "translation")
 
-#: Random streams (see :func:`sample_rngs`): camera jitter, appearance (renderer), poses, domain.
+#: Random streams (see :func:`sample_rngs`): camera jitter, appearance (renderer), poses, domain;
+#: the target hooks add ``VIEW_STREAM`` (5) and ``OCCLUDER_STREAM`` (6), see :mod:`maskpose.synth.targets`.
 CAMERA_STREAM, APPEARANCE_STREAM, POSE_STREAM, DOMAIN_STREAM = 1, 2, 3, 4
 
 
@@ -118,7 +124,7 @@ class _PoseStream:
 
 
 def place_camera(vertices: torch.Tensor, res: int, rngs: Sequence[np.random.Generator],
-                 focal_ratio: float = FOCAL_RATIO, fill: tuple[float, float] = FILL,
+                 focal_ratio: float | torch.Tensor = FOCAL_RATIO, fill: tuple[float, float] = FILL,
                  offset: float = OFFSET, margin: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Intrinsics and translation that frame bodies as a person detector's square crop would.
 
@@ -126,7 +132,8 @@ def place_camera(vertices: torch.Tensor, res: int, rngs: Sequence[np.random.Gene
         vertices: ``(B, V, 3)`` camera-frame vertices with zero translation (pelvis at the origin).
         res: crop size in pixels.
         rngs: one generator per sample (draws ``fill`` and the offset).
-        focal_ratio: focal length in units of ``res``; the principal point is the crop centre.
+        focal_ratio: focal length in units of ``res`` (a float, or a ``(B,)`` tensor for one per
+            sample); the principal point is the crop centre.
         fill: range of the fraction of the crop spanned by the body's box (its larger side).
         offset: maximal shift of the box centre, as a fraction of ``res``; shifts are limited so
             the whole body stays at least ``margin`` px inside the crop.
@@ -224,7 +231,8 @@ def generate(
             them the split holds images, masks, intrinsics (and geodesic weights) only.
         config: batch size, device, stored extras and the crop camera (default
             :class:`SynthesisConfig()`).
-        pose_source: ``None`` for the built-in :class:`~maskpose.body.sampler.PoseSampler`, or
+        pose_source: ``None`` for the domain's own source (``motion``) or else the built-in
+            :class:`~maskpose.body.sampler.PoseSampler`, or
             any object whose ``sample(n)`` returns ``(pose (n, 18, 6), phenotypes (n, 6))`` (or
             poses only; phenotypes are then sampled), e.g. a
             :class:`~maskpose.body.motion.MotionLibrary`. It is asked for chunks of
@@ -248,6 +256,8 @@ def generate(
     device = torch.device(config.device)
     body = body if body is not None else AnnyBody(device=device)
     renderer = SynthesisRenderer(body, device=device)
+    if pose_source is None and spec.pose_source is not None:
+        pose_source = spec.pose_source()
     poses = _PoseStream(pose_source, seed, domain, split, n)
     fields = _dataset_fields(config, labels)
     attrs = _dataset_attrs(spec, config, seed, labels, pose_source, body)
@@ -300,13 +310,14 @@ def _dataset_attrs(spec, config: SynthesisConfig, seed: int, labels: bool, pose_
         "labels": bool(labels),
         "pose_source": "PoseSampler" if pose_source is None else type(pose_source).__name__,
         "anny_topology": body.topology,
-        "focal_ratio": float(config.focal_ratio),
+        "focal_ratio": list(spec.view.focal_ratio) if spec.view is not None and spec.view.focal_ratio is not None
+        else float(config.focal_ratio),
         "fill": list(config.fill),
         "offset": float(config.offset),
         "geodesic_mode": "paper" if config.geodesic else None,
         "part_names": list(PART_NAMES) if config.extras else None,
         "joints": "H36M-17",
-    }
+    } | ({"pose_source_description": pose_source.description} if hasattr(pose_source, "description") else {})
 
 
 class _Clock:
@@ -329,12 +340,22 @@ def render_batch(body, renderer, poses: _PoseStream, spec, seed: int, split: str
     pose, phen = poses.get(indices.start, indices.stop)
     device = torch.device(config.device)
     pose, phen = pose.to(device), phen.to(device)
+    draws = None
+    if spec.view is not None:  # per-sample camera: elevation turns the body before it is placed
+        draws = [spec.view.draw(rng) for rng in sample_rngs(seed, spec.name, split, VIEW_STREAM, indices)]
+        if spec.view.elevation is not None:
+            pose = elevate(pose, [d.elevation for d in draws])
     clock("poses")
     with torch.no_grad():
         out = body(pose, phen)
         clock("anny")
         cam_rngs = sample_rngs(seed, spec.name, split, CAMERA_STREAM, indices)
-        K, t = place_camera(out.vertices, res, cam_rngs, config.focal_ratio, config.fill, config.offset)
+        focal = config.focal_ratio
+        if draws is not None and spec.view.focal_ratio is not None:
+            focal = torch.tensor([d.focal_ratio for d in draws], dtype=torch.float32)
+        K, t = place_camera(out.vertices, res, cam_rngs, focal, config.fill, config.offset)
+        if draws is not None:
+            t = truncate(out.vertices, K, t, draws, res)
         K, t = K.to(device), t.to(device)
         vertices = out.vertices + t[:, None]
         joints3d = out.joints + t[:, None]
@@ -343,13 +364,21 @@ def render_batch(body, renderer, poses: _PoseStream, spec, seed: int, split: str
     app_rngs = sample_rngs(seed, spec.name, split, APPEARANCE_STREAM, indices)
     rendered = renderer.render(vertices, K, app_rngs, setting=spec.render, size=res, timings=timings)
     clock.last = time.perf_counter()
-    image = rendered.image
+    image, mask, depth, parts = rendered.image, rendered.mask, rendered.depth, rendered.parts
+    if spec.occluders is not None:  # in front of the person: the mask becomes the visible part
+        occ_rngs = sample_rngs(seed, spec.name, split, OCCLUDER_STREAM, indices)
+        image, hidden = spec.occluders.apply(image, mask, occ_rngs)
+        mask = np.where(hidden, 0, mask).astype(np.uint8)
+        depth, parts = np.where(hidden, 0, depth).astype(depth.dtype), np.where(hidden, 0, parts).astype(parts.dtype)
     if spec.transform is not None:
-        dom_rng = np.random.default_rng(seed_sequence(seed, spec.name, split, DOMAIN_STREAM, indices.start))
-        image = spec.transform(image, rendered.mask, dom_rng, perturbation=perturbation)
+        if spec.per_sample_rng:
+            dom_rng = sample_rngs(seed, spec.name, split, DOMAIN_STREAM, indices)
+        else:
+            dom_rng = np.random.default_rng(seed_sequence(seed, spec.name, split, DOMAIN_STREAM, indices.start))
+        image = spec.transform(image, mask, dom_rng, perturbation=perturbation)
     clock("domain")
     return {
-        "image": image, "mask": rendered.mask, "depth": rendered.depth, "parts": rendered.parts,
+        "image": image, "mask": mask, "depth": depth, "parts": parts,
         "intrinsics": K.cpu().numpy(), "joints3d": joints3d.cpu().numpy(), "joints2d": joints2d.cpu().numpy(),
         "pose": pose.cpu().numpy(), "phenotypes": phen.cpu().numpy(), "translation": t.cpu().numpy(),
     }
