@@ -231,3 +231,27 @@ def test_micro_unsup_benchmark_on_the_mesh_head(tmp_path):
     assert "prior" not in saved["supervised"]["losses"]
     with pytest.raises(Exception, match="unsup_head"):
         replace(micro, unsup_head="both").validate()
+
+
+def test_degraded_target_adapts_on_degraded_masks_and_tests_on_clean_labels(tmp_path):
+    """``<domain>+<degradation>``: the train split's masks are those of the domain, eroded; the
+    test split is the domain's own (the same bytes as ``occluded``'s)."""
+    from maskpose.data.dataset import read_meta
+    from maskpose.synth.degrade import degrade_masks
+    from maskpose.synth.generator import generate
+
+    cfg = MICRO.updated(dict(targets=("occluded+erode2",), variants=("source",), curve_variants=()))
+    payload = run_adapt_benchmark(cfg, tmp_path / "run", json_path=tmp_path / "r.json")
+    assert np.isfinite(payload["results"]["occluded+erode2"]["source"]["pa_mpjpe_mean"])
+    train, test = (tmp_path / "run" / "data" / "occluded+erode2" / split for split in ("train", "test"))
+    assert read_meta(train)["attrs"]["mask_degradation"]["name"] == "erode2"
+    clean = generate(tmp_path / "clean", "occluded", cfg.target_train, cfg.resolution, 0, "train", True,
+                     pose_source=cfg.poses.sampler(bench.seed_key("0/occluded/train")))
+    expected = degrade_masks(np.load(clean / "mask.npy"), "erode2", np.random.default_rng(0))
+    np.testing.assert_array_equal(np.load(train / "mask.npy"), expected)
+    assert np.load(test / "mask.npy").sum() > 0 and "mask_degradation" not in read_meta(test).get("attrs", {})
+
+
+def test_unknown_target_degradation_is_refused():
+    with pytest.raises(bench.ConfigError, match="blur3"):
+        MICRO.updated(dict(targets=("thermal+blur3",))).validate()

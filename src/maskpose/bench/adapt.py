@@ -46,10 +46,12 @@ from matplotlib.figure import Figure
 from maskpose.body.anny_body import AnnyBody
 from maskpose.body.sampler import PoseDistribution
 from maskpose.conventions import seed_key
+from maskpose.data.dataset import read_meta
 from maskpose.errors import ConfigError
 from maskpose.io import atomic_write_json
 from maskpose.models.regressor import ModelConfig
-from maskpose.synth.domains import DOMAINS
+from maskpose.synth.degrade import DEGRADATIONS, degrade_dataset, parse_target
+from maskpose.synth.domains import DOMAINS, get_domain
 from maskpose.synth.generator import generate
 from maskpose.synth.uap import load_uap, register_uap_domains
 from maskpose.train.attack import build_uap_domain
@@ -250,9 +252,12 @@ class BenchConfig:
             raise ConfigError(f"unknown unsup variant(s) {bad}; known: {list(UNSUP_VARIANTS)}")
         check_topology_gradient(self.adapt.topology_binarization, self.adapt.topology_temperature)
         register_uap_domains()
-        bad = [t for t in self.targets if t not in DOMAINS or t == "studio"]
+        bad = [t for t in self.targets if t.partition("+")[0] not in DOMAINS or t.partition("+")[0] == "studio"]
         if bad:
-            raise ConfigError(f"unknown target domain(s) {bad}; known: {sorted(set(DOMAINS) - {'studio'})}")
+            raise ConfigError(f"unknown target domain(s) {bad}; known: {sorted(set(DOMAINS) - {'studio'})}, "
+                              f"each optionally as <domain>+<degradation> (erode<k>, dilate<k>, {', '.join(DEGRADATIONS)})")
+        for target in self.targets:
+            parse_target(target)
         if not self.seeds or not self.unsup_seeds:
             raise ConfigError("at least one seed is needed")
         if self.unsup_head not in ("joints", "mesh"):
@@ -307,8 +312,10 @@ def _generate(path: Path, domain: str, n: int, res: int, seed: int, split: str, 
         return path
     log(f"generating {domain}/{split}: {n} samples at {res} px{' with labels' if labels else ''}")
     pose_seed = seed_key(f"{seed}/{domain}/{split}")
+    # a domain with poses of its own (motion) keeps them; the others draw the benchmark's distribution
+    pose_source = None if get_domain(domain).pose_source is not None else poses.sampler(pose_seed)
     return generate(path, domain, n, res, seed, split, labels=labels, body=body, perturbation=perturbation,
-                    pose_source=poses.sampler(pose_seed))
+                    pose_source=pose_source)
 
 
 def _metrics(full: dict) -> dict:
@@ -452,9 +459,14 @@ def prepare_adapt(cfg: BenchConfig, out: Path, log: _Log, body) -> dict:
             info.setdefault("uap", {})[t] = uap_info
             perturbation = load_uap(npy, pixels=True)
         splits = {}
+        domain, degradation = parse_target(t)
         for split, n in (("train", cfg.target_train), ("test", cfg.target_test)):
-            splits[split] = str(_generate(data / t / split, t, n, res, seed, split, True, body, log, perturbation,
-                                          poses))
+            path = _generate(data / t / split, domain, n, res, seed, split, True, body, log, perturbation, poses)
+            if degradation is not None and split == "train" and \
+                    read_meta(path).get("attrs", {}).get("mask_degradation") is None:
+                log(f"degrading the masks of {t}/train ({degradation})")
+                degrade_dataset(path, degradation, seed)
+            splits[split] = str(path)
         info["targets"][t] = splits
     return info
 
