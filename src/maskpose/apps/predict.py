@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw
 
 from maskpose.body.anny_body import AnnyBody
 from maskpose.conventions import H36M_BONES, default_focal
+from maskpose.data.adapters import read_image
 from maskpose.data.dataset import MaskposeDataset
 from maskpose.data.video import CODECS, ExtractionConfig, FrameSource, count_frames, extract_video, open_video_writer
 from maskpose.errors import DataError
@@ -27,8 +28,14 @@ from maskpose.train.pipeline import intrinsics, joint_prediction, mesh_predictio
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
-def read_inputs(path: str | Path, res: int) -> tuple[list[str], torch.Tensor]:
-    """Names and ``(N, 3, res, res)`` images from an image file, a folder of images or a dataset."""
+def read_inputs(path: str | Path, res: int) -> tuple[list[str], torch.Tensor, list[tuple[int, int]]]:
+    """Names, ``(N, 3, res, res)`` images and each input's ``(H, W)`` in pixels, from an image
+    file, a folder of images or a dataset.
+
+    Images are decoded completely (a truncated file is an error) at their bit depth, 16-bit
+    files scaled to 8 bits. Names are the file names with their suffix (``a.png`` and ``a.jpg``
+    in one folder give ``a.png.json`` and ``a.jpg.json``), or ``000000``... for a dataset's samples.
+    """
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: input does not exist")
@@ -36,21 +43,29 @@ def read_inputs(path: str | Path, res: int) -> tuple[list[str], torch.Tensor]:
         data = MaskposeDataset(path, fields=["image"])
         images = torch.stack([data[i]["image"] for i in range(len(data))])
         names = [f"{i:06d}" for i in range(len(data))]
+        sizes = [tuple(int(v) for v in images.shape[-2:])] * len(names)
     else:
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()) \
+            if path.is_dir() else [path]
         if not files:
             raise DataError(f"{path}: folder has no images ({', '.join(IMAGE_SUFFIXES)})")
-        arrays = []
+        arrays, sizes = [], []
         for file in files:
-            try:
-                arrays.append(np.asarray(Image.open(file).convert("RGB").resize((res, res), Image.BILINEAR)))
-            except Exception as err:
-                raise DataError(f"{file}: cannot read image ({err})") from None
+            rgb = read_image(file)  # DataError names a missing, corrupt or truncated file
+            sizes.append((int(rgb.shape[0]), int(rgb.shape[1])))
+            arrays.append(np.asarray(Image.fromarray(rgb).resize((res, res), Image.BILINEAR)))
         images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255.0
-        names = [f.stem for f in files]
-    if images.shape[-1] != res:
+        names = [f.name for f in files]
+    if images.shape[-1] != res or images.shape[-2] != res:
         images = torch.nn.functional.interpolate(images, size=(res, res), mode="bilinear", align_corners=False)
-    return names, images
+    return names, images, sizes
+
+
+def model_to_input(points, size: tuple[int, int], res: int) -> np.ndarray:
+    """Model-resolution pixel coordinates ``(..., 2)`` -> pixels of an input of ``size`` ``(H, W)``
+    that was resized to ``res x res`` (pixel centres at integers: ``x_in = (x + 0.5) W / res - 0.5``)."""
+    h, w = size
+    return (np.asarray(points, np.float64) + 0.5) * np.array([w / res, h / res]) - 0.5
 
 
 def draw_overlay(image: torch.Tensor, joints2d: torch.Tensor, silhouette: torch.Tensor | None, scale: int = 4) -> Image.Image:
@@ -76,7 +91,7 @@ def predict_to_folder(checkpoint: str | Path, inputs: str | Path, out: str | Pat
     model.eval()
     res = model.config.resolution
     focal = state["config"].get("focal") or default_focal(res)
-    names, images = read_inputs(inputs, res)
+    names, images, sizes = read_inputs(inputs, res)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     body = export_body = None
@@ -97,8 +112,11 @@ def predict_to_folder(checkpoint: str | Path, inputs: str | Path, out: str | Pat
             pred = joint_prediction(heads.joints, res)
         for i in range(batch.shape[0]):
             name = names[start + i]
+            size = sizes[start + i]
             record = {"name": name, "joints3d_m": pred.joints3d[i].cpu().tolist(),
-                      "joints2d_px": pred.joints2d[i, :17].cpu().tolist(), "joint_order": "h36m-17"}
+                      "joints2d_px": model_to_input(pred.joints2d[i, :17].cpu().numpy(), size, res).tolist(),
+                      "joints2d_frame": "input image pixels (pixel centres at integers)",
+                      "input_size_hw": list(size), "joint_order": "h36m-17"}
             if pred.translation is not None:
                 record["translation_m"] = pred.translation[i].cpu().tolist()
                 record["phenotypes"] = heads.mesh.phenotypes[i].cpu().tolist()

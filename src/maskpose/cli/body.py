@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from maskpose.errors import ConfigError
+from maskpose.io import check_output_folder
 
 from ._app import body_app
 from .errors import friendly
@@ -25,6 +26,9 @@ def render(n: int = typer.Option(8, "--n", help="Number of bodies."),
     """Render posed bodies from a pose source: PNG previews (and a contact sheet) and PLY meshes."""
     if n <= 0:
         raise ConfigError(f"--n must be positive, got {n}")
+    if not 16 <= res <= 4096:
+        raise ConfigError(f"--res must lie in [16, 4096] px, got {res}")
+    check_output_folder(out)
     from maskpose.apps.preview import render_bodies  # deferred: CLI start-up
 
     sheet = render_bodies(out, n=n, seed=seed, motions=motions, res=res, topology=topology)

@@ -13,6 +13,7 @@ from typing import Optional
 import typer
 
 from maskpose.errors import ConfigError
+from maskpose.io import atomic_write_text, check_output_file, check_output_folder
 
 from ._app import app, bench_app, body_app, data_app, masks_app  # noqa: F401
 from .errors import friendly
@@ -25,7 +26,7 @@ data_app.add_typer(import_app, name="import")
 @app.command("synth")
 @friendly
 def synth(
-    out: Path = typer.Option(..., "--out", help="Dataset folder to write (overwritten)."),
+    out: Path = typer.Option(..., "--out", help="Dataset folder to write (replaced only once the new one is complete)."),
     domain: str = typer.Option("studio", "--domain", help="studio, lowres-96, lowres-52, lowres-32, thermal, scene."),
     n: int = typer.Option(1000, "--n", min=1, help="Number of samples."),
     res: int = typer.Option(128, "--res", min=16, help="Square crop size in pixels."),
@@ -39,11 +40,12 @@ def synth(
     device: str = typer.Option("cpu", "--device", help="torch device."),
 ) -> None:
     """Render a synthetic dataset of one domain (Anny bodies, random poses, detector-like crops)."""
+    if split not in ("train", "test"):
+        raise ConfigError(f"--split must be train or test, got {split!r}")
+    check_output_folder(out)  # before the (slow) import of the synthesis stack
 
     from maskpose.synth.generator import SynthesisConfig, generate  # deferred: CLI start-up
 
-    if split not in ("train", "test"):
-        raise ConfigError(f"--split must be train or test, got {split!r}")
     every = max(batch_size, (n // 10 // batch_size) * batch_size)
 
     def progress(done: int, total: int) -> None:
@@ -68,6 +70,7 @@ def show(
     """Contact sheet: images with masks outlined (green) and 2D joints drawn (left blue, right red)."""
     from maskpose.data.inspect import dataset_contact_sheet  # deferred: CLI start-up
 
+    check_output_file(out, "--out", (".png", ".jpg", ".jpeg"))
     path = dataset_contact_sheet(dataset, out, n=n, cell=cell, seed=seed)
     typer.echo(f"wrote {path}")
 
@@ -81,11 +84,12 @@ def stats(
     """Counts, fields, resolution, mask coverage and joint ranges of a dataset."""
     from maskpose.data.inspect import dataset_stats, format_stats  # deferred: CLI start-up
 
+    if json_path is not None:
+        check_output_file(json_path, "--json")
     result = dataset_stats(dataset)
     typer.echo(format_stats(result))
     if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result, indent=2) + "\n")
+        atomic_write_text(json_path, json.dumps(result, indent=2) + "\n")
 
 
 @import_app.command("npz")
@@ -103,6 +107,7 @@ def import_npz_command(
     """Import a SPIN-style .npz (Human3.6M, MPI-INF-3DHP, 3DPW) with its images."""
     from maskpose.data.adapters import import_npz  # deferred: CLI start-up
 
+    check_output_folder(out)
     path = import_npz(npz, images, out, res=res, convention=convention, margin=margin, limit=limit, split=split)
     typer.echo(f"wrote {path}")
 
@@ -122,6 +127,7 @@ def import_coco_command(
     """Import COCO person annotations (one cropped sample per person, polygon masks rasterised)."""
     from maskpose.data.adapters import import_coco  # deferred: CLI start-up
 
+    check_output_folder(out)
     path = import_coco(annotations, images, out, res=res, margin=margin, min_keypoints=min_keypoints,
                        limit=limit, split=split)
     typer.echo(f"wrote {path}")
@@ -140,6 +146,7 @@ def import_folder_command(
     """Import a folder of images with a folder of person masks (crops around each mask)."""
     from maskpose.data.adapters import import_folder  # deferred: CLI start-up
 
+    check_output_folder(out)
     path = import_folder(images, masks, out, res=res, margin=margin, split=split)
     typer.echo(f"wrote {path}")
 
@@ -159,6 +166,8 @@ def bench_synth(
     """End-to-end synthesis speed (poses, Anny, camera, rendering, writing) in frames per second."""
     from maskpose.bench.synth import benchmark  # deferred: CLI start-up
 
+    if json_path is not None:
+        check_output_file(json_path, "--json")
     result = benchmark(n=n, res=res, batch_size=batch_size, domain=domain, geodesic=geodesic,
                        device=device, threads=threads)
     stages = ", ".join(f"{k} {v:.2f}" for k, v in result["stages_ms_per_frame"].items())
@@ -169,6 +178,5 @@ def bench_synth(
     )
     typer.echo(f"ms/frame by stage: {stages}")
     if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result, indent=2) + "\n")
+        atomic_write_text(json_path, json.dumps(result, indent=2) + "\n")
         typer.echo(f"wrote {json_path}")

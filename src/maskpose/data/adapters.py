@@ -36,15 +36,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from maskpose.conventions import COCO_JOINTS, H36M_JOINTS
 from maskpose.data.dataset import DatasetWriter
-from maskpose.errors import DataError
+from maskpose.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -79,30 +81,84 @@ _BATCH = 256
 # Reading and cropping
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an RGB image ``(H, W, 3)`` uint8; :class:`DataError` names the file if it cannot."""
-    path = Path(path)
+#: Sanity bounds on inputs: the smallest image side, the largest aspect ratio, the crop margin
+#: of the box-based importers, and the largest crop side as a multiple of the image diagonal.
+MIN_IMAGE_SIDE = 4
+MAX_ASPECT = 20.0
+MARGIN_RANGE = (1.0, 4.0)
+NPZ_MARGIN_RANGE = (0.5, 4.0)
+MAX_CROP_DIAGONALS = 8.0
+RES_RANGE = (8, 4096)
+
+
+def _decode(path: Path, flags: int, what: str) -> np.ndarray:
+    """Decode an image file completely (a truncated or corrupt file is an error, not a partial
+    image filled with grey) with OpenCV ``flags``."""
     if not path.is_file():
-        raise DataError(f"{path}: image file does not exist")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        raise DataError(f"{path}: {what} file does not exist")
+    try:
+        with Image.open(path) as im:
+            im.load()  # decodes every byte: raises on truncated JPEG/PNG data
+    except UnidentifiedImageError:
+        pass  # a format Pillow does not know; OpenCV may still read it
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise DataError(f"{path}: cannot read the {what} (corrupt or truncated file: {err})") from None
+    image = cv2.imread(str(path), flags)
     if image is None:
-        raise DataError(f"{path}: cannot read the image (unsupported or corrupt file)")
+        raise DataError(f"{path}: cannot read the {what} (unsupported or corrupt file)")
+    return image
+
+
+def check_image_size(shape: Sequence[int], path: str | os.PathLike) -> None:
+    """Refuse degenerate images: a side under :data:`MIN_IMAGE_SIDE` px or an aspect ratio over
+    :data:`MAX_ASPECT`."""
+    h, w = int(shape[0]), int(shape[1])
+    if min(h, w) < MIN_IMAGE_SIDE or max(h, w) / min(h, w) > MAX_ASPECT:
+        raise DataError(f"{path}: image is {w}x{h} px; expected sides of at least {MIN_IMAGE_SIDE} px and "
+                        f"an aspect ratio of at most {MAX_ASPECT:g}")
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an RGB image ``(H, W, 3)`` uint8 (16-bit files scaled to 8 bits); :class:`DataError`
+    names the file if it cannot (missing, corrupt, truncated)."""
+    image = _decode(Path(path), cv2.IMREAD_COLOR, "image")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:
-    """Read a person mask ``(H, W)`` bool: any image; foreground is above half its maximum value
-    (so both 0/1 and 0/255 PNGs work). :class:`DataError` names the file if it cannot."""
+    """Read a person mask ``(H, W)`` bool from an image whose values are ``{0, 1}`` or ``{0, 255}``
+    (colour masks: the largest colour channel). Any other value (e.g. JPEG noise, a soft matte)
+    is a :class:`DataError` that names the file and the values found."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: mask file does not exist")
-    mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if mask is None:
-        raise DataError(f"{path}: cannot read the mask (unsupported or corrupt file)")
+    mask = _decode(path, cv2.IMREAD_UNCHANGED, "mask")
     if mask.ndim == 3:
         mask = mask[..., :3].max(-1) if mask.shape[-1] >= 3 else mask[..., 0]
-    top = float(mask.max())
-    return mask > top / 2 if top > 0 else np.zeros(mask.shape, bool)
+    values = np.unique(mask)
+    if not (set(values.tolist()) <= {0, 1} or set(values.tolist()) <= {0, 255}):
+        shown = ", ".join(f"{v:g}" for v in values[:8].tolist()) + (", ..." if len(values) > 8 else "")
+        raise DataError(f"{path}: mask holds values {{{shown}}}; a mask must be {{0, 1}} or {{0, 255}} "
+                        "(save masks as PNG, not JPEG)")
+    return mask > 0
+
+
+def _check_range(name: str, value: float, bounds: tuple[float, float]) -> None:
+    if not (bounds[0] <= value <= bounds[1]):  # False for NaN too
+        raise ConfigError(f"{name} must lie in [{bounds[0]:g}, {bounds[1]:g}], got {value!r}")
+
+
+def _check_common(res: int, margin: float, margin_range: tuple[float, float] = MARGIN_RANGE) -> None:
+    if isinstance(res, bool) or not isinstance(res, (int, np.integer)) or not RES_RANGE[0] <= res <= RES_RANGE[1]:
+        raise ConfigError(f"res must be an integer in [{RES_RANGE[0]}, {RES_RANGE[1]}], got {res!r}")
+    _check_range("margin", float(margin), margin_range)
+
+
+def _check_crop(side: float, shape: Sequence[int], where: str) -> None:
+    """Refuse a crop side that is not finite, under 1 px, or over :data:`MAX_CROP_DIAGONALS`
+    image diagonals (before any canvas is allocated)."""
+    diagonal = float(np.hypot(shape[0], shape[1]))
+    if not np.isfinite(side) or side < 1.0 or side > MAX_CROP_DIAGONALS * diagonal:
+        raise DataError(f"{where}: crop side {side:g} px is outside [1, {MAX_CROP_DIAGONALS:g} x the image "
+                        f"diagonal = {MAX_CROP_DIAGONALS * diagonal:.0f}] px")
 
 
 def square_box(box: Sequence[float], margin: float = 1.2) -> tuple[float, float, float]:
@@ -222,30 +278,50 @@ def import_npz(
         domain, split: recorded in ``meta.json`` (domain defaults to the file's stem).
     """
     npz_path, image_root = Path(npz_path), Path(image_root)
+    _check_common(res, margin, NPZ_MARGIN_RANGE)
     if not npz_path.is_file():
         raise DataError(f"{npz_path}: file does not exist")
+    if not image_root.is_dir():
+        raise DataError(f"{image_root}: image folder does not exist")
     try:
         data = np.load(npz_path, allow_pickle=False)
-    except (ValueError, OSError) as err:
-        raise DataError(f"{npz_path}: cannot read the .npz ({err})") from None
-    with data:
-        missing = [k for k in ("imgname", "center", "scale") if k not in data.files]
-        if missing:
-            raise DataError(f"{npz_path}: missing key(s) {missing} (present: {sorted(data.files)})")
-        names = [str(n) for n in data["imgname"]]
-        center = np.asarray(data["center"], np.float64)
-        scale = np.asarray(data["scale"], np.float64).reshape(-1)
-        n = len(names) if limit is None else min(limit, len(names))
-        if center.shape != (len(names), 2) or scale.shape != (len(names),):
-            raise DataError(f"{npz_path}: center {center.shape} and scale {scale.shape} do not match "
-                            f"imgname ({len(names)},): expected ({len(names)}, 2) and ({len(names)},)")
-        joints3d = _to_h36m(np.asarray(data["S"]), convention, "S", npz_path) if "S" in data.files else None
-        part = _to_h36m(np.asarray(data["part"]), convention, "part", npz_path) if "part" in data.files else None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+        raise DataError(f"{npz_path}: cannot read the .npz (not a NumPy .npz archive, or corrupt: {err})") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise DataError(f"{npz_path}: holds a single .npy array {getattr(data, 'shape', '')}, not an .npz archive "
+                        "with keys imgname, center, scale")
+    try:
+        with data:
+            missing = [k for k in ("imgname", "center", "scale") if k not in data.files]
+            if missing:
+                raise DataError(f"{npz_path}: missing key(s) {missing} (present: {sorted(data.files)})")
+            names = [v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(data["imgname"]).reshape(-1)]
+            center = np.asarray(data["center"], np.float64)
+            scale = np.asarray(data["scale"], np.float64).reshape(-1)
+            raw3d = np.asarray(data["S"]) if "S" in data.files else None
+            raw2d = np.asarray(data["part"]) if "part" in data.files else None
+    except (ValueError, TypeError, OSError, EOFError, zipfile.BadZipFile) as err:
+        raise DataError(f"{npz_path}: cannot read the .npz arrays ({err})") from None
+    if center.shape != (len(names), 2) or scale.shape != (len(names),):
+        raise DataError(f"{npz_path}: center {center.shape} and scale {scale.shape} do not match "
+                        f"imgname ({len(names)},): expected ({len(names)}, 2) and ({len(names)},)")
+    joints3d = _to_h36m(raw3d, convention, "S", npz_path) if raw3d is not None else None
+    part = _to_h36m(raw2d, convention, "part", npz_path) if raw2d is not None else None
     for name, array in (("S", joints3d), ("part", part)):
         if array is not None and len(array) != len(names):
             raise DataError(f"{npz_path}: key {name!r} has {len(array)} rows, imgname has {len(names)}")
-    if n == 0:
+    n = len(names) if limit is None else min(limit, len(names))
+    if n <= 0:
         raise DataError(f"{npz_path}: no samples")
+    _check_values(npz_path, "center", center[:n], allow_nan=False)
+    _check_values(npz_path, "scale", scale[:n], allow_nan=False)
+    bad = np.flatnonzero(~(scale[:n] > 0))
+    if len(bad):
+        raise DataError(f"{npz_path}: scale of sample {bad[0]} is {scale[bad[0]]:g}; scale (box side / 200 px) "
+                        "must be positive")
+    for name, array in (("S", joints3d), ("part", part)):
+        if array is not None:
+            _check_values(npz_path, name, array[:n], allow_nan=True)
     fields = ["image"] + (["joints3d"] if joints3d is not None else []) + (["joints2d"] if part is not None else [])
     attrs = {"source": str(npz_path), "adapter": "npz", "convention": convention, "margin": margin,
              "missing_joints": "NaN"}
@@ -254,7 +330,10 @@ def import_npz(
             batch: dict[str, list] = {f: [] for f in fields}
             for i in range(start, min(n, start + _BATCH)):
                 image = read_image(image_root / names[i])
-                img, _, affine = crop(image, center[i], 200.0 * scale[i] * margin, res)
+                check_image_size(image.shape, image_root / names[i])
+                side = 200.0 * scale[i] * margin
+                _check_crop(side, image.shape, f"{npz_path}: sample {i} ({names[i]}, scale {scale[i]:g})")
+                img, _, affine = crop(image, center[i], side, res)
                 batch["image"].append(img)
                 if joints3d is not None:
                     batch["joints3d"].append(joints3d[i])
@@ -264,23 +343,58 @@ def import_npz(
     return Path(out_dir)
 
 
+def _check_values(path: Path, key: str, array: np.ndarray, allow_nan: bool) -> None:
+    """Refuse infinite values (and NaN unless ``allow_nan``: NaN marks a missing joint), naming
+    the key and the first bad sample."""
+    bad = np.isinf(array) if allow_nan else ~np.isfinite(array)
+    if bad.any():
+        sample = int(np.argwhere(bad)[0][0]) if array.ndim else 0
+        raise DataError(f"{path}: key {key!r} of sample {sample} holds "
+                        f"{'infinite' if allow_nan else 'non-finite'} values"
+                        + (" (a missing joint is NaN or zero confidence; Inf is not allowed)" if allow_nan else ""))
+
+
 # --------------------------------------------------------------------------------------------
 # COCO
 
 
 def decode_rle(rle: dict, height: int, width: int) -> np.ndarray:
-    """Decode a COCO RLE (``counts`` as a list or a compressed string) to an ``(H, W)`` bool mask."""
+    """Decode a COCO RLE (``counts`` as a list or a compressed string) to an ``(H, W)`` bool mask.
+
+    Raises :class:`DataError` for a malformed RLE: no ``counts``, a ``size`` other than
+    ``[height, width]``, a corrupt compressed string, negative counts, or counts that do not cover
+    exactly ``height * width`` pixels."""
+    if not isinstance(rle, dict) or "counts" not in rle:
+        raise DataError(f"RLE segmentation must be an object with 'counts' and 'size', got {_short(rle)}")
+    size = rle.get("size")
+    if size is not None and [int(v) for v in size] != [height, width]:
+        raise DataError(f"RLE size {list(size)} does not match the image {height}x{width} (height, width)")
     counts = rle["counts"]
+    if isinstance(counts, bytes):
+        counts = counts.decode("ascii", errors="replace")
     if isinstance(counts, str):
         counts = _rle_string_to_counts(counts)
+    elif not isinstance(counts, list) or not all(isinstance(c, int) and not isinstance(c, bool) for c in counts):
+        raise DataError(f"RLE counts must be a string or a list of integers, got {_short(counts)}")
+    counts = np.asarray(counts, np.int64)
+    if (counts < 0).any():
+        raise DataError(f"RLE counts hold a negative run ({int(counts.min())})")
+    total = int(counts.sum())
+    if total != height * width:
+        raise DataError(f"RLE counts cover {total} pixels, the image has {height}x{width} = {height * width}")
     flat = np.zeros(height * width, bool)
     pos, value = 0, False
-    for c in counts:
+    for c in counts.tolist():
         if value:
             flat[pos:pos + c] = True
         pos += c
         value = not value
     return flat.reshape(width, height).T  # COCO RLE is column-major
+
+
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _rle_string_to_counts(s: str) -> list[int]:
@@ -290,7 +404,12 @@ def _rle_string_to_counts(s: str) -> list[int]:
     while p < len(s):
         x, k, more = 0, 0, True
         while more:
+            if p >= len(s):
+                raise DataError(f"RLE string is truncated (its last value is unfinished): {_short(s)}")
             c = ord(s[p]) - 48
+            if not 0 <= c < 64:
+                raise DataError(f"RLE string holds the character {s[p]!r}, outside the compressed alphabet "
+                                f"('0' to 'o'): {_short(s)}")
             x |= (c & 0x1F) << (5 * k)
             more = bool(c & 0x20)
             p += 1
@@ -305,13 +424,57 @@ def _rle_string_to_counts(s: str) -> list[int]:
 
 def polygons_to_mask(polygons: Iterable[Sequence[float]], height: int, width: int) -> np.ndarray:
     """Rasterise COCO polygons ``[[x0, y0, x1, y1, ...], ...]`` with ``cv2.fillPoly`` (sub-pixel
-    vertices, 4 fractional bits)."""
+    vertices, 4 fractional bits). Polygons of fewer than 3 points are left out (see
+    :func:`check_polygons`, which counts them)."""
     mask = np.zeros((height, width), np.uint8)
     polys = [np.round(np.asarray(p, np.float64).reshape(-1, 2) * 16).astype(np.int32)
              for p in polygons if len(p) >= 6]
     if polys:
         cv2.fillPoly(mask, polys, 1, lineType=cv2.LINE_8, shift=4)
     return mask.astype(bool)
+
+
+def check_polygons(polygons, where: str) -> int:
+    """Refuse malformed COCO polygons (not a list of lists of an even number of finite numbers
+    within ±1e6 px); returns how many have fewer than 3 points (left out of the mask)."""
+    if not isinstance(polygons, list):
+        raise DataError(f"{where}: segmentation must be a list of polygons or an RLE object, got {_short(polygons)}")
+    short = 0
+    for k, poly in enumerate(polygons):
+        if not isinstance(poly, list) or len(poly) % 2 or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in poly):
+            raise DataError(f"{where}: polygon {k} must be a flat list [x0, y0, x1, y1, ...] of an even number "
+                            f"of numbers, got {_short(poly)}")
+        values = np.asarray(poly, np.float64)
+        if not np.isfinite(values).all() or (np.abs(values) > 1e6).any():
+            raise DataError(f"{where}: polygon {k} holds non-finite or huge coordinates {_short(poly)}")
+        short += len(poly) < 6
+    return short
+
+
+def _coco_mask(seg, height: int, width: int, where: str) -> tuple[np.ndarray, int]:
+    """The person mask of one annotation and the number of polygons left out (< 3 points)."""
+    if isinstance(seg, dict):
+        try:
+            return decode_rle(seg, height, width), 0
+        except DataError as err:
+            raise DataError(f"{where}: {err}") from None
+        except (TypeError, ValueError) as err:
+            raise DataError(f"{where}: malformed RLE segmentation ({err})") from None
+    short = check_polygons(seg, where)
+    return polygons_to_mask(seg, height, width), short
+
+
+def _coco_box(ann: dict, where: str) -> list[float]:
+    box = ann.get("bbox")
+    try:
+        values = [float(v) for v in box]
+    except (TypeError, ValueError):
+        values = []
+    if len(values) != 4 or not np.isfinite(values).all() or values[2] <= 0 or values[3] <= 0:
+        raise DataError(f"{where}: bbox must be [x, y, width, height] with finite values and a positive size, "
+                        f"got {_short(box)}")
+    return values
 
 
 def import_coco(
@@ -341,54 +504,130 @@ def import_coco(
         limit: import at most this many persons.
     """
     json_path, image_dir = Path(json_path), Path(image_dir)
+    _check_common(res, margin)
     if not json_path.is_file():
         raise DataError(f"{json_path}: file does not exist")
+    if not image_dir.is_dir():
+        raise DataError(f"{image_dir}: image folder does not exist")
     try:
         coco = json.loads(json_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise DataError(f"{json_path}: not valid JSON ({err})") from None
+    if not isinstance(coco, dict):
+        raise DataError(f"{json_path}: must hold a JSON object with 'images' and 'annotations', "
+                        f"got a {type(coco).__name__}")
     for key in ("images", "annotations"):
         if key not in coco:
             raise DataError(f"{json_path}: missing key {key!r}")
-    images = {img["id"]: img for img in coco["images"]}
+        if not isinstance(coco[key], list):
+            raise DataError(f"{json_path}: {key!r} must be a list, got {type(coco[key]).__name__}")
+    images: dict = {}
+    for k, img in enumerate(coco["images"]):
+        if not isinstance(img, dict) or not isinstance(img.get("id"), (int, str)) \
+                or not isinstance(img.get("file_name"), str):
+            raise DataError(f"{json_path}: images[{k}] needs an 'id' and a 'file_name', got {_short(img)}")
+        images[img["id"]] = img
     chosen = []
-    for ann in coco["annotations"]:
-        if ann.get("iscrowd", 0) or not ann.get("segmentation") or ann.get("num_keypoints", 0) < min_keypoints:
+    for k, ann in enumerate(coco["annotations"]):
+        where = f"{json_path}: annotation {ann.get('id', f'#{k}') if isinstance(ann, dict) else f'#{k}'}"
+        if not isinstance(ann, dict):
+            raise DataError(f"{where}: must be an object, got {_short(ann)}")
+        count = ann.get("num_keypoints", 0)
+        if isinstance(count, bool) or not isinstance(count, (int, float)):
+            raise DataError(f"{where}: num_keypoints must be a number, got {_short(count)}")
+        if ann.get("iscrowd", 0) or not ann.get("segmentation") or count < min_keypoints:
             continue
-        if "bbox" not in ann or max(ann["bbox"][2:]) < min_size:
+        if "bbox" not in ann or max(_coco_box(ann, where)[2:]) < min_size:
             continue
+        if "image_id" not in ann:
+            raise DataError(f"{where}: has no 'image_id'")
+        if not isinstance(ann["image_id"], (int, str)):
+            raise DataError(f"{where}: image_id must be an integer or a string, got {_short(ann['image_id'])}")
         if ann["image_id"] not in images:
-            raise DataError(f"{json_path}: annotation {ann.get('id')} refers to unknown image {ann['image_id']}")
+            raise DataError(f"{where}: refers to unknown image {ann['image_id']!r}")
+        keypoints = ann.get("keypoints", [0] * 51)
+        if not isinstance(keypoints, list) or len(keypoints) != 51:
+            raise DataError(f"{where}: keypoints must be a list of 51 numbers (17 x, y, v), got "
+                            f"{len(keypoints) if isinstance(keypoints, list) else _short(keypoints)}")
+        try:
+            kp = np.asarray(keypoints, np.float64)
+        except (TypeError, ValueError):
+            raise DataError(f"{where}: keypoints must be numbers, got {_short(keypoints)}") from None
+        if not np.isfinite(kp).all():
+            raise DataError(f"{where}: keypoints hold non-finite values")
         chosen.append(ann)
-    chosen.sort(key=lambda a: (a["image_id"], a.get("id", 0)))
-    if limit is not None:
-        chosen = chosen[:limit]
-    if not chosen:
-        raise DataError(f"{json_path}: no person annotation passes the filters")
+    chosen.sort(key=lambda a: (isinstance(a["image_id"], str), a["image_id"], a.get("id", 0)))
+    # Masks are checked before anything is written: malformed ones are refused, empty ones skipped
+    # (and counted); polygons of fewer than 3 points are left out (and counted).
+    kept, empty, short_polygons = [], 0, 0
+    for ann in chosen:
+        if limit is not None and len(kept) >= limit:
+            break
+        info = images[ann["image_id"]]
+        h, w = _coco_image_size(info, image_dir)
+        mask, short = _coco_mask(ann["segmentation"], h, w, f"{json_path}: annotation {ann.get('id')}")
+        short_polygons += short
+        cx, cy, side = square_box(ann["bbox"], margin)
+        _check_crop(side, (h, w), f"{json_path}: annotation {ann.get('id')}")
+        side_px = max(1, int(np.ceil(side)))
+        x0, y0 = int(round(cx - (side_px - 1) / 2)), int(round(cy - (side_px - 1) / 2))
+        if not mask[max(y0, 0):max(y0 + side_px, 0), max(x0, 0):max(x0 + side_px, 0)].any():
+            empty += 1
+            continue
+        kept.append(ann)
+    if empty or short_polygons:
+        log.warning("%s: skipped %d annotation(s) whose mask is empty inside the crop; left out %d polygon(s) "
+                    "of fewer than 3 points", json_path, empty, short_polygons)
+    if not kept:
+        raise DataError(f"{json_path}: no person annotation passes the filters"
+                        + (f" ({empty} skipped for an empty mask)" if empty else ""))
     fields = ["image", "mask", "joints2d"]
     attrs = {"source": str(json_path), "adapter": "coco", "margin": margin, "missing_joints": "NaN",
              "joints2d": "H36M-17 from COCO-17 (pelvis/thorax as midpoints; spine, head top missing)",
-             "annotation_ids": [a.get("id") for a in chosen]}
-    cache: dict[int, np.ndarray] = {}
-    with DatasetWriter(out_dir, len(chosen), (res, res), fields, domain, split, attrs) as writer:
-        for i, ann in enumerate(chosen):
+             "annotation_ids": [a.get("id") for a in kept], "skipped_empty_masks": empty,
+             "skipped_short_polygons": short_polygons}
+    cache: dict = {}
+    small = 0
+    with DatasetWriter(out_dir, len(kept), (res, res), fields, domain, split, attrs) as writer:
+        for i, ann in enumerate(kept):
             info = images[ann["image_id"]]
             if ann["image_id"] not in cache:
                 cache.clear()
                 cache[ann["image_id"]] = read_image(image_dir / info["file_name"])
+                check_image_size(cache[ann["image_id"]].shape, image_dir / info["file_name"])
             image = cache[ann["image_id"]]
             h, w = image.shape[:2]
             if (info.get("height", h), info.get("width", w)) != (h, w):
                 raise DataError(f"{image_dir / info['file_name']}: image is {w}x{h}, the JSON says "
                                 f"{info.get('width')}x{info.get('height')}")
-            seg = ann["segmentation"]
-            mask = decode_rle(seg, h, w) if isinstance(seg, dict) else polygons_to_mask(seg, h, w)
+            mask, _ = _coco_mask(ann["segmentation"], h, w, f"{json_path}: annotation {ann.get('id')}")
             cx, cy, side = square_box(ann["bbox"], margin)
             img, msk, affine = crop(image, (cx, cy), side, res, mask)
+            small += not msk.any()  # a person too small to cover half an output pixel anywhere
             kp = np.asarray(ann.get("keypoints", [0] * 51), np.float64).reshape(1, 17, 3)
             joints = transform_points(coco_to_h36m(kp)[0], affine)
             writer.write(i, {"image": img[None], "mask": msk[None], "joints2d": joints[None]})
+        if small:
+            log.warning("%s: %d of %d mask(s) are empty after resizing to %d px (persons too small)",
+                        json_path, small, len(kept), res)
+        writer.attrs["empty_masks_after_resize"] = small
     return Path(out_dir)
+
+
+def _coco_image_size(info: dict, image_dir: Path) -> tuple[int, int]:
+    """``(height, width)`` of a COCO image: from the JSON, else from the file's header."""
+    h, w = info.get("height"), info.get("width")
+    if isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0:
+        check_image_size((h, w), image_dir / info["file_name"])
+        return h, w
+    path = image_dir / info["file_name"]
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise DataError(f"{path}: cannot read the image ({err})") from None
+    check_image_size((h, w), path)
+    return h, w
 
 
 # --------------------------------------------------------------------------------------------
@@ -400,7 +639,7 @@ def _files_by_stem(folder: Path, what: str) -> dict[str, Path]:
         raise DataError(f"{folder}: {what} folder does not exist")
     files: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
-        if path.suffix.lower() in IMAGE_SUFFIXES:
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
             if path.stem in files:
                 raise DataError(f"{path}: two {what} files share the stem {path.stem!r} ({files[path.stem].name})")
             files[path.stem] = path
@@ -420,6 +659,7 @@ def import_folder(
     (``images/a.jpg`` with ``masks/a.png``). Each sample is a square crop around its mask's
     bounding box. Every image needs a mask of the same size; an empty mask is an error."""
     image_dir, mask_dir = Path(image_dir), Path(mask_dir)
+    _check_common(res, margin)
     images, masks = _files_by_stem(image_dir, "image"), _files_by_stem(mask_dir, "mask")
     if not images:
         raise DataError(f"{image_dir}: no image files ({', '.join(IMAGE_SUFFIXES)})")
@@ -431,25 +671,52 @@ def import_folder(
     if extra:
         log.warning("%s: %d mask(s) without an image ignored, e.g. %s", mask_dir, len(extra), masks[extra[0]].name)
     stems = sorted(images)
+    # Every mask is read and checked, and every image's size, before anything is written.
+    boxes = {}
+    for stem in stems:
+        mask = read_mask(masks[stem])
+        size = _image_size(images[stem])
+        check_image_size(size, images[stem])
+        if mask.shape != size:
+            raise DataError(f"{masks[stem]}: mask is {mask.shape[1]}x{mask.shape[0]}, its image "
+                            f"{images[stem].name} is {size[1]}x{size[0]}")
+        ys, xs = np.nonzero(mask)
+        if len(ys) == 0:
+            raise DataError(f"{masks[stem]}: mask is empty (no person to crop around)")
+        boxes[stem] = (xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
     attrs = {"source": [str(image_dir), str(mask_dir)], "adapter": "folder", "margin": margin, "stems": stems}
     with DatasetWriter(out_dir, len(stems), (res, res), ["image", "mask"], domain, split, attrs) as writer:
         for i, stem in enumerate(stems):
             image, mask = read_image(images[stem]), read_mask(masks[stem])
-            if mask.shape != image.shape[:2]:
-                raise DataError(f"{masks[stem]}: mask is {mask.shape[1]}x{mask.shape[0]}, its image "
-                                f"{images[stem].name} is {image.shape[1]}x{image.shape[0]}")
-            ys, xs = np.nonzero(mask)
-            if len(ys) == 0:
-                raise DataError(f"{masks[stem]}: mask is empty (no person to crop around)")
-            box = (xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
-            cx, cy, side = square_box(box, margin)
+            if mask.shape != image.shape[:2]:  # the header and the decoded image disagree
+                raise DataError(f"{images[stem]}: image decodes to {image.shape[1]}x{image.shape[0]}, its mask "
+                                f"{masks[stem].name} is {mask.shape[1]}x{mask.shape[0]}")
+            cx, cy, side = square_box(boxes[stem], margin)
             img, msk, _ = crop(image, (cx, cy), side, res, mask)
             writer.write(i, {"image": img[None], "mask": msk[None]})
     return Path(out_dir)
 
 
+def _image_size(path: Path) -> tuple[int, int]:
+    """``(height, width)`` of an image file from its header (no decoding); OpenCV's full decode
+    for formats Pillow does not know."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if im.format == "JPEG" or "exif" in im.info:
+                orientation = im.getexif().get(0x0112, 1)
+                if orientation in (5, 6, 7, 8):  # OpenCV applies the EXIF rotation when it decodes
+                    w, h = h, w
+            return h, w
+    except UnidentifiedImageError:
+        return read_image(path).shape[:2]
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise DataError(f"{path}: cannot read the image (corrupt or truncated file: {err})") from None
+
+
 __all__ = [
     "COCO_TO_H36M", "MPI3DHP17_TO_H36M", "SPIN24_TO_H36M", "coco_to_h36m", "crop",
-    "decode_rle", "import_coco", "import_folder", "import_npz", "polygons_to_mask", "read_image",
+    "check_image_size", "check_polygons", "decode_rle", "import_coco", "import_folder", "import_npz",
+    "polygons_to_mask", "read_image",
     "read_mask", "spin24_to_h36m", "square_box", "transform_points",
 ]

@@ -13,24 +13,15 @@ import cv2
 import numpy as np
 
 from maskpose.conventions import H36M_BONES, H36M_JOINTS
-from maskpose.data.dataset import LABEL_FIELDS, read_meta
+from maskpose.data.dataset import LABEL_FIELDS, open_array, read_meta
 from maskpose.errors import DataError
+from maskpose.io import check_output_file
 
 _CHUNK = 1024
 
 
 def _open(path: Path, name: str, meta: dict) -> np.ndarray:
-    file = path / f"{name}.npy"
-    if not file.exists():
-        raise DataError(f"{file}: array listed in meta.json is missing")
-    try:
-        array = np.load(file, mmap_mode="r")
-    except (ValueError, OSError) as err:
-        raise DataError(f"{file}: cannot read the array ({err})") from None
-    expected = (int(meta["num_samples"]), *meta["fields"][name]["shape"])
-    if tuple(array.shape) != tuple(expected):
-        raise DataError(f"{file}: shape {tuple(array.shape)} does not match meta.json {tuple(expected)}")
-    return array
+    return open_array(path, name, meta)
 
 
 def dataset_stats(path: str | os.PathLike) -> dict[str, Any]:
@@ -54,17 +45,31 @@ def dataset_stats(path: str | os.PathLike) -> dict[str, Any]:
     }
     arrays = {name: _open(path, name, meta) for name in meta["fields"]}
     if "mask" in arrays:
-        cover = np.concatenate([np.asarray(arrays["mask"][i:i + _CHUNK] > 0).mean(axis=(1, 2))
-                                for i in range(0, n, _CHUNK)])
+        covers, found = [], set()
+        for i in range(0, n, _CHUNK):
+            chunk = np.asarray(arrays["mask"][i:i + _CHUNK])
+            found.update(int(v) for v in np.unique(chunk))
+            if not found <= {0, 1} and not found <= {0, 255}:
+                shown = ", ".join(str(v) for v in sorted(found)[:8]) + (", ..." if len(found) > 8 else "")
+                raise DataError(f"{path / 'mask.npy'}: mask holds values {{{shown}}}; a mask must be "
+                                "{0, 1} or {0, 255}")
+            covers.append((chunk > 0).mean(axis=(1, 2)))
+        cover = np.concatenate(covers)
         stats["mask_coverage"] = {"mean": float(cover.mean()), "min": float(cover.min()), "max": float(cover.max())}
         stats["empty_masks"] = int((cover == 0).sum())
+        stats["mask_values"] = "{0, 255} (read as {0, 1})" if 255 in found else "{0, 1}"
     for name in ("joints3d", "joints2d"):
         if name not in arrays:
             continue
-        lo, hi, inside, total = None, None, 0, 0
+        lo, hi, inside, total, missing = None, None, 0, 0, 0
         for i in range(0, n, _CHUNK):
             chunk = np.asarray(arrays[name][i:i + _CHUNK], dtype=np.float64)
+            if np.isinf(chunk).any():
+                bad = i + int(np.isinf(chunk.reshape(len(chunk), -1)).any(1).argmax())
+                raise DataError(f"{path / (name + '.npy')}: sample {bad} holds infinite values "
+                                "(a missing joint is NaN; Inf is not allowed)")
             flat = chunk.reshape(-1, chunk.shape[-1])
+            missing += int(np.isnan(flat).any(1).sum())
             flat = flat[np.isfinite(flat).all(1)]
             if len(flat) == 0:
                 continue
@@ -73,8 +78,9 @@ def dataset_stats(path: str | os.PathLike) -> dict[str, Any]:
             if name == "joints2d":
                 inside += int(((flat >= 0) & (flat <= [width - 1, height - 1])).all(1).sum())
                 total += len(flat)
+        stats[name] = {"missing_joints": missing}
         if lo is not None:
-            stats[name] = {"min": lo.round(4).tolist(), "max": hi.round(4).tolist()}
+            stats[name].update(min=lo.round(4).tolist(), max=hi.round(4).tolist())
             if name == "joints2d":
                 stats[name]["inside_fraction"] = inside / max(total, 1)
     if "image" in arrays:
@@ -94,14 +100,17 @@ def format_stats(stats: dict[str, Any]) -> str:
     if "mask_coverage" in stats:
         c = stats["mask_coverage"]
         lines.append(f"mask coverage: mean {c['mean']:.3f}, min {c['min']:.3f}, max {c['max']:.3f};"
-                     f" empty masks: {stats['empty_masks']}")
-    if "joints3d" in stats:
-        j = stats["joints3d"]
-        lines.append("joints3d (m): " + ", ".join(f"{a} [{lo:.2f}, {hi:.2f}]" for a, lo, hi in zip("xyz", j["min"], j["max"])))
-    if "joints2d" in stats:
-        j = stats["joints2d"]
-        lines.append("joints2d (px): " + ", ".join(f"{a} [{lo:.1f}, {hi:.1f}]" for a, lo, hi in zip("xy", j["min"], j["max"]))
-                     + f"; inside the image: {100 * j['inside_fraction']:.1f}%")
+                     f" empty masks: {stats['empty_masks']}; values {stats['mask_values']}")
+    for name, unit, axes, digits in (("joints3d", "m", "xyz", 2), ("joints2d", "px", "xy", 1)):
+        j = stats.get(name)
+        if j is None:
+            continue
+        text = f"{name} ({unit}): " + (", ".join(f"{a} [{lo:.{digits}f}, {hi:.{digits}f}]"
+                                                 for a, lo, hi in zip(axes, j["min"], j["max"]))
+                                       if "min" in j else "no finite joint")
+        if "inside_fraction" in j:
+            text += f"; inside the image: {100 * j['inside_fraction']:.1f}%"
+        lines.append(text + f"; missing (NaN) joints: {j['missing_joints']}")
     if "image_mean" in stats:
         lines.append("image mean (RGB, first 256): " + ", ".join(f"{v:.1f}" for v in stats["image_mean"]))
     return "\n".join(lines)
@@ -121,6 +130,7 @@ def dataset_contact_sheet(path: str | os.PathLike, out: str | os.PathLike, n: in
     """
 
     path, out = Path(path), Path(out)
+    check_output_file(out, "out", (".png", ".jpg", ".jpeg"))
     meta = read_meta(path)
     total = int(meta["num_samples"])
     n = max(1, min(n, total))

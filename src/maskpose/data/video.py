@@ -721,13 +721,12 @@ def extract_video(
         }
         meta_attrs.update(attrs or {})
         res = config.resolution
-        writer = DatasetWriter(out, len(samples), (res, res), VIDEO_FIELDS, domain="video", split="train",
-                               attrs=meta_attrs)
-        written = _write_crops(source, samples, boxes_of, store, writer, res, progress)
-        if written != len(samples):
-            raise DataError(f"{source.name}: the second read of the video gave fewer frames "
-                            f"({written} of {len(samples)} samples cropped)")
-        writer.close()
+        with DatasetWriter(out, len(samples), (res, res), VIDEO_FIELDS, domain="video", split="train",
+                           attrs=meta_attrs) as writer:  # a failure leaves what was at ``out`` as it was
+            written = _write_crops(source, samples, boxes_of, store, writer, res, progress)
+            if written != len(samples):
+                raise DataError(f"{source.name}: the second read of the video gave fewer frames "
+                                f"({written} of {len(samples)} samples cropped)")
     return ExtractionResult(Path(out), num_frames, {i: len(t) for i, t in enumerate(kept)},
                             len(tracks) - len(kept), len(samples))
 
