@@ -32,7 +32,6 @@ degradation, index)``, so the result does not depend on batching.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import replace
@@ -43,9 +42,8 @@ import numpy as np
 
 from maskpose.body.anny_body import AnnyBody
 from maskpose.conventions import seed_sequence
-from maskpose.data.dataset import read_meta
+from maskpose.data.dataset import DatasetWriter, mask_values, open_array, read_meta
 from maskpose.errors import ConfigError, DataError, MaskposeError
-from maskpose.io import atomic_write_text
 from maskpose.masks import geodesic_weights
 from maskpose.synth.appearance import PART_INDEX
 from maskpose.synth.domains import get_domain
@@ -267,37 +265,45 @@ def sample_rngs(seed: int, degradation: str, indices: Sequence[int]) -> list[np.
     return [np.random.default_rng(seed_sequence(seed, "degrade", degradation, int(i))) for i in indices]
 
 
-def degrade_dataset(path, degradation: str, seed: int = 0) -> Path:
-    """Degrade the masks of the dataset at ``path`` in place (and recompute its ``geodesic``
-    weights when stored); the degradation and seed are recorded in ``meta.json`` attrs
-    (``mask_degradation``). ``droplimb`` uses the stored ``parts``, else ``joints2d``."""
+def degrade_dataset(path, degradation: str, seed: int = 0, chunk: int = 256) -> Path:
+    """Degrade the masks of the dataset at ``path`` (and recompute its ``geodesic`` weights when
+    stored); the degradation and seed are recorded in ``meta.json`` attrs (``mask_degradation``).
+    ``droplimb`` uses the stored ``parts``, else ``joints2d``.
+
+    The degraded dataset is written through :class:`~maskpose.data.dataset.DatasetWriter`, so a
+    failure leaves the dataset as it was; masks stored as {0, 255} are read as {0, 1}.
+    """
     check_degradation(degradation)
     path = Path(path)
     meta = read_meta(path)
-    if "mask_degradation" in meta.get("attrs", {}):
-        raise DataError(f"{path}: masks already degraded ({meta['attrs']['mask_degradation']})")
-    fields = meta["fields"]
-    masks = np.load(path / "mask.npy", mmap_mode="r+")
+    attrs = dict(meta.get("attrs", {}))
+    if "mask_degradation" in attrs:
+        raise DataError(f"{path}: masks already degraded ({attrs['mask_degradation']})")
+    fields = list(meta["fields"])
+    arrays = {name: open_array(path, name, meta) for name in fields}
     labels = {}
     if degradation == "droplimb":
-        if "parts" in fields:
-            labels["parts"] = np.load(path / "parts.npy", mmap_mode="r")
-        elif "joints2d" in fields:
-            labels["joints2d"] = np.load(path / "joints2d.npy", mmap_mode="r")
+        if "parts" in arrays:
+            labels["parts"] = arrays["parts"]
+        elif "joints2d" in arrays:
+            labels["joints2d"] = arrays["joints2d"]
         else:
             raise DataError(f"{path}: droplimb needs a dataset with parts or joints2d")
+    masks = mask_values(np.asarray(arrays["mask"]), path / "mask.npy")
     rngs = sample_rngs(seed, degradation, range(len(masks)))
-    degraded = degrade_masks(np.array(masks), degradation, rngs, **labels)
-    (path / "meta.json").unlink()  # unfinished while the arrays change
-    masks[:] = degraded
-    masks.flush()
-    if "geodesic" in fields:
-        geodesic = np.load(path / "geodesic.npy", mmap_mode="r+")
-        for i, m in enumerate(degraded):
-            geodesic[i] = geodesic_weights(m) if m.any() else np.ones(m.shape, np.float32)
-        geodesic.flush()
-    meta["attrs"]["mask_degradation"] = {"name": degradation, "seed": int(seed)}
-    atomic_write_text(path / "meta.json", json.dumps(meta, indent=2))
+    degraded = degrade_masks(masks, degradation, rngs, **labels)
+    attrs["mask_degradation"] = {"name": degradation, "seed": int(seed)}
+    num_samples = int(meta["num_samples"])
+    with DatasetWriter(path, num_samples, tuple(meta["resolution"]), fields, meta.get("domain", "unknown"),
+                       meta.get("split", "train"), attrs) as writer:
+        for start in range(0, num_samples, chunk):
+            stop = min(start + chunk, num_samples)
+            batch = {name: np.asarray(array[start:stop]) for name, array in arrays.items()}
+            batch["mask"] = degraded[start:stop]
+            if "geodesic" in batch:
+                batch["geodesic"] = np.stack([geodesic_weights(m) if m.any() else np.ones(m.shape, np.float32)
+                                              for m in degraded[start:stop]])
+            writer.write(start, batch)
     return path
 
 

@@ -40,6 +40,7 @@ from maskpose.body.sampler import PoseSampler
 from maskpose.conventions import FOCAL_RATIO, seed_sequence
 from maskpose.data.dataset import DatasetWriter
 from maskpose.errors import ConfigError, MaskposeError
+from maskpose.io import check_output_folder
 from maskpose.masks import geodesic_weights
 from maskpose.render.camera import fit_translation, intrinsics, project
 from maskpose.synth.appearance import PART_NAMES
@@ -252,7 +253,7 @@ def generate(
     """
     config = config if config is not None else SynthesisConfig()
     spec = get_domain(domain)
-    _check_request(spec, n, res, perturbation)
+    _check_request(spec, n, res, perturbation, out_dir)
     device = torch.device(config.device)
     body = body if body is not None else AnnyBody(device=device)
     renderer = SynthesisRenderer(body, device=device)
@@ -277,8 +278,9 @@ def generate(
     return Path(out_dir)
 
 
-def _check_request(spec, n: int, res: int, perturbation) -> None:
+def _check_request(spec, n: int, res: int, perturbation, out_dir) -> None:
     """Refuse a request :func:`generate` cannot honour before anything is built or written."""
+    check_output_folder(out_dir, "output folder")
     if n <= 0:
         raise ConfigError(f"n must be positive, got {n}")
     if res < 16:
