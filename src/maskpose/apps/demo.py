@@ -13,6 +13,7 @@ import base64
 import html
 import io
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass, field, replace
@@ -29,6 +30,7 @@ from maskpose.apps.predict import draw_overlay
 from maskpose.body.anny_body import AnnyBody
 from maskpose.body.sampler import PoseDistribution
 from maskpose.data.dataset import MaskposeDataset
+from maskpose.errors import ConfigError
 from maskpose.models.regressor import ModelConfig
 from maskpose.synth.generator import generate
 from maskpose.train.checkpoint import load_model
@@ -102,9 +104,24 @@ def _log(msg: str) -> None:
     print(f"[demo] {msg}", flush=True)
 
 
+def check_output_folder(out: str | Path) -> Path:
+    """``ConfigError`` unless ``out`` is a folder the demo can write (existing or to be created):
+    not a file, and not below one."""
+    out = Path(out)
+    for path in (out, *out.parents):
+        if path.exists():
+            if not path.is_dir():
+                what = "is a file" if path == out else f"lies below the file {path}"
+                raise ConfigError(f"--out {out}: {what}; the demo writes a folder (data, runs, report.html)")
+            if not os.access(path, os.W_OK | os.X_OK):
+                raise ConfigError(f"--out {out}: {path} is not writable")
+            break
+    return out
+
+
 def run_demo(cfg: DemoConfig) -> Path:
     start = time.time()
-    out = Path(cfg.out)
+    out = check_output_folder(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     data_root = out / "data"
 

@@ -18,7 +18,6 @@ import functools
 import importlib.metadata
 import logging
 import os
-from dataclasses import dataclass
 
 import anny
 import torch
@@ -31,6 +30,7 @@ try:  # an Anny dependency; without it Anny falls back to torch skinning
 except ImportError:
     warp = None
 
+from maskpose.body.interface import BodyOutput
 from maskpose.body.limits import (
     ANNY_BONE_OF_JOINT,
     ARTICULATED_JOINTS,
@@ -54,23 +54,6 @@ COCO_WITH_FEET: tuple[str, ...] = (
     "right_knee", "left_ankle", "right_ankle", "left_big_toe", "right_big_toe", "left_small_toe",
     "right_small_toe", "left_heel", "right_heel",
 )
-
-
-@dataclass
-class BodyOutput:
-    """What the body model returns; all float32 in the camera frame (metres).
-
-    Attributes:
-        vertices: ``(B, V, 3)``.
-        faces: ``(F, 3)`` int64 triangle indices into ``vertices``.
-        joints: ``(B, 17, 3)`` H36M-17 joints.
-        coco: ``(B, 23, 3)`` COCO-17 keypoints plus 6 foot points (Anny's regressor).
-    """
-
-    vertices: torch.Tensor
-    faces: torch.Tensor
-    joints: torch.Tensor
-    coco: torch.Tensor
 
 
 def _quiet_warp() -> None:
@@ -190,7 +173,14 @@ class AnnyBody(nn.Module):
             ``ARTICULATED_JOINTS[1:]`` as Anny local-ref deltas.
         phenotypes: ``(B, 6)`` in [0, 1] (gender, age, muscle, weight, height, proportions).
         translation: optional ``(B, 3)`` pelvis position in the camera frame (metres).
+
+    Implements :class:`maskpose.body.interface.BodyModel` (name ``"anny"``; shape = phenotypes).
     """
+
+    name = "anny"
+    pose_size = (NUM_POSE_ROTATIONS, 6)
+    shape_size = 6
+    shape_name = "phenotypes"
 
     def __init__(self, topology: str = RENDER_TOPOLOGY, device: torch.device | str | None = None):
         super().__init__()
@@ -220,6 +210,10 @@ class AnnyBody(nn.Module):
     @property
     def num_vertices(self) -> int:
         return int(self.anny.template_vertices.shape[0])
+
+    def neutral_shape(self, batch: int, device=None) -> torch.Tensor:
+        """``(batch, 6)`` phenotypes of Anny's average body (all 0.5)."""
+        return torch.full((batch, 6), 0.5, device=device)
 
     def _check_inputs(self, pose: torch.Tensor, phenotypes: torch.Tensor, translation):
         check_shape("pose", pose, (None, NUM_POSE_ROTATIONS, 6))

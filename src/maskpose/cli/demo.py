@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from maskpose.errors import ConfigError
+
 from ._app import app
 from .errors import friendly
 
@@ -20,8 +22,16 @@ def demo(out: Path = typer.Option(Path("demo_output"), "--out", help="Output fol
                                              help="Pretrain the source model instead of loading the shipped one."),
          device: str = typer.Option("cpu", help="cpu, cuda, ...")):
     """Source model -> adapt to a target domain with L_S + L_T on masks only -> evaluate -> report.html."""
-    from maskpose.apps.demo import DemoConfig, run_demo  # deferred: CLI start-up
+    from maskpose.apps.demo import DemoConfig, check_output_folder, run_demo  # deferred: CLI start-up
+    from maskpose.synth.domains import get_domain  # deferred: CLI start-up
+    from maskpose.train.config import resolve_device  # deferred: CLI start-up
 
+    # Every argument is checked before the demo generates data or trains.
+    resolve_device(device)
+    get_domain(target)
+    if adapt_steps is not None and adapt_steps < 1:
+        raise ConfigError(f"--adapt-steps must be an int >= 1, got {adapt_steps}")
+    check_output_folder(out)
     cfg = DemoConfig(out=str(out), target_domain=target, retrain_source=retrain_source, device=device)
     if adapt_steps is not None:
         cfg.adapt.steps = adapt_steps

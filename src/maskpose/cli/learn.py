@@ -34,6 +34,16 @@ def _losses(specs: list[str] | None) -> dict[str, float] | None:
     return out
 
 
+def check_output_file(path: Path, flag: str) -> None:
+    """``ConfigError`` unless ``path`` can be written as a file: not a folder, no file among its
+    parent folders (checked before a long run, not after it)."""
+    if path.is_dir():
+        raise ConfigError(f"{flag} {path}: is a directory; give the path of the file to write")
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise ConfigError(f"{flag} {path}: lies below the file {blocker}, which is not a folder")
+
+
 DATA = typer.Option(..., "--data", help="Training dataset folder.")
 OUT = typer.Option(..., "--out", help="Run folder (checkpoint, logs); an existing run there resumes.")
 STEPS = typer.Option(None, help="Optimisation steps.")
@@ -124,15 +134,21 @@ def evaluate(checkpoint: Path = typer.Argument(..., help="Model checkpoint."),
              json_path: Optional[Path] = typer.Option(None, "--json", help="Write the metrics here."),
              device: str = typer.Option("cpu"), batch_size: int = typer.Option(32, "--batch-size")):
     """MPJPE, PA-MPJPE, N-MPJPE, PCK@150, AUC, silhouette IoU, ambiguity ratio."""
+    from maskpose.io import atomic_write_text  # deferred: CLI start-up
+    from maskpose.train.config import resolve_device  # deferred: CLI start-up
     from maskpose.train.evaluate import evaluate_checkpoint  # deferred: CLI start-up
 
+    resolve_device(device)
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be an int >= 1, got {batch_size}")
+    if json_path is not None:
+        check_output_file(json_path, "--json")
     metrics = evaluate_checkpoint(checkpoint, data, device, batch_size)
     width = max(len(k) for k in metrics)
     for key, value in metrics.items():
         typer.echo(f"{key:<{width}}  {value:10.2f}" if isinstance(value, float) else f"{key:<{width}}  {value:>10}")
     if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(metrics, indent=2))
+        atomic_write_text(json_path, json.dumps(metrics, indent=2))
 
 
 @app.command()
@@ -159,6 +175,9 @@ def predict(checkpoint: Path = typer.Argument(..., help="Model checkpoint."),
     optional PLY meshes go beside it.
     """
     from maskpose.apps.predict import ExtractionConfig, predict_to_folder, predict_video  # deferred: CLI start-up
+    from maskpose.train.config import resolve_device  # deferred: CLI start-up
+
+    resolve_device(device)
 
     if inputs is not None and video is not None:
         raise ConfigError("give either --input PATH or --video VIDEO, not both")

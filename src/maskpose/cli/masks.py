@@ -1,6 +1,6 @@
 """CLI verbs for the masks area (registered on the shared Typer app)."""
 
-import os
+import math
 import time
 from pathlib import Path
 
@@ -10,6 +10,7 @@ from maskpose.errors import ConfigError
 
 from ._app import app, bench_app, body_app, data_app, masks_app  # noqa: F401
 from .errors import friendly
+from .learn import check_output_file
 
 
 @masks_app.command("train-physique")
@@ -32,10 +33,14 @@ def train_physique(
     """
     import torch  # deferred: CLI start-up
 
+    from maskpose.io import atomic_write  # deferred: CLI start-up
     from maskpose.masks.physique_training import train_physique_net  # deferred: CLI start-up
+    from maskpose.train.config import resolve_device  # deferred: CLI start-up
 
-    if sigma <= 0:
-        raise ConfigError(f"--sigma must be positive, got {sigma}")
+    if not (math.isfinite(sigma) and sigma > 0):
+        raise ConfigError(f"--sigma must be a finite number of pixels > 0, got {sigma}")
+    check_output_file(out, "--out")
+    resolve_device(device)
     if threads:
         torch.set_num_threads(threads)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -51,12 +56,8 @@ def train_physique(
         eval_samples=eval_samples, progress=progress,
     )
     elapsed = time.perf_counter() - start
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_write(out) as tmp:  # readers never see a half-written file
         torch.save(result.net.state_dict(), tmp)
-        os.replace(tmp, out)  # atomic on one filesystem: readers never see a half-written file
-    finally:
-        tmp.unlink(missing_ok=True)
     typer.echo(
         f"held-out IoU {result.heldout_iou:.4f} (thresholded skeleton mask {result.skeleton_iou:.4f}) "
         f"on {eval_samples} samples; {steps} steps in {elapsed:.0f} s; weights -> {out}"

@@ -27,6 +27,9 @@ def bench_render_command(
 ) -> None:
     """Silhouette renderer (M2S) forward and forward+backward against Anny's forward+backward."""
     from maskpose.bench.render import bench_render  # deferred: CLI start-up
+    from maskpose.train.config import resolve_device  # deferred: CLI start-up
+
+    resolve_device(device)
     if batch <= 0 or res <= 0 or repeats <= 0 or warmup < 0:
         raise MaskposeError("batch, res and repeats must be positive and warmup non-negative")
     result = bench_render(batch=batch, res=res, repeats=repeats, warmup=warmup, mode=mode, device=device)

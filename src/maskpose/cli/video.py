@@ -105,7 +105,9 @@ def synth_video(
     """
     from maskpose.data import video as video_masks  # deferred: CLI start-up
     from maskpose.synth.video import render_static_camera_sequence  # deferred: CLI start-up
+    from maskpose.train.config import resolve_device  # deferred: CLI start-up
 
+    resolve_device(device)
     size = _parse_size(res)
     container = container.lower().lstrip(".")
     if container not in ("mp4", "avi"):

@@ -1,7 +1,8 @@
 """Adapters from common preprocessed forms of real data to the maskpose dataset format.
 
 * :func:`import_npz` — SPIN-style ``.npz`` (Human3.6M, MPI-INF-3DHP, 3DPW): ``imgname``, ``center``,
-  ``scale`` (bounding box side ``200 * scale`` pixels), optional 3D joints ``S`` and 2D ``part``.
+  ``scale`` (bounding box side ``200 * scale`` pixels), optional 3D joints ``S`` and 2D ``part``,
+  optional SMPL parameters ``pose`` / ``shape`` (or ``betas``) / ``has_smpl``.
 * :func:`import_coco` — COCO keypoints JSON with polygon (or RLE) person masks plus an image folder;
   one sample per person annotation.
 * :func:`import_folder` — a folder of images with a folder of masks, matched by file stem.
@@ -267,7 +268,13 @@ def import_npz(
     Args:
         npz_path: the file; keys ``imgname`` (paths relative to ``image_root``), ``center``
             ``(N, 2)``, ``scale`` ``(N,)`` are required; ``S`` (3D joints with confidence, SPIN's
-            24 or 17 joints) and ``part`` (2D joints with confidence) are optional.
+            24 or 17 joints) and ``part`` (2D joints with confidence) are optional, and so are
+            SMPL parameters: ``pose`` ``(N, 72)`` axis-angle (SPIN's: global orientation in the
+            camera frame, then SMPL's 23 joints), ``shape`` (SPIN's name) or ``betas`` ``(N, 10)``,
+            and ``has_smpl`` ``(N,)``. They are stored as they are in the fields ``smpl_pose``,
+            ``smpl_betas`` and ``has_smpl`` (``maskpose.body.smpl_body.smpl_pose_from_axis_angle``
+            turns ``smpl_pose`` into the SMPL body's 6D pose); a sample with ``has_smpl == 0``
+            gets ``NaN`` parameters (SPIN stores zeros there), an absent key an absent field.
         image_root: folder the ``imgname`` paths are relative to.
         out_dir: dataset folder to write.
         res: crop size.
@@ -300,6 +307,7 @@ def import_npz(
             scale = np.asarray(data["scale"], np.float64).reshape(-1)
             raw3d = np.asarray(data["S"]) if "S" in data.files else None
             raw2d = np.asarray(data["part"]) if "part" in data.files else None
+            smpl, smpl_keys = _read_smpl(data, npz_path, len(names))
     except (ValueError, TypeError, OSError, EOFError, zipfile.BadZipFile) as err:
         raise DataError(f"{npz_path}: cannot read the .npz arrays ({err})") from None
     if center.shape != (len(names), 2) or scale.shape != (len(names),):
@@ -322,7 +330,10 @@ def import_npz(
     for name, array in (("S", joints3d), ("part", part)):
         if array is not None:
             _check_values(npz_path, name, array[:n], allow_nan=True)
+    for name, array in smpl.items():
+        _check_values(npz_path, smpl_keys[name], array[:n], allow_nan=True)
     fields = ["image"] + (["joints3d"] if joints3d is not None else []) + (["joints2d"] if part is not None else [])
+    fields += list(smpl)
     attrs = {"source": str(npz_path), "adapter": "npz", "convention": convention, "margin": margin,
              "missing_joints": "NaN"}
     with DatasetWriter(out_dir, n, (res, res), fields, domain or npz_path.stem, split, attrs) as writer:
@@ -339,8 +350,46 @@ def import_npz(
                     batch["joints3d"].append(joints3d[i])
                 if part is not None:
                     batch["joints2d"].append(transform_points(part[i], affine))
+                for name, array in smpl.items():
+                    batch[name].append(array[i])
             writer.write(start, {k: np.stack(v) for k, v in batch.items()})
     return Path(out_dir)
+
+
+#: SPIN's SMPL keys -> dataset fields (``betas`` is accepted for ``shape``).
+_SMPL_KEYS = {"pose": "smpl_pose", "shape": "smpl_betas", "betas": "smpl_betas", "has_smpl": "has_smpl"}
+
+
+def _read_smpl(data, path: Path, count: int) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The SMPL parameters of a SPIN ``.npz`` as dataset fields (only those present): ``smpl_pose``
+    ``(N, 72)``, ``smpl_betas`` ``(N, 10)`` (``NaN`` where ``has_smpl`` is 0), ``has_smpl`` ``(N,)``;
+    and the key each field came from."""
+    if "shape" in data.files and "betas" in data.files:
+        raise DataError(f"{path}: holds both 'shape' and 'betas'; SMPL betas must come from one key")
+    shapes = {"smpl_pose": (72,), "smpl_betas": (10,), "has_smpl": ()}
+    out: dict[str, np.ndarray] = {}
+    keys: dict[str, str] = {}
+    for key, field in _SMPL_KEYS.items():
+        if key not in data.files:
+            continue
+        keys[field] = key
+        array = np.asarray(data[key])
+        if field == "smpl_pose" and array.shape[1:] == (24, 3):
+            array = array.reshape(len(array), 72)
+        if array.shape != (count, *shapes[field]) or not np.issubdtype(array.dtype, np.number):
+            pretty = ", ".join(str(d) for d in (count, *shapes[field]))
+            raise DataError(f"{path}: key {key!r} has shape {array.shape} ({array.dtype}), expected ({pretty}) "
+                            f"numbers (imgname has {count} rows)")
+        out[field] = array.astype(np.float64 if field != "has_smpl" else np.float32)
+    if "has_smpl" in out:
+        has = out["has_smpl"]
+        if not np.isin(has, (0.0, 1.0)).all():
+            raise DataError(f"{path}: key 'has_smpl' must hold 0 or 1, got {sorted(set(np.unique(has).tolist()))[:8]}")
+        out["has_smpl"] = has.astype(np.uint8)
+        for field in ("smpl_pose", "smpl_betas"):
+            if field in out:
+                out[field][has == 0] = np.nan  # no SMPL fit for that sample: missing, never zeros
+    return out, keys
 
 
 def _check_values(path: Path, key: str, array: np.ndarray, allow_nan: bool) -> None:

@@ -15,6 +15,9 @@ Layout::
     DIR/frame_index.npy  (N,)         int32              source video frame of each crop (video adapter)
     DIR/track_id.npy     (N,)         int32              person track of each crop (video adapter)
     DIR/crop_box.npy     (N, 4)       float32            crop x0, y0, x1, y1 in source-frame pixels
+    DIR/smpl_pose.npy    (N, 72)      float32            SMPL axis-angle pose (SPIN's), NaN where unknown
+    DIR/smpl_betas.npy   (N, 10)      float32            SMPL shape coefficients, NaN where unknown
+    DIR/has_smpl.npy     (N,)         uint8              1 where the SMPL parameters are known
 
 Missing labels are explicit: a field that is not in ``meta.json`` does not exist for that dataset
 (never zeros). Arrays are opened with ``mmap_mode="r"``, so datasets stream from disk and are never
@@ -80,6 +83,10 @@ def standard_fields(height: int, width: int) -> dict[str, FieldSpec]:
         "frame_index": FieldSpec((), "int32"),
         "track_id": FieldSpec((), "int32"),
         "crop_box": FieldSpec((4,), "float32"),
+        # SMPL parameters of real data (SPIN's .npz: maskpose.data.adapters.import_npz)
+        "smpl_pose": FieldSpec((72,), "float32"),
+        "smpl_betas": FieldSpec((10,), "float32"),
+        "has_smpl": FieldSpec((), "uint8"),
     }
 
 
@@ -240,7 +247,8 @@ class DatasetWriter:
 
 
 #: Float fields that must be finite or NaN (NaN marks a missing joint; Inf is always an error).
-FINITE_FIELDS = ("joints3d", "joints2d", "intrinsics", "pose", "phenotypes", "translation", "crop_box")
+FINITE_FIELDS = ("joints3d", "joints2d", "intrinsics", "pose", "phenotypes", "translation", "crop_box",
+                 "smpl_pose", "smpl_betas")
 
 
 def _start_output(path: Path) -> tuple[Path, bool]:

@@ -193,15 +193,30 @@ def geodesic_weights_torch(
         >>> geodesic_weights_torch(m)[0, 0, 1]
         tensor([1.0000, 0.5000, 0.0000, 0.5000, 1.0000])
     """
+    if not isinstance(masks, torch.Tensor):
+        raise MaskposeError(f"masks must be a torch.Tensor of shape (B, 1, H, W), got {type(masks).__name__}")
     check_shape("masks", masks, (None, 1, None, None))
-    host = masks.detach().cpu().numpy()
+    if mode not in GEODESIC_MODES:
+        raise MaskposeError(f"mode must be one of {GEODESIC_MODES}, got {mode!r}")
+    try:
+        valid_outside = np.isfinite(float(outside)) and float(outside) >= 0
+    except (TypeError, ValueError):
+        valid_outside = False
+    if not valid_outside:
+        raise MaskposeError(f"outside must be a finite weight >= 0, got {outside!r}")
+    dtype = masks.dtype if masks.is_floating_point() else torch.float32
+    if masks.shape[0] == 0:  # an empty batch has empty weights
+        return torch.zeros(masks.shape, dtype=dtype, device=masks.device)
+    host = masks.detach().cpu()
+    if host.dtype in (torch.float16, torch.bfloat16):  # numpy has no bfloat16: threshold in float32
+        host = host.float()
+    host = host.numpy()
     out = []
     for i in range(host.shape[0]):
         try:
             out.append(geodesic_weights(host[i, 0], mode=mode, outside=outside))
         except MaskposeError as err:
             raise MaskposeError(f"masks[{i}]: {err}") from None
-    dtype = masks.dtype if masks.is_floating_point() else torch.float32
     return torch.from_numpy(np.stack(out)[:, None]).to(device=masks.device, dtype=dtype)
 
 

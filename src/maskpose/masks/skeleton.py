@@ -112,6 +112,12 @@ def skeleton_mask(
     if height < 1 or width < 1:
         raise MaskposeError(f"size must be positive (H, W), got {tuple(size)}")
 
+    # Half precision (float16, bfloat16) is computed in float32 and cast back: the distance map's
+    # zero-length-bone guard and the exponent's clamp underflow or overflow in 16 bits (NaN values
+    # for coinciding joints, NaN gradients).
+    out_dtype = joints_2d.dtype
+    if out_dtype in (torch.float16, torch.bfloat16):
+        joints_2d = joints_2d.float()
     squared = segment_squared_distance_map(joints_2d, bones, (height, width))  # (B, K, H, W)
     scale = torch.full((len(bones),), float(sigma), device=squared.device, dtype=squared.dtype)
     if limb_widths is not None:
@@ -126,9 +132,8 @@ def skeleton_mask(
     # Exponents below -30 (lines < 1e-13) are clamped: torch's exp is ~8x slower on inputs that
     # underflow, and on a (B, K, H, W) map most pixels are far from most bones.
     lines = torch.exp((squared * (-1.0 / scale.square())[None, :, None, None]).clamp_min(-30.0))
-    if reduce == "sum":
-        return lines.sum(dim=1, keepdim=True)
-    return lines.amax(dim=1, keepdim=True)
+    combined = lines.sum(dim=1, keepdim=True) if reduce == "sum" else lines.amax(dim=1, keepdim=True)
+    return combined if combined.dtype == out_dtype else combined.to(out_dtype)
 
 
 class SkeletonMask(nn.Module):

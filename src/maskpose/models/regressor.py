@@ -7,6 +7,7 @@ turns into meshes and joints.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -14,6 +15,21 @@ from torch import nn
 
 from maskpose.errors import ConfigError, check_shape
 from maskpose.models.encoder import ResNetEncoder
+
+#: Allowed input resolutions (pixels). The encoder halves the image once per stage (the stem and
+#: every later stage stride 2), so below ``2 ** len(blocks)`` pixels (16 for four stages) its last
+#: stage would see less than one pixel of the image.
+MAX_RESOLUTION = 2048
+#: The head names a regressor may have.
+HEAD_NAMES = ("mesh", "joints")
+#: The integer fields of :class:`ModelConfig` with their smallest allowed value.
+_MODEL_INT_MINIMUMS = {"width": 1, "head_iterations": 1, "hidden": 1, "num_rotations": 1, "num_phenotypes": 1,
+                       "num_landmarks": 1}
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
 
 #: Weak-perspective scale of a ~1.7 m person whose bounding box fills 80 % of the crop
 #: (normalised crop coordinates span [-1, 1]); the mean camera of the heads.
@@ -35,6 +51,35 @@ class ModelConfig:
     num_landmarks: int = 34
     heads: tuple[str, ...] = ("mesh",)
 
+    def min_resolution(self) -> int:
+        """The smallest input resolution of this encoder: ``2 ** len(blocks)`` (one pixel left after
+        the last stride)."""
+        return 2 ** len(self.blocks) if isinstance(self.blocks, (tuple, list)) else 16
+
+    def validate(self, label: str = "model") -> ModelConfig:
+        """Raise ``ConfigError`` naming the first field of the wrong type or out of range (``label``
+        prefixes the field names, e.g. ``model.resolution``); return ``self``."""
+        blocks = self.blocks
+        if (not isinstance(blocks, (tuple, list)) or not blocks
+                or not all(_is_int(b) and b >= 1 for b in blocks) or len(blocks) > 8):
+            raise ConfigError(f"{label}.blocks must be 1 to 8 block counts, each an int >= 1 "
+                              f"(e.g. [1, 1, 1, 1]), got {blocks!r}")
+        lowest = self.min_resolution()
+        if not _is_int(self.resolution) or not lowest <= self.resolution <= MAX_RESOLUTION:
+            raise ConfigError(f"{label}.resolution must be an int in [{lowest}, {MAX_RESOLUTION}] pixels "
+                              f"(the encoder downsamples by {lowest}), got {self.resolution!r}")
+        for name, lowest_value in _MODEL_INT_MINIMUMS.items():
+            value = getattr(self, name)
+            if not _is_int(value) or value < lowest_value:
+                raise ConfigError(f"{label}.{name} must be an int >= {lowest_value}, got {value!r}")
+        if not isinstance(self.bottleneck, bool):
+            raise ConfigError(f"{label}.bottleneck must be true or false, got {self.bottleneck!r}")
+        heads = self.heads
+        if (not isinstance(heads, (tuple, list)) or not heads or not all(isinstance(h, str) for h in heads)
+                or set(heads) - set(HEAD_NAMES) or len(set(heads)) != len(heads)):
+            raise ConfigError(f"{label}.heads must be a non-empty subset of {HEAD_NAMES}, got {heads!r}")
+        return self
+
     @staticmethod
     def resnet50() -> ModelConfig:
         return ModelConfig(resolution=224, width=64, blocks=(3, 4, 6, 3), bottleneck=True, hidden=1024)
@@ -47,7 +92,10 @@ class ModelConfig:
     @staticmethod
     def from_dict(d: dict) -> ModelConfig:
         """The configuration of a (possibly partial) mapping: missing fields keep their defaults,
-        unknown keys raise ``ConfigError``."""
+        unknown keys and values of the wrong type or range raise ``ConfigError``."""
+        if not isinstance(d, Mapping):
+            raise ConfigError(f"model must be a mapping of model fields (e.g. {{resolution: 64}}), "
+                              f"got {type(d).__name__} {d!r}")
         known = {f.name for f in fields(ModelConfig)}
         unknown = set(d) - known
         if unknown:
@@ -55,8 +103,10 @@ class ModelConfig:
         d = dict(d)
         for key in ("blocks", "heads"):
             if key in d:
+                if isinstance(d[key], str) or not isinstance(d[key], (list, tuple)):
+                    raise ConfigError(f"model.{key} must be a list, got {type(d[key]).__name__} {d[key]!r}")
                 d[key] = tuple(d[key])
-        return ModelConfig(**d)
+        return ModelConfig(**d).validate()
 
 
 @dataclass
@@ -173,9 +223,7 @@ class PoseRegressor(nn.Module):
         super().__init__()
         self.config = config or ModelConfig()
         c = self.config
-        unknown = set(c.heads) - {"mesh", "joints"}
-        if unknown or not c.heads:
-            raise ConfigError(f"model heads must be a non-empty subset of ('mesh', 'joints'), got {c.heads}")
+        c.validate()
         self.encoder = ResNetEncoder(c.width, c.blocks, c.bottleneck)
         self.heads = nn.ModuleDict()
         if "mesh" in c.heads:

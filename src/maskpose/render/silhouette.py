@@ -146,10 +146,17 @@ def render_silhouette(
         if keep is not None:
             front &= keep
     if mode == "splat":
-        return _splat(screen, faces, tri, area, front, height, width, splat_gain, max_fragments)
-    if edges is None:
-        edges = face_edges(faces)
-    return _contour(screen, faces, edges, tri, front, height, width, sigma, band, max_fragments, use_warp)
+        soft = _splat(screen, faces, tri, area, front, height, width, splat_gain, max_fragments)
+    else:
+        if edges is None:
+            edges = face_edges(faces)
+        soft = _contour(screen, faces, edges, tri, front, height, width, sigma, band, max_fragments, use_warp)
+    if vertices.requires_grad and not soft.requires_grad:
+        # No face reaches a pixel (a collapsed mesh, everything behind the camera or off-screen):
+        # the silhouette is constant, and its gradient is zero rather than missing, so that
+        # ``loss.backward()`` works. One (finite) vertex coordinate times 0 joins the graph.
+        soft = soft + vertices.reshape(-1)[:1].nan_to_num(0.0, 0.0, 0.0).sum() * 0.0
+    return soft
 
 
 def _contour(screen, faces, edges, tri, front, height, width, sigma, band, max_fragments, use_warp=False):

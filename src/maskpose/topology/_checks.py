@@ -14,7 +14,7 @@ DEFAULT_TEMPERATURE = 0.1
 
 
 def check_mask(name: str, mask) -> None:
-    """Raise ``MaskposeError`` unless ``mask`` is a floating-point ``(B, 1, H, W)`` tensor."""
+    """Raise ``MaskposeError`` unless ``mask`` is a finite floating-point ``(B, 1, H, W)`` tensor."""
     if not isinstance(mask, torch.Tensor):
         raise MaskposeError(f"{name} must be a torch.Tensor of shape (B, 1, H, W), got {type(mask).__name__}")
     if mask.ndim != 4:
@@ -25,6 +25,9 @@ def check_mask(name: str, mask) -> None:
         raise MaskposeError(f"{name} must be a floating-point tensor (values in [0, 1]), got {mask.dtype}")
     if mask.shape[0] == 0 or mask.shape[2] == 0 or mask.shape[3] == 0:
         raise MaskposeError(f"{name} must not be empty, got shape {tuple(mask.shape)}")
+    if not bool(torch.isfinite(mask).all()):
+        bad = int((~torch.isfinite(mask)).sum())
+        raise MaskposeError(f"{name} contains {bad} NaN or infinite value(s); masks must be finite, in [0, 1]")
 
 
 def check_pair(pred_name: str, pred, target_name: str, target) -> None:

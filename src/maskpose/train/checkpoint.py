@@ -3,6 +3,9 @@ with ``weights_only=True`` so loading never executes pickled code."""
 
 from __future__ import annotations
 
+import math
+import pickle
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -13,23 +16,71 @@ from maskpose.models.regressor import ModelConfig, PoseRegressor
 
 
 def save_checkpoint(path: str | Path, state: dict) -> Path:
-    """Write ``state`` (tensors, numbers, strings, lists, dicts) atomically to ``path``."""
+    """Write ``state`` (tensors, numbers, strings, lists, dicts) atomically to ``path``.
+
+    A failed write (a full disk, a read-only folder) raises ``OSError`` naming ``path`` and leaves
+    the previous checkpoint there as it was, with no temporary file beside it."""
     path = Path(path)
-    with atomic_write(path) as tmp:
-        torch.save(state, tmp)
+    try:
+        with atomic_write(path) as tmp:
+            torch.save(state, tmp)
+    except OSError as err:
+        raise OSError(err.errno, f"{path}: checkpoint not written ({err.strerror or err}); "
+                                 "the previous checkpoint, if any, is kept") from err
     return path
 
 
+_TORCH_BOILERPLATE = ("Weights only load failed", "Check the documentation", "Please file an issue")
+
+
+def _first_line(err: BaseException) -> str:
+    """The informative line of an error message (torch's weights-only errors are paragraphs whose
+    first and last lines are the same advice every time)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(_TORCH_BOILERPLATE)]
+    text = (useful or lines or [type(err).__name__])[0]
+    return text.removeprefix("WeightsUnpickler error:").strip() or type(err).__name__
+
+
+def check_saved_config(path: str | Path, config) -> None:
+    """``ConfigError`` naming the checkpoint unless its saved config has a valid ``model`` mapping
+    and a finite ``focal`` >= 0 (when present)."""
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"{path}: the checkpoint's config is not a mapping (got {type(config).__name__})")
+    if "model" not in config:
+        raise ConfigError(f"{path}: the checkpoint's config has no 'model' entry")
+    try:
+        ModelConfig.from_dict(config["model"])
+    except (ConfigError, TypeError) as err:
+        raise ConfigError(f"{path}: the checkpoint's model configuration is invalid: {err}") from None
+    focal = config.get("focal", 0.0)
+    if focal is None:
+        return
+    if isinstance(focal, bool) or not isinstance(focal, (int, float)) or not math.isfinite(focal) or focal < 0:
+        raise ConfigError(f"{path}: the checkpoint's focal must be a finite number >= 0 (0: the default), got {focal!r}")
+
+
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """The state saved by :func:`save_checkpoint`, read with ``weights_only=True`` (pickled code is
+    refused, never run); ``ConfigError`` naming ``path`` for a missing, unreadable or malformed
+    checkpoint (including its saved model configuration and focal)."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: checkpoint does not exist")
+    if not path.is_file():
+        raise ConfigError(f"{path}: checkpoint is not a file")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # corrupt file, pickled code, not a torch file
-        raise ConfigError(f"{path}: not a readable maskpose checkpoint ({err})") from None
+    except pickle.UnpicklingError as err:
+        if "GLOBAL" in str(err):  # weights_only refuses anything but tensors and plain data
+            raise ConfigError(f"{path}: refused to load: the file holds pickled objects other than tensors and "
+                              f"plain data, which could run code ({_first_line(err)})") from None
+        raise ConfigError(f"{path}: not a readable maskpose checkpoint ({_first_line(err)})") from None
+    except Exception as err:  # corrupt file, not a torch file
+        raise ConfigError(f"{path}: not a readable maskpose checkpoint ({_first_line(err)})") from None
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise ConfigError(f"{path}: not a maskpose checkpoint (missing 'model' or 'config')")
+    check_saved_config(path, state["config"])
     return state
 
 
@@ -45,6 +96,6 @@ def load_model(path: str | Path, device="cpu", expect: ModelConfig | None = None
     model = PoseRegressor(saved).to(device)
     try:
         model.load_state_dict(state["model"])
-    except RuntimeError as err:
-        raise ConfigError(f"{path}: weights do not fit the saved model configuration ({err})") from None
+    except (RuntimeError, TypeError, AttributeError) as err:
+        raise ConfigError(f"{path}: weights do not fit the saved model configuration ({_first_line(err)})") from None
     return model, state

@@ -3,10 +3,12 @@ a YAML file can set any of them (``TrainConfig.from_yaml``)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
+import torch
 import yaml
 
 from maskpose.conventions import default_focal
@@ -20,6 +22,55 @@ SUPERVISED_LOSSES = ("joints3d", "joints2d", "params", "silhouette_sup")
 MASK_LOSSES = ("l1", "l2", "bce", "soft_iou", "chamfer_points", "ls", "lt", "mas")
 REGULARISERS = ("prior", "phenotype_prior")
 KNOWN_LOSSES = SUPERVISED_LOSSES + MASK_LOSSES + REGULARISERS
+
+#: Integer fields of ``TrainConfig`` with their allowed range (inclusive; ``None``: unbounded).
+#: ``steps`` >= 1: a run of 0 steps would write a checkpoint trained on nothing.
+INT_RANGES = {"steps": (1, None), "batch_size": (1, None), "seed": (0, 2**32 - 1), "log_every": (1, None),
+              "checkpoint_every": (1, None), "fit_every": (0, None), "fit_iterations": (0, None)}
+#: Real-valued fields with their lower bound and whether the bound itself is allowed; all must be finite.
+FLOAT_BOUNDS = {"source_ratio": (0.0, True), "lr": (0.0, False), "weight_decay": (0.0, True),
+                "focal": (0.0, True), "mas_sigma": (0.0, False), "topology_temperature": (0.0, False),
+                "fit_lr": (0.0, False), "fit_weight": (0.0, True)}
+BOOL_FIELDS = ("mas_physique", "mas_geodesic", "freeze_encoder")
+STR_FIELDS = ("mode", "data", "source_data", "init_checkpoint", "out", "device", "topology_binarization")
+MODES = ("pretrain", "adapt", "train-unsup", "oracle")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def resolve_device(name) -> torch.device:
+    """The ``torch.device`` of a device name (``cpu``, ``cuda``, ``cuda:1``, ``mps``), or
+    ``ConfigError`` when the name is not a device or the device is not available on this machine.
+    Every training verb, ``evaluate``, ``predict`` and the demo resolve their ``--device`` here."""
+    if isinstance(name, torch.device):
+        device = name
+    else:
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"device must be a name such as 'cpu', 'cuda' or 'cuda:1', got {name!r}")
+        try:
+            device = torch.device(name)
+        except (RuntimeError, ValueError, TypeError):
+            raise ConfigError(f"device {name!r} is not a torch device; expected cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} is not available on this machine (torch.cuda.is_available() is False)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {name!r} is not available on this machine "
+                              f"({torch.cuda.device_count()} CUDA device(s): cuda:0..)")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(f"device {name!r} is not available on this machine "
+                              "(torch.backends.mps.is_available() is False)")
+    elif device.type != "cpu":
+        raise ConfigError(f"device {name!r} is not supported; expected cpu, cuda, cuda:N or mps")
+    return device
+
 
 def load_yaml_mapping(path: str | Path) -> dict:
     """The mapping in a YAML config file (empty file: ``{}``); ``ConfigError`` naming the problem
@@ -51,6 +102,14 @@ def check_known_fields(cls, d: dict, label: str) -> None:
     unknown = set(d) - known
     if unknown:
         raise ConfigError(f"unknown {label} key(s) {sorted(unknown)}; known: {sorted(known)}")
+
+
+def _number_or_self(text: str):
+    """``float(text)`` when ``text`` is a number such as ``"1e-3"``, else ``text`` (for validate to refuse)."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 DEFAULT_LOSSES = {
@@ -106,23 +165,32 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self):
-        if isinstance(self.model, dict):
+        if isinstance(self.model, Mapping):
             self.model = ModelConfig.from_dict(self.model)
+        elif not isinstance(self.model, ModelConfig):
+            raise ConfigError(f"model must be a mapping of model fields (e.g. {{resolution: 64}}), "
+                              f"got {type(self.model).__name__} {self.model!r}")
+        if isinstance(self.losses, Mapping):
+            self.losses = dict(self.losses)
         if not self.losses:
             self.losses = dict(DEFAULT_LOSSES.get(self.mode, {}))
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> TrainConfig:
         """Raise ``ConfigError`` naming the first problem; called before any training starts."""
-        if self.mode not in ("pretrain", "adapt", "train-unsup", "oracle"):
+        self._check_types()
+        if self.mode not in MODES:
             raise ConfigError(f"unknown mode {self.mode!r}; expected pretrain, adapt, train-unsup or oracle")
         unknown = [name for name in self.losses if name not in KNOWN_LOSSES]
         if unknown:
             raise ConfigError(f"unknown loss name(s) {unknown}; known: {list(KNOWN_LOSSES)}")
         if not self.losses:
             raise ConfigError("no loss terms configured")
-        if any(w < 0 for w in self.losses.values()):
-            raise ConfigError(f"loss weights must be >= 0, got {self.losses}")
+        for name, weight in self.losses.items():
+            if not _is_real(weight) or not math.isfinite(weight) or weight < 0:
+                raise ConfigError(f"loss weight {name} must be a finite number >= 0, got {weight!r}")
+        if not any(weight > 0 for weight in self.losses.values()):
+            raise ConfigError(f"at least one loss weight must be > 0, got {self.losses}")
         if self.mode == "adapt" and any(name in SUPERVISED_LOSSES for name in self.losses):
             raise ConfigError(
                 "adapt uses target masks only: supervised losses "
@@ -130,10 +198,6 @@ class TrainConfig:
             )
         if not self.data:
             raise ConfigError("no dataset given (data)")
-        if self.steps < 0 or self.batch_size <= 0 or self.lr <= 0:
-            raise ConfigError(f"steps >= 0, batch_size > 0 and lr > 0 required, got {self.steps}, {self.batch_size}, {self.lr}")
-        if self.fit_every < 0 or self.fit_iterations < 0 or self.fit_lr <= 0 or self.fit_weight < 0:
-            raise ConfigError("fit_every, fit_iterations, fit_weight must be >= 0 and fit_lr > 0")
         check_topology_gradient(self.topology_binarization, self.topology_temperature)
         if self.fit_every and (self.mode != "adapt" or "mesh" not in self.model.heads):
             raise ConfigError("fitting in the loop (fit_every > 0) is for adapt with the mesh head")
@@ -143,7 +207,34 @@ class TrainConfig:
             raise ConfigError("source_ratio > 0 needs source_data")
         if "mas" in self.losses and "joints" not in self.model.heads and "mesh" not in self.model.heads:
             raise ConfigError("the mas loss needs a joint or mesh head")
+        resolve_device(self.device)
         return self
+
+    def _check_types(self) -> None:
+        """``ConfigError`` naming the first field of the wrong type, out of range or not finite."""
+        for name, (low, high) in INT_RANGES.items():
+            value = getattr(self, name)
+            if not _is_int(value) or value < low or (high is not None and value > high):
+                allowed = f">= {low}" if high is None else f"in [{low}, {high}]"
+                raise ConfigError(f"{name} must be an int {allowed}, got {value!r}")
+        for name, (low, inclusive) in FLOAT_BOUNDS.items():
+            value = getattr(self, name)
+            if not _is_real(value) or not math.isfinite(value) or value < low or (value == low and not inclusive):
+                raise ConfigError(f"{name} must be a finite number {'>=' if inclusive else '>'} {low:g}, "
+                                  f"got {value!r}")
+        for name in BOOL_FIELDS:
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        for name in STR_FIELDS:
+            if not isinstance(getattr(self, name), str):
+                raise ConfigError(f"{name} must be a string, got {type(getattr(self, name)).__name__} "
+                                  f"{getattr(self, name)!r}")
+        if not isinstance(self.losses, Mapping) or not all(isinstance(k, str) for k in self.losses):
+            raise ConfigError(f"losses must be a mapping of loss names to weights (e.g. {{ls: 1.0}}), "
+                              f"got {self.losses!r}")
+        if not isinstance(self.model, ModelConfig):
+            raise ConfigError(f"model must be a mapping of model fields, got {self.model!r}")
+        self.model.validate()
 
     @property
     def focal_px(self) -> float:
@@ -158,8 +249,17 @@ class TrainConfig:
     @staticmethod
     def from_dict(d: Mapping, label: str = "config") -> TrainConfig:
         """A config of a (possibly partial) mapping; unknown keys (``label`` names the mapping in
-        the message) raise ``ConfigError``."""
+        the message) raise ``ConfigError``. YAML 1.1 reads ``1e-3`` (no dot) as a string: a string
+        that is a number is accepted for the real-valued fields and loss weights."""
+        if not isinstance(d, Mapping):
+            raise ConfigError(f"{label} must be a mapping of keys to values, got {type(d).__name__}")
         check_known_fields(TrainConfig, d, label)
+        d = dict(d)
+        for name in FLOAT_BOUNDS:
+            if isinstance(d.get(name), str):
+                d[name] = _number_or_self(d[name])
+        if isinstance(d.get("losses"), Mapping):
+            d["losses"] = {k: _number_or_self(v) if isinstance(v, str) else v for k, v in d["losses"].items()}
         return TrainConfig(**d)
 
     def updated(self, changes: Mapping, label: str = "config") -> TrainConfig:
@@ -206,8 +306,18 @@ class TrainConfig:
         its model and focal are inherited (:meth:`inherit_from_checkpoint`; a model or focal set in
         the YAML or by the flags that differs from the checkpoint's is refused)."""
         yaml_fields = load_yaml_mapping(config_file) if config_file else {}
-        base = TrainConfig.from_dict(yaml_fields).to_dict() if config_file else {"mode": mode}
-        base["mode"] = mode
+        if "mode" in yaml_fields and yaml_fields["mode"] != mode:
+            raise ConfigError(f"{config_file}: mode is {yaml_fields['mode']!r} in the config file, but the command "
+                              f"is {mode}; remove the mode line or use the {yaml_fields['mode']} command")
+        # The YAML is read under the command's mode, so a file without losses gets this mode's defaults.
+        base = {"mode": mode}
+        if config_file:
+            try:
+                from_file = TrainConfig.from_dict({**yaml_fields, "mode": mode})
+                from_file._check_types()  # the file's own values, named with the file
+                base = from_file.to_dict()
+            except ConfigError as err:
+                raise ConfigError(f"{config_file}: {err}") from None
         if flags.get("losses") is None:
             flags.pop("losses", None)
             if not config_file:
@@ -216,12 +326,12 @@ class TrainConfig:
         heads = flags.pop("heads", None)
         base.update({key: value for key, value in flags.items() if value is not None})
         config = TrainConfig.from_dict(base)
-        if resolution:
-            config.model.resolution = resolution
+        if resolution is not None:
+            config.model = replace(config.model, resolution=resolution).validate()
         if heads:
-            config.model.heads = tuple(heads)
+            config.model = replace(config.model, heads=tuple(heads)).validate()
         if config.init_checkpoint:
-            explicit = set(yaml_fields) | ({"model"} if resolution or heads else set())
+            explicit = set(yaml_fields) | ({"model"} if resolution is not None or heads else set())
             saved = load_checkpoint(config.init_checkpoint)["config"]
             config = config.inherit_from_checkpoint(saved, config.init_checkpoint, explicit)
         return config

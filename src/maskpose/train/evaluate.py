@@ -11,7 +11,7 @@ from maskpose.body.anny_body import AnnyBody
 from maskpose.conventions import default_focal
 from maskpose.data.batching import load_batch
 from maskpose.data.dataset import MaskposeDataset
-from maskpose.errors import DataError
+from maskpose.errors import ConfigError, DataError
 from maskpose.eval import (
     ambiguity_ratio,
     flip_aware,
@@ -23,6 +23,7 @@ from maskpose.eval import (
 from maskpose.models.regressor import PoseRegressor
 from maskpose.render.zbuffer import silhouette_mask
 from maskpose.train.checkpoint import load_model
+from maskpose.train.config import resolve_device
 from maskpose.train.pipeline import batch_intrinsics, joint_prediction, mesh_prediction
 
 
@@ -60,6 +61,7 @@ def collect_predictions(model: PoseRegressor, data: MaskposeDataset, device="cpu
 def evaluate_model(model: PoseRegressor, data_path: str | Path, device="cpu", batch_size: int = 32,
                    focal_px: float | None = None, body=None) -> dict[str, float]:
     """Metrics of ``model`` on a labelled dataset (3D errors in mm, PCK/AUC/IoU/ratio in %)."""
+    _check_batch_size(batch_size)
     data = MaskposeDataset(data_path)
     if not data.has("joints3d"):
         raise DataError(f"{data_path}: evaluation needs 3D ground truth (joints3d); this split has none")
@@ -75,7 +77,16 @@ def evaluate_model(model: PoseRegressor, data_path: str | Path, device="cpu", ba
     return metrics
 
 
+def _check_batch_size(batch_size) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be an int >= 1, got {batch_size!r}")
+
+
 def evaluate_checkpoint(checkpoint: str | Path, data_path: str | Path, device="cpu", batch_size: int = 32) -> dict[str, float]:
+    """:func:`evaluate_model` of the model saved in ``checkpoint`` (its focal; ``device`` resolved
+    by :func:`~maskpose.train.config.resolve_device`)."""
+    _check_batch_size(batch_size)
+    device = resolve_device(device)
     model, state = load_model(checkpoint, device)
     focal = state["config"].get("focal") or None
     return evaluate_model(model, data_path, device, batch_size, focal)

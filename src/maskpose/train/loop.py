@@ -10,9 +10,13 @@ average gradients, so N processes match one process on the combined batch.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import logging
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,16 +31,25 @@ from maskpose.body.anny_body import AnnyBody
 from maskpose.data.batching import load_batch
 from maskpose.data.dataset import LABEL_FIELDS, MaskposeDataset
 from maskpose.errors import ConfigError, DataError
+from maskpose.io import atomic_write_text
 from maskpose.models.regressor import MeshHeadOutput, PoseRegressor, RegressorOutput
 from maskpose.render.silhouette import SilhouetteRenderer
 from maskpose.train.checkpoint import load_checkpoint, load_model, save_checkpoint
-from maskpose.train.config import DEFAULT_LOSSES, SUPERVISED_LOSSES, TrainConfig
+from maskpose.train.config import DEFAULT_LOSSES, SUPERVISED_LOSSES, TrainConfig, resolve_device
 from maskpose.train.objectives import Objective
 from maskpose.train.pipeline import batch_intrinsics, joint_prediction, mesh_prediction
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.pt"
+LOG_NAME = "log.jsonl"
+#: The run folder's lock file: holds the pid of the run using the folder, locked with ``fcntl.flock``
+#: while it trains (the kernel drops the lock when the process dies, so a stale file is taken over).
+LOCK_NAME = "run.lock"
+
+
+class TrainingTerminated(KeyboardInterrupt):
+    """SIGTERM during a run: handled like Ctrl-C (the checkpoint is saved, the run can resume)."""
 
 
 @dataclass
@@ -79,8 +92,13 @@ class Trainer:
             saved = load_checkpoint(config.init_checkpoint)["config"]
             config = config.inherit_from_checkpoint(saved, config.init_checkpoint).validate()
         self.config = config
+        out = Path(config.out)
+        blocker = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+        if blocker is not None:  # found before the data, the model and the body are loaded
+            raise ConfigError(f"out {out}: {'is a file' if blocker == out else f'lies below the file {blocker}'}; "
+                              "a run writes a folder (checkpoint, logs)")
         self.progress = progress
-        self.device = torch.device(config.device)
+        self.device = resolve_device(config.device)
         self.rank, self.world = distributed_context()
         self.res = config.model.resolution
         torch.manual_seed(config.seed)
@@ -275,8 +293,14 @@ class Trainer:
     def run(self) -> TrainResult:
         cfg = self.config
         self.out.mkdir(parents=True, exist_ok=True)
+        with _run_lock(self.out) if self.rank == 0 else contextlib.nullcontext(), _Termination() as termination:
+            if self.rank == 0:
+                _truncate_log(self.out / LOG_NAME, self.step)
+            return self._run(cfg, termination)
+
+    def _run(self, cfg: TrainConfig, termination: _Termination) -> TrainResult:
         writer = _summary_writer(self.out) if self.rank == 0 else None
-        log_file = open(self.out / "log.jsonl", "a") if self.rank == 0 else None
+        log_file = open(self.out / LOG_NAME, "a") if self.rank == 0 else None
         bar = tqdm(total=cfg.steps, initial=self.step, desc=f"{cfg.mode}", disable=not self.progress or self.rank != 0,
                    dynamic_ncols=True)
         start = time.time()
@@ -297,7 +321,8 @@ class Trainer:
                                 writer.add_scalar(f"{cfg.mode}/{key}", value, self.step)
                 if self.step % cfg.checkpoint_every == 0:
                     self.save()
-        except KeyboardInterrupt:
+                termination.check()
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (TrainingTerminated)
             # No run loses work: keep what was trained so far; running again resumes here.
             self.save()
             raise
@@ -309,6 +334,89 @@ class Trainer:
                 log_file.close()
         checkpoint = self.save()
         return TrainResult(self.out, checkpoint, self.step, self.history)
+
+
+@contextlib.contextmanager
+def _run_lock(out: Path):
+    """Hold ``out/run.lock`` (``fcntl.flock``, with this pid inside) for the block; ``ConfigError``
+    naming the other run's pid when another process holds it. A lock file left by a dead process
+    is not locked (the kernel released it) and is taken over."""
+    path = out / LOCK_NAME
+    handle = open(path, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+            handle.seek(0)
+            pid = handle.read().strip() or "unknown"
+            raise ConfigError(f"{out}: another run (pid {pid}) is training in this folder ({path} is locked); "
+                              "wait for it to finish or choose another --out") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            handle.flush()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    finally:
+        handle.close()
+
+
+class _Termination:
+    """SIGTERM during a run (main thread only: elsewhere Python cannot install signal handlers).
+    The first signal is noted and the loop stops after the step it interrupts (logged, checkpointed
+    if due), raising :class:`TrainingTerminated`, so a terminated run saves its checkpoint as Ctrl-C
+    does and loses no log record; a second signal raises at once."""
+
+    def __init__(self):
+        self.requested = False
+        self.installed = False
+        self.previous = None
+
+    def __enter__(self) -> _Termination:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._handle)
+            self.installed = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.installed:  # None: a handler installed outside Python, restored as the default
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if self.previous is None else self.previous)
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise TrainingTerminated(f"terminated by signal {signum}")
+        self.requested = True
+
+    def check(self) -> None:
+        if self.requested:
+            raise TrainingTerminated("terminated by SIGTERM")
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop the records of ``log.jsonl`` after ``step`` (logged after the last checkpoint by a run
+    that was then killed, and about to be logged again by the resumed run) and any torn last line."""
+    if not path.exists():
+        return
+    kept, changed = [], False
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+            keep = isinstance(record, dict) and int(record.get("step", 0)) <= step
+        except (ValueError, TypeError):
+            keep = False
+        if keep:
+            kept.append(line)
+        else:
+            changed = True
+    if changed:
+        atomic_write_text(path, "".join(f"{line}\n" for line in kept))
 
 
 def _stack_fits(fits: dict[int, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
