@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from maskpose.cli import app
 from maskpose.conventions import H36M_BONES
+from maskpose.device import resolve_device
 from maskpose.errors import ConfigError, MaskposeError
 from maskpose.masks.geodesic import geodesic_weights_torch
 from maskpose.masks.skeleton import skeleton_mask
@@ -27,7 +28,7 @@ from maskpose.render.silhouette import render_silhouette
 from maskpose.synth.generator import generate
 from maskpose.topology import silhouette_alignment_loss, topology_alignment_loss
 from maskpose.train.checkpoint import load_checkpoint, load_model
-from maskpose.train.config import TrainConfig, resolve_device
+from maskpose.train.config import TrainConfig
 from maskpose.train.loop import CHECKPOINT_NAME, LOCK_NAME, LOG_NAME, Trainer, TrainingTerminated, train
 
 # The joint head (no body model, no renderer) keeps these runs fast; the loop is the same.

@@ -20,6 +20,7 @@ from maskpose.conventions import H36M_BONES, default_focal
 from maskpose.data.adapters import read_image
 from maskpose.data.dataset import MaskposeDataset
 from maskpose.data.video import CODECS, ExtractionConfig, FrameSource, count_frames, extract_video, open_video_writer
+from maskpose.device import resolve_device
 from maskpose.errors import DataError
 from maskpose.render.zbuffer import silhouette_mask
 from maskpose.train.checkpoint import load_model
@@ -87,6 +88,7 @@ def draw_overlay(image: torch.Tensor, joints2d: torch.Tensor, silhouette: torch.
 @torch.no_grad()
 def predict_to_folder(checkpoint: str | Path, inputs: str | Path, out: str | Path, device="cpu",
                       write_ply: bool = True, batch_size: int = 16) -> int:
+    device = resolve_device(device)
     model, state = load_model(checkpoint, device)
     model.eval()
     res = model.config.resolution
@@ -296,7 +298,7 @@ def predict_video(checkpoint: str | Path, video: str | Path, out_video: str | Pa
     if Path(out_video).suffix.lower() not in CODECS:
         raise DataError(f"{out_video}: the overlay video must end in {' or '.join(CODECS)}")
     source = FrameSource(video, (extraction or ExtractionConfig()).max_frames)  # fails early on a bad video
-    predictor = CropPredictor(checkpoint, device, meshes=ply_dir is not None)
+    predictor = CropPredictor(checkpoint, resolve_device(device), meshes=ply_dir is not None)
     if ply_dir is not None and not predictor.has_mesh:
         raise DataError(f"{checkpoint}: the model has no mesh head, so there are no meshes to write (drop --ply-dir)")
     config = dataclasses.replace(extraction or ExtractionConfig(), resolution=predictor.res)

@@ -22,7 +22,7 @@ def _bench_config(bench_config, quick: bool, device: str, targets: Optional[str]
                   variants: Optional[str] = None, seeds: Optional[str] = None,
                   source_checkpoint: Optional[Path] = None, config: Optional[Path] = None, seeds_field: str = "seeds"):
     """``bench_config`` (the ``BenchConfig`` class) quick or full, then the YAML, then the flags."""
-    from maskpose.train.config import resolve_device  # deferred: CLI start-up
+    from maskpose.device import resolve_device  # deferred: CLI start-up
 
     resolve_device(device)
     cfg = bench_config.quick() if quick else bench_config.full()

@@ -23,8 +23,8 @@ def demo(out: Path = typer.Option(Path("demo_output"), "--out", help="Output fol
          device: str = typer.Option("cpu", help="cpu, cuda, ...")):
     """Source model -> adapt to a target domain with L_S + L_T on masks only -> evaluate -> report.html."""
     from maskpose.apps.demo import DemoConfig, check_output_folder, run_demo  # deferred: CLI start-up
+    from maskpose.device import resolve_device  # deferred: CLI start-up
     from maskpose.synth.domains import get_domain  # deferred: CLI start-up
-    from maskpose.train.config import resolve_device  # deferred: CLI start-up
 
     # Every argument is checked before the demo generates data or trains.
     resolve_device(device)

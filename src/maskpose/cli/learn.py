@@ -134,8 +134,8 @@ def evaluate(checkpoint: Path = typer.Argument(..., help="Model checkpoint."),
              json_path: Optional[Path] = typer.Option(None, "--json", help="Write the metrics here."),
              device: str = typer.Option("cpu"), batch_size: int = typer.Option(32, "--batch-size")):
     """MPJPE, PA-MPJPE, N-MPJPE, PCK@150, AUC, silhouette IoU, ambiguity ratio."""
+    from maskpose.device import resolve_device  # deferred: CLI start-up
     from maskpose.io import atomic_write_text  # deferred: CLI start-up
-    from maskpose.train.config import resolve_device  # deferred: CLI start-up
     from maskpose.train.evaluate import evaluate_checkpoint  # deferred: CLI start-up
 
     resolve_device(device)
@@ -175,7 +175,7 @@ def predict(checkpoint: Path = typer.Argument(..., help="Model checkpoint."),
     optional PLY meshes go beside it.
     """
     from maskpose.apps.predict import ExtractionConfig, predict_to_folder, predict_video  # deferred: CLI start-up
-    from maskpose.train.config import resolve_device  # deferred: CLI start-up
+    from maskpose.device import resolve_device  # deferred: CLI start-up
 
     resolve_device(device)
 

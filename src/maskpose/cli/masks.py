@@ -33,9 +33,9 @@ def train_physique(
     """
     import torch  # deferred: CLI start-up
 
+    from maskpose.device import resolve_device  # deferred: CLI start-up
     from maskpose.io import atomic_write  # deferred: CLI start-up
     from maskpose.masks.physique_training import train_physique_net  # deferred: CLI start-up
-    from maskpose.train.config import resolve_device  # deferred: CLI start-up
 
     if not (math.isfinite(sigma) and sigma > 0):
         raise ConfigError(f"--sigma must be a finite number of pixels > 0, got {sigma}")

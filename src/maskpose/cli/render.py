@@ -27,7 +27,7 @@ def bench_render_command(
 ) -> None:
     """Silhouette renderer (M2S) forward and forward+backward against Anny's forward+backward."""
     from maskpose.bench.render import bench_render  # deferred: CLI start-up
-    from maskpose.train.config import resolve_device  # deferred: CLI start-up
+    from maskpose.device import resolve_device  # deferred: CLI start-up
 
     resolve_device(device)
     if batch <= 0 or res <= 0 or repeats <= 0 or warmup < 0:

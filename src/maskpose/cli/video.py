@@ -104,8 +104,8 @@ def synth_video(
     components) against the ground-truth union mask, over the frames after the warm-up.
     """
     from maskpose.data import video as video_masks  # deferred: CLI start-up
+    from maskpose.device import resolve_device  # deferred: CLI start-up
     from maskpose.synth.video import render_static_camera_sequence  # deferred: CLI start-up
-    from maskpose.train.config import resolve_device  # deferred: CLI start-up
 
     resolve_device(device)
     size = _parse_size(res)

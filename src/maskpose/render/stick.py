@@ -53,8 +53,9 @@ def segment_squared_distance_map(
     # (B, K, 1, W) against a column (B, K, H, 1), a few times faster than an (..., 2) layout.
     dx = torch.arange(width, device=joints_2d.device, dtype=joints_2d.dtype) - ax  # (B, K, 1, W)
     dy = torch.arange(height, device=joints_2d.device, dtype=joints_2d.dtype)[:, None] - ay  # (B, K, H, 1)
-    # Projection parameter clamped to the segment; the epsilon keeps zero-length bones finite.
-    inv_len2 = 1.0 / (abx * abx + aby * aby).clamp_min(1e-8)
+    # Projection parameter clamped to the segment; the epsilon keeps zero-length bones finite
+    # (at least the dtype's smallest normal number: 1e-8 rounds to 0 in float16).
+    inv_len2 = 1.0 / (abx * abx + aby * aby).clamp_min(max(1e-8, torch.finfo(joints_2d.dtype).tiny))
     t = (dx * (abx * inv_len2) + dy * (aby * inv_len2)).clamp_(0.0, 1.0)
     return (dx - t * abx).square() + (dy - t * aby).square()
 

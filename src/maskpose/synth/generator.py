@@ -39,6 +39,7 @@ from maskpose.body.anny_body import AnnyBody
 from maskpose.body.sampler import PoseSampler
 from maskpose.conventions import FOCAL_RATIO, seed_sequence
 from maskpose.data.dataset import DatasetWriter
+from maskpose.device import resolve_device
 from maskpose.errors import ConfigError, MaskposeError
 from maskpose.io import check_output_folder
 from maskpose.masks import geodesic_weights
@@ -254,7 +255,7 @@ def generate(
     config = config if config is not None else SynthesisConfig()
     spec = get_domain(domain)
     _check_request(spec, n, res, perturbation, out_dir)
-    device = torch.device(config.device)
+    device = resolve_device(config.device)
     body = body if body is not None else AnnyBody(device=device)
     renderer = SynthesisRenderer(body, device=device)
     if pose_source is None and spec.pose_source is not None:

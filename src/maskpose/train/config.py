@@ -8,10 +8,10 @@ from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-import torch
 import yaml
 
 from maskpose.conventions import default_focal
+from maskpose.device import resolve_device
 from maskpose.errors import ConfigError
 from maskpose.models.regressor import ModelConfig
 from maskpose.topology import BINARIZATIONS
@@ -42,34 +42,6 @@ def _is_int(value) -> bool:
 
 def _is_real(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def resolve_device(name) -> torch.device:
-    """The ``torch.device`` of a device name (``cpu``, ``cuda``, ``cuda:1``, ``mps``), or
-    ``ConfigError`` when the name is not a device or the device is not available on this machine.
-    Every training verb, ``evaluate``, ``predict`` and the demo resolve their ``--device`` here."""
-    if isinstance(name, torch.device):
-        device = name
-    else:
-        if not isinstance(name, str) or not name.strip():
-            raise ConfigError(f"device must be a name such as 'cpu', 'cuda' or 'cuda:1', got {name!r}")
-        try:
-            device = torch.device(name)
-        except (RuntimeError, ValueError, TypeError):
-            raise ConfigError(f"device {name!r} is not a torch device; expected cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {name!r} is not available on this machine (torch.cuda.is_available() is False)")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(f"device {name!r} is not available on this machine "
-                              f"({torch.cuda.device_count()} CUDA device(s): cuda:0..)")
-    elif device.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise ConfigError(f"device {name!r} is not available on this machine "
-                              "(torch.backends.mps.is_available() is False)")
-    elif device.type != "cpu":
-        raise ConfigError(f"device {name!r} is not supported; expected cpu, cuda, cuda:N or mps")
-    return device
 
 
 def load_yaml_mapping(path: str | Path) -> dict:

@@ -11,6 +11,7 @@ from maskpose.body.anny_body import AnnyBody
 from maskpose.conventions import default_focal
 from maskpose.data.batching import load_batch
 from maskpose.data.dataset import MaskposeDataset
+from maskpose.device import resolve_device
 from maskpose.errors import ConfigError, DataError
 from maskpose.eval import (
     ambiguity_ratio,
@@ -23,7 +24,6 @@ from maskpose.eval import (
 from maskpose.models.regressor import PoseRegressor
 from maskpose.render.zbuffer import silhouette_mask
 from maskpose.train.checkpoint import load_model
-from maskpose.train.config import resolve_device
 from maskpose.train.pipeline import batch_intrinsics, joint_prediction, mesh_prediction
 
 
@@ -84,7 +84,7 @@ def _check_batch_size(batch_size) -> None:
 
 def evaluate_checkpoint(checkpoint: str | Path, data_path: str | Path, device="cpu", batch_size: int = 32) -> dict[str, float]:
     """:func:`evaluate_model` of the model saved in ``checkpoint`` (its focal; ``device`` resolved
-    by :func:`~maskpose.train.config.resolve_device`)."""
+    by :func:`~maskpose.device.resolve_device`)."""
     _check_batch_size(batch_size)
     device = resolve_device(device)
     model, state = load_model(checkpoint, device)

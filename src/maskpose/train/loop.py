@@ -30,12 +30,13 @@ from tqdm.auto import tqdm
 from maskpose.body.anny_body import AnnyBody
 from maskpose.data.batching import load_batch
 from maskpose.data.dataset import LABEL_FIELDS, MaskposeDataset
+from maskpose.device import resolve_device
 from maskpose.errors import ConfigError, DataError
 from maskpose.io import atomic_write_text
 from maskpose.models.regressor import MeshHeadOutput, PoseRegressor, RegressorOutput
 from maskpose.render.silhouette import SilhouetteRenderer
 from maskpose.train.checkpoint import load_checkpoint, load_model, save_checkpoint
-from maskpose.train.config import DEFAULT_LOSSES, SUPERVISED_LOSSES, TrainConfig, resolve_device
+from maskpose.train.config import DEFAULT_LOSSES, SUPERVISED_LOSSES, TrainConfig
 from maskpose.train.objectives import Objective
 from maskpose.train.pipeline import batch_intrinsics, joint_prediction, mesh_prediction
 
