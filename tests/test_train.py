@@ -368,3 +368,37 @@ def test_demo_templates_rebuild_the_shipped_source_config_and_share_the_pose_dis
         assert torch.equal(a, b)
     assert DemoConfig().adapt.fit_every == 4 and BenchConfig().adapt.fit_every == 0
     assert BenchConfig.full().adapt.fit_every == 4
+
+
+def test_joint_metrics_score_the_labelled_joints_and_match_pose_metrics_when_all_are():
+    """``evaluate`` on real data: NaN marks a missing joint (the importers write it); each sample is
+    scored on its labelled joints. With every joint labelled, the numbers are pose_metrics' own."""
+    from maskpose.conventions import H36M_FLIP
+    from maskpose.eval import ambiguity_ratio, flip_aware, mpjpe, pa_mpjpe, pose_metrics
+    from maskpose.train.evaluate import joint_metrics
+
+    gen = torch.Generator().manual_seed(0)
+    gt = torch.randn(12, 17, 3, generator=gen) * 0.3
+    pred = gt + 0.05 * torch.randn(12, 17, 3, generator=gen)
+    full = joint_metrics(pred, gt)
+    expected = pose_metrics(pred, gt) | {
+        "mpjpe_flip": float(flip_aware(mpjpe, pred, gt)), "pa_mpjpe_flip": float(flip_aware(pa_mpjpe, pred, gt)),
+        "ambiguity_ratio": 100.0 * ambiguity_ratio(pred, gt)}
+    assert {k: full[k] for k in expected} == expected and full["num_scored"] == 12
+
+    # spine (7) and head top (10) unknown on every sample, as the COCO importer writes them;
+    # one sample also misses its pelvis and cannot be scored
+    missing = gt.clone()
+    missing[:, [7, 10]] = float("nan")
+    missing[3, 0] = float("nan")
+    keep = [j for j in range(17) if j not in (7, 10)]
+    rows = [i for i in range(12) if i != 3]
+    flip = [keep.index(H36M_FLIP[j]) for j in keep]
+    sub_pred, sub_gt = pred[rows][:, keep], gt[rows][:, keep]
+    partial = joint_metrics(pred, missing)
+    assert partial["num_scored"] == 11
+    assert partial["mpjpe"] == pytest.approx(float(mpjpe(sub_pred, sub_gt)), rel=1e-6)
+    assert partial["pa_mpjpe"] == pytest.approx(float(pa_mpjpe(sub_pred, sub_gt)), rel=1e-6)
+    assert partial["pa_mpjpe_flip"] == pytest.approx(float(flip_aware(pa_mpjpe, sub_pred, sub_gt, flip)), rel=1e-6)
+    with pytest.raises(DataError, match="no sample has its pelvis"):
+        joint_metrics(pred, torch.full_like(gt, float("nan")))

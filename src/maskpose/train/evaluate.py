@@ -3,24 +3,18 @@ silhouette IoU and the left-right ambiguity ratio (docs/design.md §6)."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import torch
 
 from maskpose.body.anny_body import AnnyBody
-from maskpose.conventions import default_focal
+from maskpose.conventions import H36M_FLIP, H36M_PELVIS, default_focal
 from maskpose.data.batching import load_batch
 from maskpose.data.dataset import MaskposeDataset
 from maskpose.device import resolve_device
 from maskpose.errors import ConfigError, DataError
-from maskpose.eval import (
-    ambiguity_ratio,
-    flip_aware,
-    mpjpe,
-    pa_mpjpe,
-    pose_metrics,
-    silhouette_iou,
-)
+from maskpose.eval import auc, best_flip, flip_aware, mpjpe, n_mpjpe, pa_mpjpe, pck, silhouette_iou
 from maskpose.models.regressor import PoseRegressor
 from maskpose.render.zbuffer import silhouette_mask
 from maskpose.train.checkpoint import load_model
@@ -67,13 +61,63 @@ def evaluate_model(model: PoseRegressor, data_path: str | Path, device="cpu", ba
         raise DataError(f"{data_path}: evaluation needs 3D ground truth (joints3d); this split has none")
     preds = collect_predictions(model, data, device, batch_size, focal_px, body)
     gt = torch.from_numpy(data.arrays["joints3d"][data.indices].astype("float32"))
-    metrics = pose_metrics(preds["joints3d"], gt)
-    metrics["mpjpe_flip"] = float(flip_aware(mpjpe, preds["joints3d"], gt))
-    metrics["pa_mpjpe_flip"] = float(flip_aware(pa_mpjpe, preds["joints3d"], gt))
-    metrics["ambiguity_ratio"] = 100.0 * ambiguity_ratio(preds["joints3d"], gt)
+    if bool(torch.isinf(gt).any()):
+        raise DataError(f"{data_path}: joints3d holds infinite values (NaN marks a missing joint; Inf is refused)")
+    metrics = joint_metrics(preds["joints3d"], gt, str(data_path))
     if "silhouette" in preds and "mask" in preds:
         metrics["silhouette_iou"] = 100.0 * float(silhouette_iou(preds["silhouette"], preds["mask"]))
     metrics["num_samples"] = len(data)
+    return metrics
+
+
+def _labelled_groups(gt: torch.Tensor) -> list[tuple[torch.Tensor, list[int]]]:
+    """Samples grouped by which joints are labelled (NaN marks a missing joint), each group with
+    the joints it is scored on: the labelled ones whose left-right mirror is labelled too (so the
+    flip metrics stay defined). A group without its pelvis (the root) or with under 4 such joints
+    cannot be scored and is left out."""
+    valid = torch.isfinite(gt).all(-1)  # (N, J)
+    patterns, inverse = torch.unique(valid, dim=0, return_inverse=True)
+    groups = []
+    for k, pattern in enumerate(patterns.tolist()):
+        joints = [j for j in range(gt.shape[1]) if pattern[j] and pattern[H36M_FLIP[j]]]
+        if H36M_PELVIS in joints and len(joints) >= 4:
+            groups.append((torch.nonzero(inverse == k).squeeze(1), joints))
+    return groups
+
+
+def joint_metrics(pred: torch.Tensor, gt: torch.Tensor, name: str = "gt") -> dict[str, float]:
+    """The 3D metrics of :func:`maskpose.eval.pose_metrics` plus the flip-aware ones and the
+    ambiguity ratio, over the labelled joints of each sample (``gt`` may mark missing joints with
+    NaN, as the importers of real data write them). ``num_scored`` counts the samples scored.
+
+    Shape:
+        - pred, gt: :math:`(N, 17, 3)` metres, H36M-17.
+    """
+    groups = _labelled_groups(gt)
+    if not groups:
+        raise DataError(f"{name}: no sample has its pelvis and at least 4 labelled joints; nothing to score")
+    per_sample: dict[str, list[torch.Tensor]] = {}
+    for samples, joints in groups:
+        p, g = pred[samples][:, joints], gt[samples][:, joints]
+        root = joints.index(H36M_PELVIS)
+        flip = [joints.index(H36M_FLIP[j]) for j in joints]
+        root_mpjpe = functools.partial(mpjpe, root=root)
+        values = {
+            "mpjpe": root_mpjpe(p, g, reduction="none"),
+            "pa_mpjpe": pa_mpjpe(p, g, reduction="none"),
+            "n_mpjpe": n_mpjpe(p, g, root, reduction="none"),
+            "pck": pck(p, g, 150.0, root, reduction="none"),
+            "auc": auc(p, g, root=root, reduction="none"),
+            "mpjpe_flip": flip_aware(root_mpjpe, p, g, flip, reduction="none"),
+            "pa_mpjpe_flip": flip_aware(pa_mpjpe, p, g, flip, reduction="none"),
+            "ambiguity_ratio": best_flip(p, g, root_mpjpe, flip)[1].float(),
+        }
+        for key, value in values.items():
+            per_sample.setdefault(key, []).append(value)
+    # one mean over the scored samples (for fully labelled data, the very numbers of pose_metrics)
+    metrics = {key: float(torch.cat(parts).mean()) for key, parts in per_sample.items()}
+    metrics["ambiguity_ratio"] *= 100.0
+    metrics["num_scored"] = sum(len(samples) for samples, _ in groups)
     return metrics
 
 
