@@ -12,14 +12,16 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
 from maskpose.cli import app
 from maskpose.conventions import H36M_BONES
+from maskpose.data.dataset import MaskposeDataset, write_dataset
 from maskpose.device import resolve_device
-from maskpose.errors import ConfigError, MaskposeError
+from maskpose.errors import ConfigError, DataError, MaskposeError
 from maskpose.masks.geodesic import geodesic_weights_torch
 from maskpose.masks.skeleton import skeleton_mask
 from maskpose.models.regressor import ModelConfig
@@ -29,7 +31,7 @@ from maskpose.synth.generator import generate
 from maskpose.topology import silhouette_alignment_loss, topology_alignment_loss
 from maskpose.train.checkpoint import load_checkpoint, load_model
 from maskpose.train.config import TrainConfig
-from maskpose.train.loop import CHECKPOINT_NAME, LOCK_NAME, LOG_NAME, Trainer, TrainingTerminated, train
+from maskpose.train.loop import CHECKPOINT_NAME, LOCK_NAME, LOG_NAME, Trainer, TrainingTerminated, step_indices, train
 
 # The joint head (no body model, no renderer) keeps these runs fast; the loop is the same.
 TINY = ModelConfig(resolution=32, width=8, hidden=16, heads=("joints",))
@@ -230,6 +232,203 @@ def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(source, tmp
     for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(pa, pb), f"{name} differs after kill and resume (killed at step {killed_at})"
     assert logged_steps(out) == list(range(1, 25))
+
+
+# ---------------------------------------------------------------------------------------- labels and masks
+MASK_LOSS_NAMES = ("ls", "lt", "l1", "l2", "bce", "soft_iou", "chamfer_points", "mas", "silhouette_sup")
+MESH = ModelConfig(resolution=32, width=8, hidden=16)  # mesh and joint heads: every loss applies
+
+
+def variant(source, path, **changes):
+    """A copy of the dataset ``source`` with some arrays replaced (``name=function(array)``)."""
+    data = MaskposeDataset(source)
+    arrays = {name: np.array(array) for name, array in data.arrays.items()}
+    for name, change in changes.items():
+        arrays[name] = change(arrays[name])
+    return write_dataset(path, arrays, domain="x")
+
+
+def all_nan(array):
+    return np.full_like(array, np.nan)
+
+
+@pytest.mark.parametrize("field, loss", [("joints3d", "joints3d"), ("joints2d", "joints2d")]
+                         + [("mask", name) for name in MASK_LOSS_NAMES])
+def test_a_dataset_without_a_usable_value_of_a_needed_field_is_refused_before_training(source, tmp_path, field,
+                                                                                         loss):
+    blank = (lambda a: np.zeros_like(a)) if field == "mask" else all_nan
+    data = variant(source, tmp_path / "data", **{field: blank})
+    out = tmp_path / "run"
+    with pytest.raises(DataError) as info:
+        Trainer(tiny_config(data, out, model=MESH, losses={loss: 1.0}), progress=False)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"{data}: field {field!r}")
+    assert ("is empty in every one" if field == "mask" else "is missing (NaN) in every one") in message
+    assert repr(loss) in message and not out.exists()
+
+
+def test_a_loss_of_weight_zero_needs_nothing_and_labels_known_somewhere_are_enough(source, tmp_path):
+    def one_known(array):
+        array = all_nan(array)
+        array[3, 5] = 0.25
+        return array
+
+    data = variant(source, tmp_path / "data", joints3d=all_nan, joints2d=one_known)
+    assert Trainer(tiny_config(data, tmp_path / "run", losses={"joints3d": 0.0, "joints2d": 1.0}), progress=False)
+
+
+def test_an_infinite_label_is_refused_at_setup_naming_the_sample(source, tmp_path):
+    def one_inf(array):
+        array = array.copy()
+        array[4, 2, 1] = np.inf
+        return array
+
+    data = tmp_path / "data"
+    variant(source, tmp_path / "ok", joints3d=lambda a: a)  # written fine, then the Inf put in on disk
+    (tmp_path / "ok").rename(data)
+    array = np.load(data / "joints3d.npy", mmap_mode="r+")
+    array[:] = one_inf(np.array(array))
+    array.flush()
+    del array
+    with pytest.raises(DataError, match=r"joints3d\.npy: sample 4 holds infinite values"):
+        Trainer(tiny_config(data, tmp_path / "run"), progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def empty_masks(*rows):
+    def change(mask):
+        mask = mask.copy()
+        mask[list(rows)] = 0
+        return mask
+    return change
+
+
+def test_more_than_half_of_the_masks_empty_is_refused(source, tmp_path):
+    data = variant(source, tmp_path / "data", mask=empty_masks(0, 2, 3, 5))
+    with pytest.raises(DataError, match=r"field 'mask' is empty in 4 of the 6 samples \(more than half\).*'mas'"):
+        Trainer(tiny_config(data, tmp_path / "run", losses={"mas": 1.0}), progress=False)
+
+
+@pytest.mark.parametrize("batch_size", [2, 1])
+def test_samples_with_an_empty_mask_are_skipped_and_counted(source, tmp_path, batch_size):
+    empty = (1, 4)
+    data = variant(source, tmp_path / "data", mask=empty_masks(*empty))
+    config = tiny_config(data, tmp_path / "run", steps=6, batch_size=batch_size, losses={"mas": 1.0},
+                         checkpoint_every=3)
+    drawn = [step_indices(0, k, 6, batch_size).tolist() for k in range(6)]
+    counts = np.cumsum([sum(i in empty for i in batch) for batch in drawn]).tolist()
+    assert counts[-1] > 0
+    result = train(config, progress=False)
+    assert result.empty_masks_skipped == counts[-1]
+    records = [json.loads(line) for line in (tmp_path / "run" / LOG_NAME).read_text().splitlines()]
+    assert [r["empty_masks_skipped"] for r in records] == counts == [h["empty_masks_skipped"] for h in result.history]
+    for record, batch in zip(records, drawn):
+        if all(i in empty for i in batch):  # nothing left to learn from: no update, no mask loss
+            assert record["loss"] == 0.0 and "mas" not in record
+        else:
+            assert record["mas"] > 0 and np.isfinite(record["loss"])
+    # A run without empty masks logs and saves nothing new.
+    clean = train(tiny_config(source, tmp_path / "clean", steps=1, losses={"mas": 1.0}), progress=False)
+    assert clean.empty_masks_skipped == 0 and "empty_masks_skipped" not in clean.history[0]
+    assert "empty_masks_skipped" not in load_checkpoint(clean.checkpoint)
+
+
+def test_the_count_of_skipped_masks_survives_a_resume(source, tmp_path, monkeypatch):
+    data = variant(source, tmp_path / "data", mask=empty_masks(1, 4))
+    config = dict(steps=6, losses={"mas": 1.0}, checkpoint_every=2)
+    straight = train(tiny_config(data, tmp_path / "straight", **config), progress=False)
+    original = Trainer.train_step
+
+    def crash_at_step_five(self):
+        if self.step == 4:
+            raise RuntimeError("power cut")
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "train_step", crash_at_step_five)
+    with pytest.raises(RuntimeError):
+        train(tiny_config(data, tmp_path / "run", **config), progress=False)
+    monkeypatch.undo()
+    resumed = train(tiny_config(data, tmp_path / "run", **config), progress=False)
+    assert resumed.empty_masks_skipped == straight.empty_masks_skipped > 0
+    assert resumed.history == [dict(h, time_s=r["time_s"]) for h, r in zip(straight.history, resumed.history)]
+
+
+# ---------------------------------------------------------------------------------------- adapt: kill and resume
+ADAPT_YAML = "losses: {mas: 1}\nbatch_size: 2\n"
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory):
+    return generate(tmp_path_factory.mktemp("faults") / "target", "thermal", 6, 32, 1, "train", labels=False)
+
+
+def same_weights(a_path, b_path, context=""):
+    a, _ = load_model(a_path)
+    b, _ = load_model(b_path)
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(pa, pb), f"{name} differs {context}"
+
+
+@pytest.mark.slow
+def test_a_killed_adapt_run_resumes_to_the_weights_of_an_uninterrupted_one(checkpoint, target, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(ADAPT_YAML + "steps: 24\ncheckpoint_every: 3\nlog_every: 1\n")
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "maskpose", "adapt", "--init", str(checkpoint), "--data", str(target),
+               "--out", str(out), "--config", str(config)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / CHECKPOINT_NAME).exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint before the run ended"
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    killed_at = load_checkpoint(out / CHECKPOINT_NAME)["step"]
+    assert 3 <= killed_at < 24
+    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        straight = train(TrainConfig.from_flags("adapt", config, data=str(target), out=str(tmp_path / "straight"),
+                                                init_checkpoint=str(checkpoint)), progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert load_checkpoint(out / CHECKPOINT_NAME)["step"] == 24
+    same_weights(straight.checkpoint, out / CHECKPOINT_NAME, f"after kill and resume (killed at step {killed_at})")
+    assert logged_steps(out) == list(range(1, 25))
+
+
+def test_an_adapt_run_whose_checkpoint_write_dies_half_way_resumes_to_the_uninterrupted_weights(
+        checkpoint, target, tmp_path, monkeypatch):
+    def config(out):
+        return TrainConfig(mode="adapt", data=str(target), out=str(out), steps=6, batch_size=2,
+                           losses={"mas": 1.0}, init_checkpoint=str(checkpoint), log_every=1, checkpoint_every=2)
+
+    straight = train(config(tmp_path / "straight"), progress=False)
+    real_save, calls = torch.save, []
+
+    def dies_writing_the_second(obj, path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:
+            with open(path, "wb") as f:
+                f.write(b"PK\x03\x04 half a checkpoint")
+            raise OSError(errno.EIO, "Input/output error")
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", dies_writing_the_second)
+    out = tmp_path / "run"
+    with pytest.raises(OSError, match="checkpoint not written"):
+        train(config(out), progress=False)
+    monkeypatch.undo()
+    assert load_checkpoint(out / CHECKPOINT_NAME)["step"] == 2  # the previous checkpoint, intact
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+    resumed = train(config(out), progress=False)
+    assert resumed.steps == 6 and logged_steps(out) == [1, 2, 3, 4, 5, 6]
+    same_weights(straight.checkpoint, resumed.checkpoint, "after a failed checkpoint write and a resume")
 
 
 # ---------------------------------------------------------------------------------------- numerics

@@ -378,3 +378,92 @@ def test_demo_corpus(case, tmp_path):
     code, output = invoke(["demo", *flags])
     expect_error(code, output, *needles)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]  # refused before writing anything
+
+
+# ---------------------------------------------------------------------------------------- labels a loss needs
+def _blanked(tmp_path, dataset, **changes):
+    """A copy of ``dataset`` with arrays replaced: ``name="nan"`` (all NaN), ``"zero"`` (all empty)
+    or a list of rows to empty."""
+    arrays = {p.stem: np.load(p) for p in dataset.glob("*.npy")}
+    for name, how in changes.items():
+        if how == "nan":
+            arrays[name] = np.full_like(arrays[name], np.nan)
+        elif how == "zero":
+            arrays[name] = np.zeros_like(arrays[name])
+        else:
+            arrays[name][how] = 0
+    return write_dataset(tmp_path / "blanked", arrays, domain="x")
+
+
+LABEL_CASES = {
+    "pretrain-joints3d-nan": ("pretrain", "source", {"joints3d": "nan"}, ["--loss", "joints3d=1"],
+                              ["field 'joints3d' is missing (NaN) in every one", "['joints3d']"]),
+    "pretrain-joints2d-nan": ("pretrain", "source", {"joints2d": "nan"}, ["--loss", "joints2d=1"],
+                              ["field 'joints2d' is missing (NaN) in every one", "['joints2d']"]),
+    "pretrain-pose-nan": ("pretrain", "source", {"pose": "nan"}, [], ["field 'pose' is missing", "params"]),
+    "adapt-masks-empty": ("adapt", "target", {"mask": "zero"}, [], ["field 'mask' is empty in every one", "'ls'"]),
+    "adapt-masks-mostly-empty": ("adapt", "target", {"mask": [0, 1, 2, 4]}, [],
+                                 ["field 'mask' is empty in 4 of the 6 samples (more than half)"]),
+    "unsup-masks-empty": ("train-unsup", "target", {"mask": "zero"}, [], ["field 'mask' is empty", "['mas']"]),
+}
+
+
+@pytest.mark.parametrize("case", list(LABEL_CASES))
+def test_a_dataset_without_the_labels_of_its_losses_is_refused(case, assets, tmp_path):
+    mode, which, changes, flags, needles = LABEL_CASES[case]
+    data = _blanked(tmp_path, assets[which], **changes)
+    out = tmp_path / "run"
+    config = write(tmp_path, "c.yaml", TINY_YAML if mode != "adapt" else "batch_size: 2\n")
+    init = ["--init", assets["ckpt"]] if mode == "adapt" else []
+    code, output = invoke([mode, *init, "--data", data, "--out", out, "--config", config, "--steps", "1", *flags])
+    expect_error(code, output, str(data), *needles)
+    assert len(output.strip().splitlines()) == 1 and not out.exists()
+
+
+# ---------------------------------------------------------------------------------------- masks extract / synth-video
+def _read_only(monkeypatch, folder):
+    """``folder`` reads as not writable (``os.access``: root may write anywhere, so chmod is not enough)."""
+    import os
+    from pathlib import Path
+
+    import maskpose.io
+
+    folder.mkdir(exist_ok=True)
+    real = os.access
+    monkeypatch.setattr(maskpose.io.os, "access",
+                        lambda p, mode: real(p, mode) and not (Path(p) == folder and mode & os.W_OK))
+
+
+VIDEO_OUT_CASES = {
+    "extract:out-is-file": (["--out", "{tmp}/file.txt"], None, ["--out", "file.txt", "is a file"]),
+    "extract:out-below-file": (["--out", "{tmp}/file.txt/crops"], None, ["--out", "file.txt", "is a file"]),
+    "extract:out-read-only": (["--out", "{tmp}/locked"], "locked", ["--out", "locked", "is not writable"]),
+    "extract:out-inside-read-only": (["--out", "{tmp}/locked/crops"], "locked", ["locked", "is not writable"]),
+    "extract:sheet-directory": (["--sheet", "{tmp}"], None, ["--sheet", "is a folder"]),
+    "extract:sheet-below-file": (["--sheet", "{tmp}/file.txt/s.png"], None, ["--sheet", "file.txt", "is a file"]),
+    "extract:sheet-read-only": (["--sheet", "{tmp}/locked/s.png"], "locked", ["--sheet", "locked", "is not writable"]),
+    "synth-video:out-is-file": (["--out", "{tmp}/file.txt"], None, ["--out", "file.txt", "is a file"]),
+    "synth-video:out-below-file": (["--out", "{tmp}/file.txt/v"], None, ["--out", "file.txt", "is a file"]),
+    "synth-video:out-read-only": (["--out", "{tmp}/locked"], "locked", ["--out", "locked", "is not writable"]),
+    "synth-video:out-inside-read-only": (["--out", "{tmp}/locked/v"], "locked", ["locked", "is not writable"]),
+}
+
+
+@pytest.mark.parametrize("case", list(VIDEO_OUT_CASES))
+def test_masks_video_output_paths_are_checked_before_any_work(case, tmp_path, monkeypatch):
+    verb, _ = case.split(":")
+    flags, locked, needles = VIDEO_OUT_CASES[case]
+    (tmp_path / "file.txt").write_text("x")
+    if locked:
+        _read_only(monkeypatch, tmp_path / locked)
+    flags = [f.format(tmp=tmp_path) for f in flags]
+    if "--out" not in flags:
+        flags += ["--out", str(tmp_path / "crops")]
+    video = tmp_path / "missing.mp4"  # never opened: the paths are refused first
+    args = ["masks", "extract", video, *flags] if verb == "extract" else ["masks", "synth-video", "--frames", "2",
+                                                                          *flags]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, output = invoke(args)
+    expect_error(code, output, *needles)
+    assert "missing.mp4" not in output
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written

@@ -54,6 +54,16 @@ DEVICE = typer.Option(None, help="cpu, cuda, cuda:1, ...")
 LOSS = typer.Option(None, "--loss", help="Loss term NAME=WEIGHT; repeat for several (replaces the defaults).")
 CONFIG = typer.Option(None, "--config", help="YAML file with any TrainConfig fields.")
 RES = typer.Option(None, "--res", help="Model input resolution (pixels).")
+BODY = typer.Option(None, "--body", help="Body model: anny (default) or smpl (needs the smpl extra and --smpl-model).")
+SMPL_MODEL = typer.Option(None, "--smpl-model", help="SMPL model file (e.g. SMPL_NEUTRAL.pkl; default "
+                          "$MASKPOSE_SMPL_MODEL); with --body smpl.")
+SMPL_MODEL_READ = typer.Option(None, "--smpl-model", help="SMPL model file for a checkpoint trained with body smpl "
+                               "(default: the path saved in the checkpoint, else $MASKPOSE_SMPL_MODEL).")
+
+
+def _body_flags(body: str | None, smpl_model: Path | None) -> dict:
+    """The ``TrainConfig`` fields of ``--body`` and ``--smpl-model`` (``None``: not given)."""
+    return {"body": body, "smpl_model": str(smpl_model) if smpl_model is not None else None}
 
 
 def _report(result) -> None:
@@ -68,12 +78,14 @@ def _report(result) -> None:
 @friendly
 def pretrain(data: Path = DATA, out: Path = OUT, steps: Optional[int] = STEPS, batch_size: Optional[int] = BATCH,
              lr: Optional[float] = LR, seed: Optional[int] = SEED, device: Optional[str] = DEVICE,
-             loss: Optional[list[str]] = LOSS, config: Optional[Path] = CONFIG, res: Optional[int] = RES):
+             loss: Optional[list[str]] = LOSS, config: Optional[Path] = CONFIG, res: Optional[int] = RES,
+             body: Optional[str] = BODY, smpl_model: Optional[Path] = SMPL_MODEL):
     """Train on the source domain with full supervision (3D and 2D joints, body parameters)."""
     from maskpose.train.loop import TrainConfig, train  # deferred: CLI start-up
 
     cfg = TrainConfig.from_flags("pretrain", config, data=str(data), out=str(out), steps=steps, batch_size=batch_size,
-                                 lr=lr, seed=seed, device=device, losses=_losses(loss), resolution=res)
+                                 lr=lr, seed=seed, device=device, losses=_losses(loss), resolution=res,
+                                 **_body_flags(body, smpl_model))
     _report(train(cfg))
 
 
@@ -89,7 +101,8 @@ def adapt(init: Path = typer.Option(..., "--init", help="Source checkpoint to ad
           video: Optional[Path] = typer.Option(None, "--video", help="A static-camera video instead of --data: person "
                                                "crops and masks are extracted into OUT/extracted first."),
           method: str = typer.Option("mog2", "--method", help="With --video: background subtractor, mog2 or knn."),
-          warmup: int = typer.Option(30, "--warmup", min=0, help="With --video: frames that prime the background.")):
+          warmup: int = typer.Option(30, "--warmup", min=0, help="With --video: frames that prime the background."),
+          body: Optional[str] = BODY, smpl_model: Optional[Path] = SMPL_MODEL):
     """Adapt a source model to a target domain from its images and masks only (L_S + L_T by default).
 
     The target is a dataset (--data) or a static-camera video (--video), whose person crops and masks
@@ -105,7 +118,8 @@ def adapt(init: Path = typer.Option(..., "--init", help="Source checkpoint to ad
     cfg = TrainConfig.from_flags("adapt", config, data=str(data) if data is not None else None, out=str(out),
                                  steps=steps, batch_size=batch_size, lr=lr, seed=seed, device=device,
                                  losses=_losses(loss), init_checkpoint=str(init),
-                                 source_data=str(source_data) if source_data else None, source_ratio=source_ratio)
+                                 source_data=str(source_data) if source_data else None, source_ratio=source_ratio,
+                                 **_body_flags(body, smpl_model))
     if video is not None:
         extracted, reused = extract_for_training(video, out / "extracted", cfg.model.resolution, method, warmup)
         typer.echo(f"{'reusing' if reused else 'extracted'} person crops and masks of {video} in {extracted}")
@@ -117,13 +131,14 @@ def adapt(init: Path = typer.Option(..., "--init", help="Source checkpoint to ad
 @friendly
 def train_unsup(data: Path = DATA, out: Path = OUT, steps: Optional[int] = STEPS, batch_size: Optional[int] = BATCH,
                 lr: Optional[float] = LR, seed: Optional[int] = SEED, device: Optional[str] = DEVICE,
-                loss: Optional[list[str]] = LOSS, config: Optional[Path] = CONFIG, res: Optional[int] = RES):
+                loss: Optional[list[str]] = LOSS, config: Optional[Path] = CONFIG, res: Optional[int] = RES,
+                body: Optional[str] = BODY, smpl_model: Optional[Path] = SMPL_MODEL):
     """Mask-as-Supervision from scratch: a joint head trained from masks only."""
     from maskpose.train.loop import TrainConfig, train  # deferred: CLI start-up
 
     cfg = TrainConfig.from_flags("train-unsup", config, data=str(data), out=str(out), steps=steps,
                                  batch_size=batch_size, lr=lr, seed=seed, device=device, losses=_losses(loss),
-                                 resolution=res, heads=["joints"])
+                                 resolution=res, heads=["joints"], **_body_flags(body, smpl_model))
     _report(train(cfg))
 
 
@@ -132,8 +147,11 @@ def train_unsup(data: Path = DATA, out: Path = OUT, steps: Optional[int] = STEPS
 def evaluate(checkpoint: Path = typer.Argument(..., help="Model checkpoint."),
              data: Path = typer.Option(..., "--data", help="Labelled dataset (test split)."),
              json_path: Optional[Path] = typer.Option(None, "--json", help="Write the metrics here."),
-             device: str = typer.Option("cpu"), batch_size: int = typer.Option(32, "--batch-size")):
-    """MPJPE, PA-MPJPE, N-MPJPE, PCK@150, AUC, silhouette IoU, ambiguity ratio."""
+             device: str = typer.Option("cpu"), batch_size: int = typer.Option(32, "--batch-size"),
+             smpl_model: Optional[Path] = SMPL_MODEL_READ):
+    """MPJPE, PA-MPJPE, N-MPJPE, PCK@150, AUC, silhouette IoU, ambiguity ratio.
+
+    The body model is the checkpoint's (SMPL: its model file from --smpl-model)."""
     from maskpose.device import resolve_device  # deferred: CLI start-up
     from maskpose.io import atomic_write_text  # deferred: CLI start-up
     from maskpose.train.evaluate import evaluate_checkpoint  # deferred: CLI start-up
@@ -143,7 +161,8 @@ def evaluate(checkpoint: Path = typer.Argument(..., help="Model checkpoint."),
         raise ConfigError(f"--batch-size must be an int >= 1, got {batch_size}")
     if json_path is not None:
         check_output_file(json_path, "--json")
-    metrics = evaluate_checkpoint(checkpoint, data, device, batch_size)
+    metrics = evaluate_checkpoint(checkpoint, data, device, batch_size,
+                                  str(smpl_model) if smpl_model is not None else None)
     width = max(len(k) for k in metrics)
     for key, value in metrics.items():
         typer.echo(f"{key:<{width}}  {value:10.2f}" if isinstance(value, float) else f"{key:<{width}}  {value:>10}")
@@ -166,7 +185,8 @@ def predict(checkpoint: Path = typer.Argument(..., help="Model checkpoint."),
             json_dir: Optional[Path] = typer.Option(None, "--json-dir", help="With --video: per-frame JSON folder "
                                                     "(default: OUT's name with _json, beside it)."),
             method: str = typer.Option("mog2", "--method", help="With --video: background subtractor, mog2 or knn."),
-            warmup: int = typer.Option(30, "--warmup", min=0, help="With --video: frames that prime the background.")):
+            warmup: int = typer.Option(30, "--warmup", min=0, help="With --video: frames that prime the background."),
+            smpl_model: Optional[Path] = SMPL_MODEL_READ):
     """Per-image JSON of 3D joints, PLY meshes and overlay PNGs (silhouette and skeleton).
 
     With --video: people are found and tracked by background subtraction (as ``maskpose masks
@@ -176,6 +196,7 @@ def predict(checkpoint: Path = typer.Argument(..., help="Model checkpoint."),
     """
     from maskpose.apps.predict import ExtractionConfig, predict_to_folder, predict_video  # deferred: CLI start-up
     from maskpose.device import resolve_device  # deferred: CLI start-up
+    from maskpose.train.checkpoint import load_checkpoint, saved_body  # deferred: CLI start-up
 
     resolve_device(device)
 
@@ -183,6 +204,11 @@ def predict(checkpoint: Path = typer.Argument(..., help="Model checkpoint."),
         raise ConfigError("give either --input PATH or --video VIDEO, not both")
     if inputs is None and video is None:
         raise ConfigError("nothing to predict: give --input PATH (image, folder, dataset) or --video VIDEO")
+    trained_with = saved_body(load_checkpoint(checkpoint)["config"])
+    if trained_with != "anny":  # maskpose.apps.predict poses Anny meshes only (issue 15)
+        raise ConfigError(f"checkpoint {checkpoint} was trained with body {trained_with!r}; predict supports "
+                          "body 'anny' only so far (evaluate supports both)"
+                          + (f"; --smpl-model {smpl_model} is not used" if smpl_model is not None else ""))
     if video is not None:
         json_dir = json_dir if json_dir is not None else out.with_name(out.stem + "_json")
         result = predict_video(checkpoint, video, out, json_dir=json_dir, ply_dir=ply_dir, device=device,

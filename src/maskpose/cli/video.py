@@ -9,6 +9,7 @@ import typer
 from tqdm import tqdm
 
 from maskpose.errors import ConfigError
+from maskpose.io import check_output_file, check_output_folder
 
 from ._app import app, bench_app, body_app, data_app, masks_app  # noqa: F401
 from .errors import friendly
@@ -35,6 +36,9 @@ def extract(
     """
     from maskpose.data import video as frames  # deferred: CLI start-up
 
+    check_output_folder(out, "--out")  # before the video is read
+    if sheet is not None:
+        check_output_file(sheet, "--sheet")
     method = method.lower()
     config = frames.ExtractionConfig(method=method, resolution=res, warmup=warmup, learning_rate=learning_rate,
                                      min_area=min_area, max_frames=max_frames)
@@ -107,6 +111,7 @@ def synth_video(
     from maskpose.device import resolve_device  # deferred: CLI start-up
     from maskpose.synth.video import render_static_camera_sequence  # deferred: CLI start-up
 
+    check_output_folder(out, "--out")  # before anything is rendered
     resolve_device(device)
     size = _parse_size(res)
     container = container.lower().lstrip(".")

@@ -22,6 +22,12 @@ from maskpose.models.encoder import ResNetEncoder
 MAX_RESOLUTION = 2048
 #: The head names a regressor may have.
 HEAD_NAMES = ("mesh", "joints")
+#: Activations of the mesh head's shape parameters: ``"sigmoid"`` (in (0, 1): Anny's phenotypes) or
+#: ``"none"`` (unbounded: SMPL's betas).
+SHAPE_ACTIVATIONS = ("sigmoid", "none")
+#: Fields added after checkpoints were first written, with their defaults: :meth:`ModelConfig.to_dict`
+#: leaves them out at the default, so a default model's saved dict is the one older versions wrote.
+_LATER_FIELDS = {"shape_activation": "sigmoid"}
 #: The integer fields of :class:`ModelConfig` with their smallest allowed value.
 _MODEL_INT_MINIMUMS = {"width": 1, "head_iterations": 1, "hidden": 1, "num_rotations": 1, "num_phenotypes": 1,
                        "num_landmarks": 1}
@@ -50,6 +56,10 @@ class ModelConfig:
     num_phenotypes: int = 6
     num_landmarks: int = 34
     heads: tuple[str, ...] = ("mesh",)
+    #: the mesh head's shape activation (one of :data:`SHAPE_ACTIVATIONS`); the head sizes
+    #: (``num_rotations``, ``num_phenotypes``) and this follow the body model (Anny: 18, 6,
+    #: ``"sigmoid"``; SMPL: 24, 10, ``"none"``; see ``maskpose.train.config``).
+    shape_activation: str = "sigmoid"
 
     def min_resolution(self) -> int:
         """The smallest input resolution of this encoder: ``2 ** len(blocks)`` (one pixel left after
@@ -78,6 +88,9 @@ class ModelConfig:
         if (not isinstance(heads, (tuple, list)) or not heads or not all(isinstance(h, str) for h in heads)
                 or set(heads) - set(HEAD_NAMES) or len(set(heads)) != len(heads)):
             raise ConfigError(f"{label}.heads must be a non-empty subset of {HEAD_NAMES}, got {heads!r}")
+        if not isinstance(self.shape_activation, str) or self.shape_activation not in SHAPE_ACTIVATIONS:
+            raise ConfigError(f"{label}.shape_activation must be one of {SHAPE_ACTIVATIONS}, "
+                              f"got {self.shape_activation!r}")
         return self
 
     @staticmethod
@@ -87,6 +100,9 @@ class ModelConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["blocks"], d["heads"] = list(self.blocks), list(self.heads)
+        for key, default in _LATER_FIELDS.items():  # at the default: the dict older versions wrote
+            if d[key] == default:
+                del d[key]
         return d
 
     @staticmethod
@@ -112,7 +128,8 @@ class ModelConfig:
 @dataclass
 class MeshHeadOutput:
     """The mesh head's body parameters: ``pose`` ``(B, R, 6)`` (6D rotations), ``phenotypes``
-    ``(B, P)`` in (0, 1), and the weak-perspective camera ``scale`` ``(B,)`` and ``offset``
+    ``(B, P)`` the body model's shape parameters (Anny's phenotypes in (0, 1), or SMPL's betas,
+    unbounded, with ``shape_activation="none"``), and the weak-perspective camera ``scale`` ``(B,)`` and ``offset``
     ``(B, 2)`` (see ``maskpose.render.camera``)."""
 
     pose: torch.Tensor
@@ -158,9 +175,13 @@ class MeshHead(nn.Module):
     Forward: features ``(B, C)`` -> :class:`MeshHeadOutput`.
     """
 
-    def __init__(self, feature_dim: int, num_rotations: int, num_phenotypes: int, hidden: int, iterations: int):
+    def __init__(self, feature_dim: int, num_rotations: int, num_phenotypes: int, hidden: int, iterations: int,
+                 shape_activation: str = "sigmoid"):
         super().__init__()
         self.num_rotations, self.num_phenotypes, self.iterations = num_rotations, num_phenotypes, iterations
+        if shape_activation not in SHAPE_ACTIVATIONS:
+            raise ConfigError(f"shape_activation must be one of {SHAPE_ACTIVATIONS}, got {shape_activation!r}")
+        self.shape_activation = shape_activation
         mean = torch.cat([_identity_sixd(num_rotations), torch.zeros(num_phenotypes), torch.zeros(3)])
         self.register_buffer("mean_params", mean)
         n = mean.numel()
@@ -178,9 +199,10 @@ class MeshHead(nn.Module):
         for _ in range(self.iterations):
             params = params + self.refine(torch.cat([features, params], dim=1))
         r, p = self.num_rotations * 6, self.num_phenotypes
+        shape = params[:, r : r + p]
         return MeshHeadOutput(
             pose=params[:, :r].reshape(-1, self.num_rotations, 6),
-            phenotypes=torch.sigmoid(params[:, r : r + p]),
+            phenotypes=torch.sigmoid(shape) if self.shape_activation == "sigmoid" else shape,
             scale=MEAN_SCALE * torch.exp(params[:, r + p]),
             offset=params[:, r + p + 1 : r + p + 3],
         )
@@ -228,7 +250,7 @@ class PoseRegressor(nn.Module):
         self.heads = nn.ModuleDict()
         if "mesh" in c.heads:
             self.heads["mesh"] = MeshHead(self.encoder.feature_dim, c.num_rotations, c.num_phenotypes,
-                                          c.hidden, c.head_iterations)
+                                          c.hidden, c.head_iterations, c.shape_activation)
         if "joints" in c.heads:
             self.heads["joints"] = JointHead(self.encoder.feature_dim, c.num_landmarks, c.hidden)
 
@@ -239,4 +261,4 @@ class PoseRegressor(nn.Module):
 
 
 __all__ = ["ModelConfig", "PoseRegressor", "MeshHead", "JointHead", "MeshHeadOutput", "JointHeadOutput",
-           "RegressorOutput", "MEAN_SCALE"]
+           "RegressorOutput", "MEAN_SCALE", "SHAPE_ACTIVATIONS"]

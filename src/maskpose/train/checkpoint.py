@@ -1,5 +1,11 @@
 """Checkpoints: written atomically (temp file + ``os.replace``), the config saved inside, loaded
-with ``weights_only=True`` so loading never executes pickled code."""
+with ``weights_only=True`` so loading never executes pickled code.
+
+The body model a checkpoint was trained with is its config's ``body`` (a checkpoint written before
+SMPL was a training option has none: ``"anny"``); :func:`save_checkpoint` also records it with the
+head sizes as the state's ``"body"`` entry (name, pose size, shape size). Never any body-model data:
+the SMPL body keeps its arrays in non-persistent buffers, outside every ``state_dict``.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from maskpose.body.interface import BODY_MODELS
 from maskpose.errors import ConfigError
 from maskpose.io import atomic_write
 from maskpose.models.regressor import ModelConfig, PoseRegressor
@@ -21,6 +28,11 @@ def save_checkpoint(path: str | Path, state: dict) -> Path:
     A failed write (a full disk, a read-only folder) raises ``OSError`` naming ``path`` and leaves
     the previous checkpoint there as it was, with no temporary file beside it."""
     path = Path(path)
+    config = state.get("config")
+    if "body" not in state and isinstance(config, Mapping) and isinstance(config.get("model"), Mapping):
+        model = config["model"]
+        state = {**state, "body": {"name": saved_body(config), "pose_size": [model.get("num_rotations"), 6],
+                                   "shape_size": model.get("num_phenotypes")}}
     try:
         with atomic_write(path) as tmp:
             torch.save(state, tmp)
@@ -42,6 +54,20 @@ def _first_line(err: BaseException) -> str:
     return text.removeprefix("WeightsUnpickler error:").strip() or type(err).__name__
 
 
+def saved_body(config: Mapping) -> str:
+    """The body model of a saved config: its ``body``, ``"anny"`` when it has none (written before
+    SMPL was a training option)."""
+    return config.get("body", "anny") if isinstance(config, Mapping) else "anny"
+
+
+def check_body(path: str | Path, config: Mapping, body: str) -> None:
+    """``ConfigError`` unless the checkpoint at ``path`` (saved config ``config``) was trained with
+    the body model ``body``."""
+    trained = saved_body(config)
+    if trained != body:
+        raise ConfigError(f"checkpoint {path} was trained with body {trained!r}; this run uses {body!r}")
+
+
 def check_saved_config(path: str | Path, config) -> None:
     """``ConfigError`` naming the checkpoint unless its saved config has a valid ``model`` mapping
     and a finite ``focal`` >= 0 (when present)."""
@@ -53,6 +79,9 @@ def check_saved_config(path: str | Path, config) -> None:
         ModelConfig.from_dict(config["model"])
     except (ConfigError, TypeError) as err:
         raise ConfigError(f"{path}: the checkpoint's model configuration is invalid: {err}") from None
+    body = saved_body(config)
+    if not isinstance(body, str) or body not in BODY_MODELS:
+        raise ConfigError(f"{path}: the checkpoint's body must be one of {BODY_MODELS}, got {body!r}")
     focal = config.get("focal", 0.0)
     if focal is None:
         return
@@ -84,10 +113,14 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     return state
 
 
-def load_model(path: str | Path, device="cpu", expect: ModelConfig | None = None) -> tuple[PoseRegressor, dict]:
+def load_model(path: str | Path, device="cpu", expect: ModelConfig | None = None,
+               body: str | None = None) -> tuple[PoseRegressor, dict]:
     """Build the regressor saved in a checkpoint. With ``expect``, refuse a checkpoint of another
-    model configuration (naming the differing fields) instead of failing inside ``load_state_dict``."""
+    model configuration (naming the differing fields) instead of failing inside ``load_state_dict``;
+    with ``body``, one trained with another body model (:func:`check_body`)."""
     state = load_checkpoint(path, map_location=device)
+    if body is not None:
+        check_body(path, state["config"], body)
     saved = ModelConfig.from_dict(state["config"]["model"])
     if expect is not None and saved != expect:
         diff = {k: (v, getattr(expect, k)) for k, v in vars(saved).items() if getattr(expect, k) != v}

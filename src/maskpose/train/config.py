@@ -10,12 +10,15 @@ from pathlib import Path
 
 import yaml
 
+from maskpose.body.anny_body import AnnyBody
+from maskpose.body.interface import BODY_MODELS
+from maskpose.body.smpl_body import SMPL_TOPOLOGIES, SMPLBody, require_smplx, resolve_model_path
 from maskpose.conventions import default_focal
 from maskpose.device import resolve_device
 from maskpose.errors import ConfigError
 from maskpose.models.regressor import ModelConfig
 from maskpose.topology import BINARIZATIONS
-from maskpose.train.checkpoint import load_checkpoint
+from maskpose.train.checkpoint import check_body, load_checkpoint
 
 #: Loss terms a config may name, and what each needs from a batch.
 SUPERVISED_LOSSES = ("joints3d", "joints2d", "params", "silhouette_sup")
@@ -32,7 +35,8 @@ FLOAT_BOUNDS = {"source_ratio": (0.0, True), "lr": (0.0, False), "weight_decay":
                 "focal": (0.0, True), "mas_sigma": (0.0, False), "topology_temperature": (0.0, False),
                 "fit_lr": (0.0, False), "fit_weight": (0.0, True)}
 BOOL_FIELDS = ("mas_physique", "mas_geodesic", "freeze_encoder")
-STR_FIELDS = ("mode", "data", "source_data", "init_checkpoint", "out", "device", "topology_binarization")
+STR_FIELDS = ("mode", "data", "source_data", "init_checkpoint", "out", "device", "topology_binarization",
+              "body", "smpl_model", "h36m_regressor", "smpl_topology")
 MODES = ("pretrain", "adapt", "train-unsup", "oracle")
 
 
@@ -89,6 +93,37 @@ DEFAULT_LOSSES = {
     "adapt": {"ls": 1.0, "lt": 1.0, "prior": 0.1},
     "train-unsup": {"mas": 1.0},
 }
+#: A body's own default losses where they differ from :data:`DEFAULT_LOSSES`: SMPL has no table of
+#: joint limits for the ``prior`` term, so its adapt keeps the shape near the template instead
+#: (``phenotype_prior``: the mean of betas squared).
+BODY_DEFAULT_LOSSES = {
+    "smpl": {"adapt": {"ls": 1.0, "lt": 1.0, "phenotype_prior": 0.01}},
+}
+#: The mesh head each body model needs: ``(num_rotations, num_phenotypes, shape_activation)``.
+BODY_HEADS = {
+    "anny": (AnnyBody.pose_size[0], AnnyBody.shape_size, "sigmoid"),
+    "smpl": (SMPLBody.pose_size[0], SMPLBody.shape_size, "none"),  # betas are unbounded
+}
+
+
+def default_losses(mode: str, body: str = "anny") -> dict[str, float]:
+    """The losses of a mode when a config names none, for the body model ``body``."""
+    losses = BODY_DEFAULT_LOSSES.get(body, {}).get(mode, DEFAULT_LOSSES.get(mode, {}))
+    return dict(losses)
+
+
+def _head_fields(model: ModelConfig) -> tuple:
+    return model.num_rotations, model.num_phenotypes, model.shape_activation
+
+
+def model_for_body(body: str, model: ModelConfig | None = None) -> ModelConfig:
+    """``model`` (default: the default model) with the mesh head of ``body`` (:data:`BODY_HEADS`)
+    where its head fields are Anny's (the defaults); any other head is kept as it is."""
+    model = model if model is not None else ModelConfig()
+    if body in BODY_HEADS and body != "anny" and _head_fields(model) == BODY_HEADS["anny"]:
+        rotations, shapes, activation = BODY_HEADS[body]
+        model = replace(model, num_rotations=rotations, num_phenotypes=shapes, shape_activation=activation)
+    return model
 
 
 @dataclass
@@ -134,6 +169,15 @@ class TrainConfig:
     fit_iterations: int = 10
     fit_lr: float = 0.02
     fit_weight: float = 1.0
+    # The body model (docs/design.md §2): "anny" or "smpl". SMPL needs the smpl extra and a model
+    # file the user supplies: ``smpl_model`` (empty: $MASKPOSE_SMPL_MODEL), optionally SPIN's
+    # ``J_regressor_h36m.npy`` for the H36M joints; it renders at ``smpl_topology`` ("decimated":
+    # at most 1,200 vertices, like Anny's rendering mesh; "full": all 6,890). The model's mesh head
+    # follows the body (Anny 18 rotations, 6 phenotypes; SMPL 24 rotations, 10 unbounded betas).
+    body: str = "anny"
+    smpl_model: str = ""
+    h36m_regressor: str = ""
+    smpl_topology: str = "decimated"
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self):
@@ -142,10 +186,12 @@ class TrainConfig:
         elif not isinstance(self.model, ModelConfig):
             raise ConfigError(f"model must be a mapping of model fields (e.g. {{resolution: 64}}), "
                               f"got {type(self.model).__name__} {self.model!r}")
+        if isinstance(self.body, str):  # the mesh head of the body (Anny's: unchanged)
+            self.model = model_for_body(self.body, self.model)
         if isinstance(self.losses, Mapping):
             self.losses = dict(self.losses)
         if not self.losses:
-            self.losses = dict(DEFAULT_LOSSES.get(self.mode, {}))
+            self.losses = default_losses(self.mode, self.body if isinstance(self.body, str) else "anny")
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> TrainConfig:
@@ -170,6 +216,7 @@ class TrainConfig:
             )
         if not self.data:
             raise ConfigError("no dataset given (data)")
+        self._check_body()
         check_topology_gradient(self.topology_binarization, self.topology_temperature)
         if self.fit_every and (self.mode != "adapt" or "mesh" not in self.model.heads):
             raise ConfigError("fitting in the loop (fit_every > 0) is for adapt with the mesh head")
@@ -181,6 +228,29 @@ class TrainConfig:
             raise ConfigError("the mas loss needs a joint or mesh head")
         resolve_device(self.device)
         return self
+
+    def _check_body(self) -> None:
+        """``ConfigError`` for an unknown body, a mesh head of another body's sizes, or what the
+        body does not support (SMPL: the joint-limit ``prior``, fitting in the loop)."""
+        if self.body not in BODY_MODELS:
+            raise ConfigError(f"unknown body {self.body!r}; known: {', '.join(BODY_MODELS)}")
+        if self.smpl_topology not in SMPL_TOPOLOGIES:
+            raise ConfigError(f"smpl_topology must be one of {SMPL_TOPOLOGIES}, got {self.smpl_topology!r}")
+        if "mesh" in self.model.heads and _head_fields(self.model) != BODY_HEADS[self.body]:
+            names = ("num_rotations", "num_phenotypes", "shape_activation")
+            diff = ", ".join(f"model.{n} is {got!r}, body {self.body!r} needs {want!r}"
+                             for n, got, want in zip(names, _head_fields(self.model), BODY_HEADS[self.body])
+                             if got != want)
+            raise ConfigError(f"the mesh head does not fit the body model ({diff})")
+        if self.body == "smpl":
+            if self.losses.get("prior", 0) > 0:
+                raise ConfigError("the prior loss holds Anny's joint limits; body 'smpl' has no such table: "
+                                  "drop prior (use phenotype_prior, a betas-squared prior, for the shape)")
+            if self.fit_every:
+                raise ConfigError("fitting in the loop (fit_every > 0) clamps Anny's phenotypes; "
+                                  "it is not available with body 'smpl'")
+            require_smplx()  # before any work: the extra and the model file (empty: $MASKPOSE_SMPL_MODEL)
+            resolve_model_path(self.smpl_model or None)
 
     def _check_types(self) -> None:
         """``ConfigError`` naming the first field of the wrong type, out of range or not finite."""
@@ -250,9 +320,10 @@ class TrainConfig:
         (``saved``: its ``"config"`` mapping). A field left at its default is inherited silently; a
         field set to another value than the checkpoint's (or named in ``explicit``, the fields the
         user set, and differing) raises ``ConfigError`` naming both values."""
+        check_body(source, saved, self.body)
         model = ModelConfig.from_dict(saved["model"])
         focal = float(saved.get("focal", 0.0) or 0.0)
-        if self.model != model and ("model" in explicit or self.model != ModelConfig()):
+        if self.model != model and ("model" in explicit or self.model != model_for_body(self.body)):
             diff = ", ".join(f"{f.name} is {getattr(model, f.name)!r} in the checkpoint, "
                              f"{getattr(self.model, f.name)!r} in the config"
                              for f in fields(ModelConfig) if getattr(model, f.name) != getattr(self.model, f.name))
@@ -292,7 +363,7 @@ class TrainConfig:
                 raise ConfigError(f"{config_file}: {err}") from None
         if flags.get("losses") is None:
             flags.pop("losses", None)
-            if not config_file:
+            if "losses" not in yaml_fields:  # the defaults of the mode and the final body
                 base.pop("losses", None)
         resolution = flags.pop("resolution", None)
         heads = flags.pop("heads", None)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import torch
 
-from maskpose.body.anny_body import AnnyBody
 from maskpose.conventions import H36M_FLIP, H36M_PELVIS, default_focal
 from maskpose.data.batching import load_batch
 from maskpose.data.dataset import MaskposeDataset
@@ -17,8 +16,8 @@ from maskpose.errors import ConfigError, DataError
 from maskpose.eval import auc, best_flip, flip_aware, mpjpe, n_mpjpe, pa_mpjpe, pck, silhouette_iou
 from maskpose.models.regressor import PoseRegressor
 from maskpose.render.zbuffer import silhouette_mask
-from maskpose.train.checkpoint import load_model
-from maskpose.train.pipeline import batch_intrinsics, joint_prediction, mesh_prediction
+from maskpose.train.checkpoint import load_model, saved_body
+from maskpose.train.pipeline import batch_intrinsics, build_body, joint_prediction, mesh_prediction
 
 
 @torch.no_grad()
@@ -26,12 +25,14 @@ def collect_predictions(model: PoseRegressor, data: MaskposeDataset, device="cpu
                         focal_px: float | None = None, body=None, with_silhouettes: bool = True) -> dict:
     """Run the model over a dataset in order. Returns stacked ``joints3d`` ``(N, 17, 3)``,
     ``joints2d``, for the mesh head ``silhouette`` ``(N, 1, H, W)`` (exact raster) and ``vertices``, and
-    the dataset's ``mask`` at the model resolution when it has masks."""
+    the dataset's ``mask`` at the model resolution when it has masks. ``body``: the body model of
+    the mesh head (default Anny; an SMPL model needs the SMPL body, e.g.
+    :func:`~maskpose.train.pipeline.build_body`)."""
     model.eval()
     res = model.config.resolution
     focal_px = focal_px or default_focal(res)
     if "mesh" in model.config.heads and body is None:
-        body = AnnyBody(device=device)
+        body = build_body("anny", device)
     out: dict[str, list] = {"joints3d": [], "joints2d": [], "silhouette": [], "vertices": [], "mask": []}
     for start in range(0, len(data), batch_size):
         indices = torch.arange(start, min(start + batch_size, len(data)))
@@ -126,11 +127,24 @@ def _check_batch_size(batch_size) -> None:
         raise ConfigError(f"batch_size must be an int >= 1, got {batch_size!r}")
 
 
-def evaluate_checkpoint(checkpoint: str | Path, data_path: str | Path, device="cpu", batch_size: int = 32) -> dict[str, float]:
-    """:func:`evaluate_model` of the model saved in ``checkpoint`` (its focal; ``device`` resolved
-    by :func:`~maskpose.device.resolve_device`)."""
+def checkpoint_body(state: dict, device="cpu", smpl_model: str | None = None):
+    """The body model of a loaded checkpoint's mesh head, as it was trained: its config's ``body``
+    (none: Anny) with the saved SMPL settings; ``smpl_model`` (when given) replaces the saved
+    model-file path (empty there: ``$MASKPOSE_SMPL_MODEL``). ``None`` without a mesh head."""
+    config = state["config"]
+    if "mesh" not in config["model"].get("heads", ("mesh",)):
+        return None
+    return build_body(saved_body(config), device, smpl_model or config.get("smpl_model", ""),
+                      config.get("h36m_regressor", ""), config.get("smpl_topology", "decimated"))
+
+
+def evaluate_checkpoint(checkpoint: str | Path, data_path: str | Path, device="cpu", batch_size: int = 32,
+                        smpl_model: str | None = None) -> dict[str, float]:
+    """:func:`evaluate_model` of the model saved in ``checkpoint`` (its focal and body model, see
+    :func:`checkpoint_body`; ``device`` resolved by :func:`~maskpose.device.resolve_device`)."""
     _check_batch_size(batch_size)
     device = resolve_device(device)
     model, state = load_model(checkpoint, device)
     focal = state["config"].get("focal") or None
-    return evaluate_model(model, data_path, device, batch_size, focal)
+    body = checkpoint_body(state, device, smpl_model) if saved_body(state["config"]) != "anny" else None
+    return evaluate_model(model, data_path, device, batch_size, focal, body)

@@ -21,13 +21,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from maskpose.body.anny_body import AnnyBody
 from maskpose.data.batching import load_batch
 from maskpose.data.dataset import LABEL_FIELDS, MaskposeDataset
 from maskpose.device import resolve_device
@@ -36,9 +36,9 @@ from maskpose.io import atomic_write_text
 from maskpose.models.regressor import MeshHeadOutput, PoseRegressor, RegressorOutput
 from maskpose.render.silhouette import SilhouetteRenderer
 from maskpose.train.checkpoint import load_checkpoint, load_model, save_checkpoint
-from maskpose.train.config import DEFAULT_LOSSES, SUPERVISED_LOSSES, TrainConfig
+from maskpose.train.config import DEFAULT_LOSSES, MASK_LOSSES, SUPERVISED_LOSSES, TrainConfig
 from maskpose.train.objectives import Objective
-from maskpose.train.pipeline import batch_intrinsics, joint_prediction, mesh_prediction
+from maskpose.train.pipeline import batch_intrinsics, build_body, joint_prediction, mesh_prediction
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,8 @@ class TrainResult:
     checkpoint: Path
     steps: int
     history: list[dict]
+    #: Samples left out of the mask losses because their mask is empty (counted once per step drawn).
+    empty_masks_skipped: int = 0
 
 
 # ---------------------------------------------------------------------- distributed helpers
@@ -106,20 +108,24 @@ class Trainer:
 
         self.data = MaskposeDataset(config.data)
         self.objective = Objective(config).to(self.device)
-        self._check_fields(self.data, self.objective, config.data)
+        #: Per sample of ``data``, whether its mask is empty (None: no mask loss, or no empty mask).
+        self.empty_mask = self._check_fields(self.data, self.objective, config.data)
+        self.empty_masks_skipped = 0
         self.source = None
         self.source_objective = None
         if config.mode == "adapt" and config.source_ratio > 0:
             self.source = MaskposeDataset(config.source_data)
             self.source_objective = Objective(TrainConfig(
-                mode="pretrain", data=config.source_data, losses=DEFAULT_LOSSES["pretrain"], model=config.model
+                mode="pretrain", data=config.source_data, losses=DEFAULT_LOSSES["pretrain"], model=config.model,
+                body=config.body
             )).to(self.device)
             self._check_fields(self.source, self.source_objective, config.source_data)
 
         self.model = self._initial_model().to(self.device)
         self.body = self.renderer = None
         if "mesh" in config.model.heads:
-            self.body = AnnyBody(device=self.device)
+            self.body = build_body(config.body, self.device, config.smpl_model, config.h36m_regressor,
+                                   config.smpl_topology)
             if self.objective.needs_silhouette:
                 # Vertices behind the camera (a wild early prediction) are culled, not an error.
                 self.renderer = SilhouetteRenderer(self.body.faces, self.res, behind="cull").to(self.device)
@@ -133,12 +139,15 @@ class Trainer:
         self._maybe_resume()
         self.net = (DistributedDataParallel(self.model) if self.world > 1 else self.model)
 
-    def _check_fields(self, data: MaskposeDataset, objective: Objective, path: str) -> None:
+    def _check_fields(self, data: MaskposeDataset, objective: Objective, path: str) -> np.ndarray | None:
+        """Refuse, before training, a dataset that lacks a field the losses read, or whose field holds
+        no usable value in any sample (every joint NaN, every mask empty); returns which samples have
+        an empty mask (None when no mask loss is used or no mask is empty)."""
         needed = {"image"}
         if objective.needs_labels:
             needed |= {"joints3d", "joints2d"}
             if "params" in objective.weights:
-                needed |= {"pose", "phenotypes"}
+                needed |= set(objective.param_fields)
         if objective.needs_silhouette or "mas" in objective.weights:
             needed.add("mask")
         missing = sorted(needed - set(data.fields))
@@ -147,6 +156,26 @@ class Trainer:
             raise DataError(f"{path}: dataset lacks field(s) {missing} needed by losses {sorted(objective.weights)}{hint}")
         if len(data) == 0:
             raise DataError(f"{path}: dataset is empty")
+        users: dict[str, list[str]] = {}  # field -> the losses (weight > 0) that read it
+        for name in (n for n, weight in objective.weights.items() if weight > 0):
+            for field in objective.param_fields if name == "params" else _LOSS_FIELDS.get(name, ()):
+                users.setdefault(field, []).append(name)
+        empty = None
+        for field, losses in users.items():
+            usable = _usable_samples(data, field, self.res)
+            if not usable.any():
+                what = "is empty" if field == "mask" else "is missing (NaN)"
+                raise DataError(f"{path}: field {field!r} {what} in every one of the {len(data)} samples; "
+                                f"loss(es) {sorted(losses)} need it")
+            if field == "mask" and not usable.all():
+                count = int((~usable).sum())
+                if 2 * count > len(data):
+                    raise DataError(f"{path}: field 'mask' is empty in {count} of the {len(data)} samples (more "
+                                    f"than half) at {self.res} px; loss(es) {sorted(losses)} need a person in the mask")
+                log.warning("%s: %d of %d masks are empty at %d px; the mask losses skip them",
+                            path, count, len(data), self.res)
+                empty = ~usable
+        return empty
 
     def _initial_model(self) -> PoseRegressor:
         cfg = self.config
@@ -167,7 +196,7 @@ class Trainer:
         saved = dict(state["config"])
         mine = self.config.to_dict()
         defaults = TrainConfig().to_dict()  # fields added since the checkpoint was written
-        differing = sorted(k for k in mine if k not in ("steps", "device", "log_every", "checkpoint_every", "out")
+        differing = sorted(k for k in mine if k not in ("steps", "device", "log_every", "checkpoint_every", "out", "smpl_model")
                            and saved.get(k, defaults[k]) != mine[k])
         if differing:
             raise ConfigError(f"{path}: a run with a different config is already there (differs in {differing}); "
@@ -178,12 +207,13 @@ class Trainer:
         self.step = int(state["step"])
         self.history = json.loads(state.get("history", "[]"))
         self.fits = _unstack_fits(state.get("fits"))
+        self.empty_masks_skipped = int(state.get("empty_masks_skipped", 0))
         log.info("resumed %s at step %d", path, self.step)
 
     def save(self) -> Path:
         path = self.out / CHECKPOINT_NAME
         if self.rank == 0:
-            save_checkpoint(path, {
+            state = {
                 "model": self.model.state_dict(),
                 "objective": self.objective.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
@@ -191,7 +221,10 @@ class Trainer:
                 "config": self.config.to_dict(),
                 "history": json.dumps(self.history),
                 "fits": _stack_fits(self.fits),
-            })
+            }
+            if self.empty_mask is not None:
+                state["empty_masks_skipped"] = self.empty_masks_skipped
+            save_checkpoint(path, state)
         return path
 
     # ------------------------------------------------------------------ one step
@@ -240,9 +273,23 @@ class Trainer:
                 + F.mse_loss(torch.log(mesh_out.scale[pick]), torch.log(fits["scale"]))
                 + F.mse_loss(mesh_out.offset[pick], fits["offset"]))
 
+    def _target_indices(self) -> torch.Tensor:
+        """The global batch of this step, less the samples whose mask is empty (counted): on an empty
+        mask the topology losses are a constant and the pixel losses pull the silhouette to nothing."""
+        indices = step_indices(self.config.seed, self.step, len(self.data), self.config.batch_size)
+        if self.empty_mask is None:
+            return indices
+        empty = torch.from_numpy(self.empty_mask)[indices]
+        self.empty_masks_skipped += int(empty.sum())
+        return indices[~empty]
+
     def train_step(self) -> dict:
         cfg = self.config
-        batch = self._rank_batch(self.data, self.step)
+        indices = self._target_indices()
+        if len(indices) < self.world:  # every sample drawn has an empty mask: no update (no source batch)
+            self.step += 1
+            return {"step": self.step, "loss": 0.0, "empty_masks_skipped": self.empty_masks_skipped}
+        batch = load_batch(self.data, indices[self.rank :: self.world], self.res, self.device)
         if cfg.fit_every and self.step % cfg.fit_every == 0:
             with torch.no_grad():
                 mesh_out = self.model(batch["image"]).mesh
@@ -274,7 +321,10 @@ class Trainer:
             parts.update({f"source_{k}": v for k, v in source_parts.items()})
         self.optimizer.step()
         self.step += 1
-        return {"step": self.step, "loss": float(loss.detach()), **parts}
+        record = {"step": self.step, "loss": float(loss.detach()), **parts}
+        if self.empty_mask is not None:
+            record["empty_masks_skipped"] = self.empty_masks_skipped
+        return record
 
     @torch.no_grad()
     def dataset_loss(self, batch_size: int | None = None) -> float:
@@ -284,6 +334,10 @@ class Trainer:
         total, count = 0.0, 0
         for start in range(0, len(self.data), batch_size):
             indices = torch.arange(start, min(start + batch_size, len(self.data)))
+            if self.empty_mask is not None:  # as in training: empty masks are left out
+                indices = indices[~torch.from_numpy(self.empty_mask)[indices]]
+                if not len(indices):
+                    continue
             batch = load_batch(self.data, indices, self.res, self.device)
             loss, _ = self.objective(self.predict(batch), batch)
             total += float(loss) * len(indices)
@@ -334,7 +388,43 @@ class Trainer:
             if log_file:
                 log_file.close()
         checkpoint = self.save()
-        return TrainResult(self.out, checkpoint, self.step, self.history)
+        return TrainResult(self.out, checkpoint, self.step, self.history, self.empty_masks_skipped)
+
+
+#: The fields each loss reads: a dataset where one holds nothing usable is refused before training.
+#: (``params`` reads the body model's parameters: ``Objective.param_fields``.)
+_LOSS_FIELDS = {"joints3d": ("joints3d",), "joints2d": ("joints2d",),
+                **{name: ("mask",) for name in (*MASK_LOSSES, "silhouette_sup")}}
+_SCAN_VALUES = 1 << 22  # values per chunk when scanning an array (16 MiB as float32)
+
+
+def _usable_samples(data: MaskposeDataset, field: str, res: int) -> np.ndarray:
+    """Per sample of ``data``, whether ``field`` holds something a loss can use: a mask with a person
+    pixel once resized to the model resolution ``res`` (nearest, as ``load_batch`` resizes), a label
+    with at least one known joint (all its coordinates finite). Streams the memory-mapped array in
+    chunks, never loading it whole; an infinite label is refused naming the file and the sample."""
+    array = data.arrays[field]
+    per_sample = max(1, int(np.prod(array.shape[1:])))
+    chunk = max(1, _SCAN_VALUES // per_sample)
+    usable = np.zeros(len(data), dtype=bool)
+    for start in range(0, len(data), chunk):
+        rows = data.indices[start : start + chunk]
+        values = np.asarray(array[rows])
+        if field == "mask":
+            masks = torch.from_numpy(values > 0).float()[:, None]
+            if data.resolution[1] != res:
+                masks = F.interpolate(masks, size=(res, res), mode="nearest")
+            usable[start : start + len(rows)] = (masks.flatten(1).amax(1) > 0).numpy()
+            continue
+        infinite = np.isinf(values).reshape(len(rows), -1).any(1)
+        if infinite.any():
+            raise DataError(f"{data.path / (field + '.npy')}: sample {int(rows[infinite.argmax()])} holds infinite "
+                            "values (a missing joint is NaN; Inf is not allowed)")
+        finite = np.isfinite(values)
+        if finite.ndim > 2:  # a joint (or rotation) is known when all its coordinates are
+            finite = finite.all(-1)
+        usable[start : start + len(rows)] = finite.reshape(len(rows), -1).any(1)
+    return usable
 
 
 @contextlib.contextmanager

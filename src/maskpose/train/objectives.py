@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from maskpose.body.sampler import pose_prior_loss
+from maskpose.body.smpl_body import smpl_pose_from_axis_angle
 from maskpose.conventions import H36M_BONES
 from maskpose.errors import ConfigError
 from maskpose.masks.loss import JointMaskSupervision
@@ -46,6 +47,24 @@ def _masked_l1(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     return diff.abs().sum() / (known.sum() * pred.shape[-1]).clamp_min(1)
 
 
+def _smpl_params_loss(params: MeshHeadOutput, batch: dict) -> torch.Tensor:
+    """Mean squared error of the predicted SMPL pose (6D, against
+    :func:`~maskpose.body.smpl_body.smpl_pose_from_axis_angle` of ``smpl_pose``) and betas (against
+    ``smpl_betas``), each over the samples where they are known: ``has_smpl`` (when the batch has
+    it) and finite. No known sample: 0 (with a gradient path)."""
+    axis_angle, betas = batch["smpl_pose"], batch["smpl_betas"]
+    known = torch.isfinite(axis_angle).all(-1) & torch.isfinite(betas).all(-1)
+    if "has_smpl" in batch:
+        known = known & (batch["has_smpl"].reshape(-1) > 0.5)
+    target = smpl_pose_from_axis_angle(torch.where(known[:, None], axis_angle, torch.zeros_like(axis_angle)))
+    betas = torch.where(known[:, None], betas, torch.zeros_like(betas))
+    weight = known.to(params.pose.dtype)
+    count = weight.sum().clamp_min(1)
+    pose_error = (params.pose - target).square().flatten(1).mean(1)
+    shape_error = (params.phenotypes - betas).square().mean(1)
+    return ((pose_error + shape_error) * weight).sum() / count
+
+
 class Objective(nn.Module):
     """Weighted sum of the configured loss terms. Holds the trainable physique net of method 2."""
 
@@ -53,6 +72,9 @@ class Objective(nn.Module):
         super().__init__()
         self.weights = dict(config.losses)
         self.res = config.model.resolution
+        self.body = config.body
+        if self.body == "smpl" and self.weights.get("prior", 0) > 0:
+            raise ConfigError("the prior loss holds Anny's joint limits; body 'smpl' has no such table: drop prior")
         self.terms: dict[str, Callable] = {name: getattr(self, f"_{name}") for name in self.weights}
         if "mas" in self.weights:
             joint_head = "joints" in config.model.heads
@@ -68,6 +90,13 @@ class Objective(nn.Module):
     @property
     def needs_silhouette(self) -> bool:
         return any(name in self.weights for name in MASK_LOSSES if name != "mas") or "silhouette_sup" in self.weights
+
+    @property
+    def param_fields(self) -> tuple[str, ...]:
+        """The dataset fields the ``params`` loss compares with (the body model's parameters):
+        Anny ``pose``, ``phenotypes``; SMPL ``smpl_pose``, ``smpl_betas`` (``has_smpl``, when the
+        dataset has it, marks the samples where they are known)."""
+        return ("smpl_pose", "smpl_betas") if self.body == "smpl" else ("pose", "phenotypes")
 
     @property
     def needs_labels(self) -> bool:
@@ -96,6 +125,8 @@ class Objective(nn.Module):
         params = pred.params
         if not isinstance(params, MeshHeadOutput):
             raise ConfigError("the params loss needs the mesh head")
+        if self.body == "smpl":
+            return _smpl_params_loss(params, batch)
         return F.mse_loss(params.pose, batch["pose"]) + F.mse_loss(params.phenotypes, batch["phenotypes"])
 
     def _silhouette_sup(self, pred: Prediction, batch: dict) -> torch.Tensor:
@@ -136,4 +167,6 @@ class Objective(nn.Module):
     def _phenotype_prior(self, pred: Prediction, batch: dict) -> torch.Tensor:
         if not isinstance(pred.params, MeshHeadOutput):
             return pred.joints3d.new_zeros(())
+        if self.body == "smpl":  # betas: 0 is SMPL's template
+            return pred.params.phenotypes.square().mean()
         return (pred.params.phenotypes - 0.5).square().mean()

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
-from maskpose.body.anny_body import AnnyBody
+from maskpose.body.interface import BodyModel
+from maskpose.body.registry import make_body
 from maskpose.models.regressor import JointHeadOutput, MeshHeadOutput
 from maskpose.render.camera import intrinsics, project, weak_perspective_to_translation
 
@@ -30,6 +31,18 @@ class Prediction:
     params: MeshHeadOutput | JointHeadOutput | None = None
 
 
+def build_body(name: str = "anny", device=None, smpl_model: str = "", h36m_regressor: str = "",
+               smpl_topology: str = "decimated") -> BodyModel:
+    """The body model a run trains or evaluates with (``TrainConfig.body`` and its SMPL fields):
+    Anny at its rendering topology, exactly ``AnnyBody(device=device)``; SMPL from ``smpl_model``
+    (empty: ``$MASKPOSE_SMPL_MODEL``), with the optional H36M regressor, at ``smpl_topology``.
+    ``ConfigError`` for an unknown name, or SMPL without the extra or a model file."""
+    if name != "smpl":
+        return make_body(name, device=device)
+    return make_body("smpl", model_path=smpl_model or None, h36m_regressor=h36m_regressor or None,
+                     topology=smpl_topology, device=device)
+
+
 def batch_intrinsics(batch: dict, res: int, focal_px: float, device) -> torch.Tensor:
     """The crop intrinsics of a batch: stored ones where the dataset has them, else a centred
     pinhole camera of ``focal_px``."""
@@ -44,8 +57,9 @@ def weak_perspective_points(points: torch.Tensor, scale: torch.Tensor, offset: t
     return (normalised + 1.0) * (res / 2.0) - 0.5
 
 
-def mesh_prediction(mesh_out: MeshHeadOutput, body: AnnyBody, K: torch.Tensor, res: int, renderer=None) -> Prediction:
-    """Run the body model (and the silhouette renderer when given) on the mesh head's output."""
+def mesh_prediction(mesh_out: MeshHeadOutput, body: BodyModel, K: torch.Tensor, res: int, renderer=None) -> Prediction:
+    """Run the body model (any :class:`~maskpose.body.interface.BodyModel`: pose, shape parameters,
+    translation) and the silhouette renderer when given on the mesh head's output."""
     translation = weak_perspective_to_translation(mesh_out.scale, mesh_out.offset, K[:, 0, 0], res)
     out = body(mesh_out.pose, mesh_out.phenotypes, translation)
     silhouette = renderer(out.vertices, K) if renderer is not None else None
