@@ -198,13 +198,9 @@ def test_a_failed_checkpoint_save_keeps_the_previous_one_and_no_temporary_file(s
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
-@pytest.mark.slow
-def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(source, tmp_path):
-    config = tmp_path / "c.yaml"
-    config.write_text(TINY_YAML + "steps: 24\ncheckpoint_every: 3\nlog_every: 1\n")
-    out = tmp_path / "killed"
-    command = [sys.executable, "-m", "maskpose", "pretrain", "--data", str(source), "--out", str(out),
-               "--config", str(config)]
+def _kill_after_first_checkpoint_then_rerun(command: list[str], out) -> int:
+    """Run ``command`` (one thread), SIGKILL it as soon as its first checkpoint exists, check it died
+    mid-run, then run the same command again to completion. Returns the step it was killed at."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -218,6 +214,17 @@ def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(source, tmp
     killed_at = load_checkpoint(out / CHECKPOINT_NAME)["step"]
     assert 3 <= killed_at < 24
     subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return killed_at
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(source, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(TINY_YAML + "steps: 24\ncheckpoint_every: 3\nlog_every: 1\n")
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "maskpose", "pretrain", "--data", str(source), "--out", str(out),
+               "--config", str(config)]
+    killed_at = _kill_after_first_checkpoint_then_rerun(command, out)
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -376,19 +383,7 @@ def test_a_killed_adapt_run_resumes_to_the_weights_of_an_uninterrupted_one(check
     out = tmp_path / "killed"
     command = [sys.executable, "-m", "maskpose", "adapt", "--init", str(checkpoint), "--data", str(target),
                "--out", str(out), "--config", str(config)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while not (out / CHECKPOINT_NAME).exists():
-            assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint before the run ended"
-            time.sleep(0.005)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait()
-    killed_at = load_checkpoint(out / CHECKPOINT_NAME)["step"]
-    assert 3 <= killed_at < 24
-    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    killed_at = _kill_after_first_checkpoint_then_rerun(command, out)
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
