@@ -134,15 +134,20 @@ def test_sigterm_saves_a_checkpoint_as_ctrl_c_does(source, tmp_path, monkeypatch
     assert logged_steps(tmp_path / "run") == [1, 2, 3, 4, 5, 6]
 
 
-def test_a_resumed_run_does_not_log_steps_twice(source, tmp_path, monkeypatch):
+def crash_after_step(monkeypatch, step: int) -> None:
+    """Make every run raise ``RuntimeError("power cut")`` once it has done ``step`` steps."""
     original = Trainer.train_step
 
-    def crash_before_step_four(self):
-        if self.step == 3:
+    def crash(self):
+        if self.step == step:
             raise RuntimeError("power cut")
         return original(self)
 
-    monkeypatch.setattr(Trainer, "train_step", crash_before_step_four)
+    monkeypatch.setattr(Trainer, "train_step", crash)
+
+
+def test_a_resumed_run_does_not_log_steps_twice(source, tmp_path, monkeypatch):
+    crash_after_step(monkeypatch, 3)
     out = tmp_path / "run"
     with pytest.raises(RuntimeError, match="power cut"):
         train(tiny_config(source, out, checkpoint_every=2), progress=False)
@@ -344,14 +349,7 @@ def test_the_count_of_skipped_masks_survives_a_resume(source, tmp_path, monkeypa
     data = variant(source, tmp_path / "data", mask=empty_masks(1, 4))
     config = dict(steps=6, losses={"mas": 1.0}, checkpoint_every=2)
     straight = train(tiny_config(data, tmp_path / "straight", **config), progress=False)
-    original = Trainer.train_step
-
-    def crash_at_step_five(self):
-        if self.step == 4:
-            raise RuntimeError("power cut")
-        return original(self)
-
-    monkeypatch.setattr(Trainer, "train_step", crash_at_step_five)
+    crash_after_step(monkeypatch, 4)
     with pytest.raises(RuntimeError):
         train(tiny_config(data, tmp_path / "run", **config), progress=False)
     monkeypatch.undo()

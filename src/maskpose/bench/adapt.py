@@ -521,20 +521,26 @@ def run_cell(cfg: BenchConfig, target: str, variant: str, seed: int, info: dict,
     return result
 
 
-def run_adapt_benchmark(cfg: BenchConfig, out, json_path=None, printer: Callable[[str], None] | None = None,
-                        plots: bool = True, threads: int | None = None) -> dict:
-    """Run (or resume) the adaptation benchmark in ``out``; returns the JSON payload (also written to
-    ``out/bench_adapt.json`` after every cell and to ``json_path`` at the end). ``threads``:
-    ``torch.set_num_threads`` first (default: torch's choice)."""
+def _start(cfg: BenchConfig, out, kind: str, printer, threads: int | None):
+    """What both benchmarks do first: validate, set the threads, make ``out``, open the log and the
+    resumable state ``out/bench_<kind>.json``, build the body. Returns ``(out, log, state_path,
+    state, body)``."""
     cfg.validate()
     if threads:
         torch.set_num_threads(threads)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    log = _Log("adapt", printer)
-    state_path = out / "bench_adapt.json"
-    state = _load_state(state_path, cfg, "adapt", log)
-    body = AnnyBody(device=cfg.device)
+    log = _Log(kind, printer)
+    state_path = out / f"bench_{kind}.json"
+    return out, log, state_path, _load_state(state_path, cfg, kind, log), AnnyBody(device=cfg.device)
+
+
+def run_adapt_benchmark(cfg: BenchConfig, out, json_path=None, printer: Callable[[str], None] | None = None,
+                        plots: bool = True, threads: int | None = None) -> dict:
+    """Run (or resume) the adaptation benchmark in ``out``; returns the JSON payload (also written to
+    ``out/bench_adapt.json`` after every cell and to ``json_path`` at the end). ``threads``:
+    ``torch.set_num_threads`` first (default: torch's choice)."""
+    out, log, state_path, state, body = _start(cfg, out, "adapt", printer, threads)
     info = prepare_adapt(cfg, out, log, body)
     saved = load_checkpoint(info["source_checkpoint"])["config"]
     model_config = ModelConfig.from_dict(saved["model"])
@@ -670,15 +676,7 @@ def run_unsup_benchmark(cfg: BenchConfig, out, json_path=None, printer: Callable
     ``mas`` (ψ + G), ``mas_no_g``, ``mas_no_psi``, ``mas_no_psi_no_g``; evaluated on a labelled studio
     test split with and without the flip to the better side. Resumable per cell
     (``out/bench_unsup.json``). ``threads``: ``torch.set_num_threads`` first."""
-    cfg.validate()
-    if threads:
-        torch.set_num_threads(threads)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    log = _Log("unsup", printer)
-    state_path = out / "bench_unsup.json"
-    state = _load_state(state_path, cfg, "unsup", log)
-    body = AnnyBody(device=cfg.device)
+    out, log, state_path, state, body = _start(cfg, out, "unsup", printer, threads)
     res, seed = cfg.resolution, cfg.data_seed
     poses = cfg.poses
     train_split = _generate(out / "data" / "studio" / "unsup_train", "studio", cfg.unsup_train, res, seed,

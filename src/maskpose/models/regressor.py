@@ -125,8 +125,15 @@ class ModelConfig:
         return ModelConfig(**d).validate()
 
 
+class _HeadTensors:
+    """``tensors()`` for the head outputs: the fields by name (the same tensors, not copies)."""
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
 @dataclass
-class MeshHeadOutput:
+class MeshHeadOutput(_HeadTensors):
     """The mesh head's body parameters: ``pose`` ``(B, R, 6)`` (6D rotations), ``phenotypes``
     ``(B, P)`` the body model's shape parameters (Anny's phenotypes in (0, 1), or SMPL's betas,
     unbounded, with ``shape_activation="none"``), and the weak-perspective camera ``scale`` ``(B,)`` and ``offset``
@@ -137,23 +144,15 @@ class MeshHeadOutput:
     scale: torch.Tensor
     offset: torch.Tensor
 
-    def tensors(self) -> dict[str, torch.Tensor]:
-        """The fields by name (the same tensors, not copies)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
 
 @dataclass
-class JointHeadOutput:
+class JointHeadOutput(_HeadTensors):
     """The joint head's ``landmarks`` ``(B, L, 3)`` (root-relative, metres) and its weak-perspective
     camera ``scale`` ``(B,)`` and ``offset`` ``(B, 2)``."""
 
     landmarks: torch.Tensor
     scale: torch.Tensor
     offset: torch.Tensor
-
-    def tensors(self) -> dict[str, torch.Tensor]:
-        """The fields by name (the same tensors, not copies)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass
