@@ -12,7 +12,7 @@ import sys
 
 import torch
 
-from maskpose.apps.demo import shipped_checkpoint
+from maskpose.apps.demo import SMALL_SOURCE, shipped_checkpoint
 from maskpose.data.batching import load_batch
 from maskpose.data.dataset import MaskposeDataset
 from maskpose.eval.metrics import pa_mpjpe, silhouette_iou
@@ -27,7 +27,7 @@ iterations = int(sys.argv[3]) if len(sys.argv) > 3 else 30
 lr = float(sys.argv[4]) if len(sys.argv) > 4 else 0.02
 binarization = sys.argv[5] if len(sys.argv) > 5 else "soft"
 temperature = float(sys.argv[6]) if len(sys.argv) > 6 else 0.1
-source = str(shipped_checkpoint())
+source = str(shipped_checkpoint(SMALL_SOURCE))
 model, _ = load_model(source)
 losses = {name: 1.0 for name in names.split("+")} | {"prior": 0.1}
 config = TrainConfig(mode="adapt", data=data, out="/tmp/maskpose_fit_diagnostic", init_checkpoint=source,

@@ -5,14 +5,14 @@ import sys
 
 import torch
 
-from maskpose.apps.demo import DemoConfig, shipped_checkpoint
+from maskpose.apps.demo import SMALL_SOURCE, DemoConfig, shipped_checkpoint
 from maskpose.train.config import TrainConfig
 from maskpose.train.evaluate import evaluate_checkpoint
 from maskpose.train.loop import train
 
 torch.set_num_threads(1)
-demo = DemoConfig()
-src = shipped_checkpoint()
+demo = DemoConfig.small()
+src = shipped_checkpoint(SMALL_SOURCE)
 root = "demo_output/data/thermal"  # the folder `make demo` writes
 variants = {
     "l2": ({"l2": 1.0, "prior": 0.1}, 0), "bce": ({"bce": 1.0, "prior": 0.1}, 0),

@@ -46,6 +46,10 @@ HEADS: tuple[str, ...] = get_args(Head)
 TrainMode = Literal["pretrain", "adapt", "train-unsup", "oracle"]
 TRAIN_MODES: tuple[str, ...] = get_args(TrainMode)
 
+#: Learning-rate schedules of a training run: constant, or a cosine decay to 5 % over the steps.
+LrSchedule = Literal["constant", "cosine"]
+LR_SCHEDULES: tuple[str, ...] = get_args(LrSchedule)
+
 #: Loss terms a training config may name: supervised, mask-only, regularisers.
 SupervisedLoss = Literal["joints3d", "joints2d", "params", "silhouette_sup"]
 MaskLoss = Literal["l1", "l2", "bce", "soft_iou", "chamfer_points", "ls", "lt", "mas"]
@@ -58,15 +62,15 @@ LOSS_NAMES: tuple[str, ...] = SUPERVISED_LOSSES + MASK_LOSSES + REGULARISERS
 
 #: The built-in synthetic domains (``uap-<ε>`` domains are registered for other budgets too).
 DomainName = Literal["studio", "lowres-96", "lowres-52", "lowres-32", "thermal", "scene", "uap-4", "uap-8",
-                     "uap-16"]
+                     "uap-16", "realistic"]
 DOMAIN_NAMES: tuple[str, ...] = get_args(DomainName)
 
 #: Rendering settings of the synthesis renderer.
-Setting = Literal["studio", "scene", "thermal"]
+Setting = Literal["studio", "scene", "thermal", "realistic"]
 SETTINGS: tuple[str, ...] = get_args(Setting)
 
 __all__ = [
-    "BINARIZATIONS", "Binarization", "DOMAIN_NAMES", "DomainName", "GEODESIC_MODES", "GeodesicMode", "HEADS",
+    "BINARIZATIONS", "Binarization", "DOMAIN_NAMES", "DomainName", "GEODESIC_MODES", "GeodesicMode", "HEADS", "LR_SCHEDULES", "LrSchedule",
     "Head", "KERNELS", "Kernel", "LOSS_NAMES", "LossName", "MASK_LOSSES", "MaskLoss", "REDUCTIONS",
     "REGULARISERS", "RENDER_BACKENDS", "Reduction", "Regulariser", "RenderBackend", "SETTINGS",
     "SILHOUETTE_MODES", "SKELETON_REDUCES", "SUPERVISED_LOSSES", "Setting", "SilhouetteMode",

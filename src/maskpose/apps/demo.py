@@ -32,18 +32,29 @@ from maskpose.body.sampler import PoseDistribution
 from maskpose.data.dataset import MaskposeDataset
 from maskpose.errors import ConfigError
 from maskpose.models.regressor import ModelConfig
-from maskpose.synth.generator import generate
+from maskpose.synth.generator import SynthesisConfig, generate
 from maskpose.train.checkpoint import load_model
 from maskpose.train.config import TrainConfig
 from maskpose.train.evaluate import collect_predictions, evaluate_checkpoint
 from maskpose.train.loop import train
 
-SHIPPED_SOURCE = "source_studio_64.pt"
+#: The default source model (package data): 128 px, trained on the ``realistic`` domain
+#: (docs/configs/source_realistic_128.yaml gives the commands that rebuild it).
+SHIPPED_SOURCE = "source_realistic_128.pt"
+#: The earlier small model (64 px, ``studio`` domain), kept for fast tests and benchmarks; its
+#: recipe is :func:`small_source_run` on :class:`DemoConfig` ``small()``.
+SMALL_SOURCE = "source_studio_64.pt"
 
 
 def demo_source_run() -> TrainConfig:
     """The demo's pretraining run (the shipped checkpoint's; data, out, seed, device and the model
     are filled in by :func:`source_config`)."""
+    return TrainConfig(mode="pretrain", steps=10000, batch_size=32, lr=1e-3, lr_schedule="cosine", log_every=50,
+                       checkpoint_every=250)
+
+
+def small_source_run() -> TrainConfig:
+    """The pretraining run of the small 64 px studio model (:data:`SMALL_SOURCE`)."""
     return TrainConfig(mode="pretrain", steps=1200, batch_size=32, lr=1e-3, log_every=25, checkpoint_every=250)
 
 
@@ -62,22 +73,44 @@ class DemoConfig:
 
     out: str = "demo_output"
     target_domain: str = "thermal"
-    resolution: int = 64
-    source_samples: int = 3000
+    #: the source model's domain: ``realistic`` (its own poses) or ``studio`` (``poses``)
+    source_domain: str = "realistic"
+    resolution: int = 128
+    #: the encoder of the source model (with ``resolution``, see :meth:`model`)
+    width: int = 32
+    blocks: tuple[int, ...] = (2, 2, 2, 2)
+    stem_pool: bool = True
+    source_samples: int = 24000
     target_train_samples: int = 400
     target_test_samples: int = 200
     seed: int = 0
     # A milder pose distribution than the sampler's default, so a small CPU model learns it in minutes.
     poses: PoseDistribution = field(default_factory=PoseDistribution)
     source: TrainConfig = field(default_factory=demo_source_run)
-    source_threads: int = 1  # the shipped checkpoint was trained with one thread (bit-exact reruns need the same)
+    source_threads: int = 2  # the shipped checkpoint was trained with two threads (bit-exact reruns need the same)
     adapt: TrainConfig = field(default_factory=demo_adapt_run)
     retrain_source: bool = False
     device: str = "cpu"
     overlay_count: int = 8
 
     def model(self) -> ModelConfig:
-        return ModelConfig(resolution=self.resolution)
+        return ModelConfig(resolution=self.resolution, width=self.width, blocks=tuple(self.blocks),
+                           stem_pool=self.stem_pool)
+
+    @staticmethod
+    def small(**changes) -> DemoConfig:
+        """The demo of the earlier small model: 64 px studio source (:data:`SMALL_SOURCE`)."""
+        return replace(DemoConfig(source_domain="studio", resolution=64, blocks=(1, 1, 1, 1), stem_pool=False,
+                                  source_samples=3000, source=small_source_run(), source_threads=1), **changes)
+
+    def shipped(self) -> str:
+        """The package file of this demo's source model."""
+        return SMALL_SOURCE if self.source_domain == "studio" and self.resolution == 64 else SHIPPED_SOURCE
+
+    def source_poses(self):
+        """The source split's pose source: the domain's own (``None``) for ``realistic``, the
+        demo's milder distribution for ``studio``."""
+        return self.pose_source(0) if self.source_domain == "studio" else None
 
     def pose_source(self, stream: int):
         """The demo's pose sampler for one split (``stream`` keeps splits apart)."""
@@ -95,8 +128,9 @@ def adapt_config(cfg: DemoConfig, data: Path, source_checkpoint: Path, out: Path
                    device=cfg.device, losses=dict(cfg.adapt.losses), model=cfg.model())
 
 
-def shipped_checkpoint() -> Path | None:
-    path = resources.files("maskpose") / "assets" / SHIPPED_SOURCE
+def shipped_checkpoint(name: str = SHIPPED_SOURCE) -> Path | None:
+    """A source model shipped in the package (default :data:`SHIPPED_SOURCE`), ``None`` if absent."""
+    path = resources.files("maskpose") / "assets" / name
     return Path(str(path)) if path.is_file() else None
 
 
@@ -125,11 +159,13 @@ def run_demo(cfg: DemoConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     data_root = out / "data"
 
-    source_ckpt = None if cfg.retrain_source else shipped_checkpoint()
+    source_ckpt = None if cfg.retrain_source else shipped_checkpoint(cfg.shipped())
     if source_ckpt is None:
-        _log(f"generating the source split: studio, {cfg.source_samples} samples at {cfg.resolution} px")
-        source = generate(data_root / "studio" / "train", "studio", cfg.source_samples, cfg.resolution,
-                          cfg.seed, "train", pose_source=cfg.pose_source(0), progress=_bar("studio"))
+        domain = cfg.source_domain
+        _log(f"generating the source split: {domain}, {cfg.source_samples} samples at {cfg.resolution} px")
+        source = generate(data_root / domain / "train", domain, cfg.source_samples, cfg.resolution,
+                          cfg.seed, "train", config=SynthesisConfig(geodesic=domain == "studio"),
+                          pose_source=cfg.source_poses(), progress=_bar(domain))
         _log(f"pretraining the source model ({cfg.source.steps} steps)")
         threads = torch.get_num_threads()
         torch.set_num_threads(cfg.source_threads)

@@ -1,9 +1,11 @@
-"""Predictions for images, folders and datasets: per-image JSON of 3D joints, PLY meshes, overlays."""
+"""Predictions for images, folders and datasets (per-image JSON of 3D joints, PLY meshes, overlays), for
+every person of full photographs given their masks or boxes, and for static-camera videos."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,11 +19,19 @@ from PIL import Image, ImageDraw
 
 from maskpose.body.anny_body import AnnyBody
 from maskpose.conventions import H36M_BONES, default_focal
-from maskpose.data.adapters import read_image
+from maskpose.data.adapters import (
+    MARGIN_RANGE,
+    MAX_CROP_DIAGONALS,
+    check_image_size,
+    crop,
+    read_image,
+    read_mask,
+    square_box,
+)
 from maskpose.data.dataset import MaskposeDataset
 from maskpose.data.video import CODECS, ExtractionConfig, FrameSource, count_frames, extract_video, open_video_writer
 from maskpose.device import resolve_device
-from maskpose.errors import DataError
+from maskpose.errors import ConfigError, DataError
 from maskpose.render.zbuffer import silhouette_mask
 from maskpose.train.checkpoint import load_model
 from maskpose.train.pipeline import intrinsics, joint_prediction, mesh_prediction
@@ -34,13 +44,15 @@ def read_inputs(path: str | Path, res: int) -> tuple[list[str], torch.Tensor, li
     file, a folder of images or a dataset.
 
     Images are decoded completely (a truncated file is an error) at their bit depth, 16-bit
-    files scaled to 8 bits. Names are the file names with their suffix (``a.png`` and ``a.jpg``
+    files scaled to 8 bits. An image that is not square is padded to a centred square first
+    (:func:`pad_to_square`: zeros, aspect ratio kept), then resized; a dataset's samples are
+    resized as they are. Names are the file names with their suffix (``a.png`` and ``a.jpg``
     in one folder give ``a.png.json`` and ``a.jpg.json``), or ``000000``... for a dataset's samples.
     """
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: input does not exist")
-    if path.is_dir() and (path / "meta.json").exists():
+    if is_dataset(path):
         data = MaskposeDataset(path, fields=["image"])
         images = torch.stack([data[i]["image"] for i in range(len(data))])
         names = [f"{i:06d}" for i in range(len(data))]
@@ -54,7 +66,7 @@ def read_inputs(path: str | Path, res: int) -> tuple[list[str], torch.Tensor, li
         for file in files:
             rgb = read_image(file)  # DataError names a missing, corrupt or truncated file
             sizes.append((int(rgb.shape[0]), int(rgb.shape[1])))
-            arrays.append(np.asarray(Image.fromarray(rgb).resize((res, res), Image.BILINEAR)))
+            arrays.append(np.asarray(Image.fromarray(pad_to_square(rgb)).resize((res, res), Image.BILINEAR)))
         images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255.0
         names = [f.name for f in files]
     if images.shape[-1] != res or images.shape[-2] != res:
@@ -62,11 +74,44 @@ def read_inputs(path: str | Path, res: int) -> tuple[list[str], torch.Tensor, li
     return names, images, sizes
 
 
-def model_to_input(points, size: tuple[int, int], res: int) -> np.ndarray:
-    """Model-resolution pixel coordinates ``(..., 2)`` -> pixels of an input of ``size`` ``(H, W)``
-    that was resized to ``res x res`` (pixel centres at integers: ``x_in = (x + 0.5) W / res - 0.5``)."""
+def is_dataset(path: str | Path) -> bool:
+    """Whether ``path`` is a maskpose dataset folder (it holds ``meta.json``)."""
+    path = Path(path)
+    return path.is_dir() and (path / "meta.json").exists()
+
+
+def square_padding(size: tuple[int, int]) -> tuple[int, int, int]:
+    """``(side, left, top)`` of the centred square an image of ``size`` ``(H, W)`` is padded to:
+    its longer side, and the columns and rows added before the image (half the difference, rounded down)."""
+    h, w = (int(v) for v in size)
+    side = max(h, w)
+    return side, (side - w) // 2, (side - h) // 2
+
+
+def pad_to_square(image: np.ndarray) -> np.ndarray:
+    """``(H, W, ...)`` image -> ``(S, S, ...)`` with ``S = max(H, W)``: the image centred
+    (:func:`square_padding`), zeros around it, as :func:`maskpose.data.adapters.crop` pads; a
+    square image comes back as it is."""
+    side, left, top = square_padding(image.shape[:2])
+    if side == image.shape[0] == image.shape[1]:
+        return image
+    out = np.zeros((side, side) + image.shape[2:], image.dtype)
+    out[top : top + image.shape[0], left : left + image.shape[1]] = image
+    return out
+
+
+def model_to_input(points, size: tuple[int, int], res: int, padded: bool = True) -> np.ndarray:
+    """Model-resolution pixel coordinates ``(..., 2)`` -> pixels of an input of ``size`` ``(H, W)``.
+
+    ``padded``: the input was padded to a centred square of side ``S`` (:func:`pad_to_square`)
+    and resized to ``res x res``, so ``x_in = (x + 0.5) S / res - 0.5 - left``; otherwise (a
+    dataset's samples) it was resized to ``res x res`` as it is: ``x_in = (x + 0.5) W / res - 0.5``.
+    Pixel centres at integers."""
     h, w = size
-    return (np.asarray(points, np.float64) + 0.5) * np.array([w / res, h / res]) - 0.5
+    if not padded:
+        return (np.asarray(points, np.float64) + 0.5) * np.array([w / res, h / res]) - 0.5
+    side, left, top = square_padding(size)
+    return (np.asarray(points, np.float64) + 0.5) * (side / res) - 0.5 - np.array([left, top], np.float64)
 
 
 def draw_overlay(image: torch.Tensor, joints2d: torch.Tensor, silhouette: torch.Tensor | None, scale: int = 4) -> Image.Image:
@@ -88,12 +133,17 @@ def draw_overlay(image: torch.Tensor, joints2d: torch.Tensor, silhouette: torch.
 @torch.no_grad()
 def predict_to_folder(checkpoint: str | Path, inputs: str | Path, out: str | Path, device="cpu",
                       write_ply: bool = True, batch_size: int = 16) -> int:
+    """Predictions for each image of ``inputs`` (:func:`read_inputs`: one person crop per image;
+    a non-square image padded to a centred square), written to ``out``: ``<name>.json`` (joints2d
+    in the input's pixels), ``<name>.ply`` (mesh head, ``write_ply``), ``<name>_overlay.png``.
+    Returns the number of images."""
     device = resolve_device(device)
     model, state = load_model(checkpoint, device)
     model.eval()
     res = model.config.resolution
     focal = state["config"].get("focal") or default_focal(res)
     names, images, sizes = read_inputs(inputs, res)
+    padded = not is_dataset(inputs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     body = export_body = None
@@ -116,7 +166,8 @@ def predict_to_folder(checkpoint: str | Path, inputs: str | Path, out: str | Pat
             name = names[start + i]
             size = sizes[start + i]
             record = {"name": name, "joints3d_m": pred.joints3d[i].cpu().tolist(),
-                      "joints2d_px": model_to_input(pred.joints2d[i, :17].cpu().numpy(), size, res).tolist(),
+                      "joints2d_px": model_to_input(pred.joints2d[i, :17].cpu().numpy(), size, res,
+                                                    padded).tolist(),
                       "joints2d_frame": "input image pixels (pixel centres at integers)",
                       "input_size_hw": list(size), "joint_order": "h36m-17"}
             if pred.translation is not None:
@@ -231,17 +282,25 @@ def draw_person(frame: np.ndarray, record: dict, box, res: int, track_id: int | 
             m = sil[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0]
             region = frame[sy0:sy1, sx0:sx1]
             region[m] = (0.55 * region[m] + 0.45 * _TINT).astype(np.uint8)
-    joints = crop_to_frame(record["joints2d"], box, res)
-    thickness = max(1, int(round(side / 120)))
+    draw_skeleton(frame, crop_to_frame(record["joints2d"], box, res), max(1, int(round(side / 120))))
+    if track_id is not None:
+        _label(frame, str(track_id), x0, y0)
+
+
+def draw_skeleton(frame: np.ndarray, joints: np.ndarray, thickness: int = 1) -> None:
+    """Draw the H36M skeleton of ``joints`` ``(17, 2)`` (frame pixels) onto an RGB frame in place;
+    bones with a non-finite or absurd end are left out."""
     for a, b in H36M_BONES:
         colour = _LEFT if a in (4, 5, 11, 12) or b in (4, 5, 6, 11, 12, 13) else _RIGHT
         pa, pb = joints[a], joints[b]
         if np.isfinite(pa).all() and np.isfinite(pb).all() and np.abs(np.concatenate([pa, pb])).max() < 1e5:
             cv2.line(frame, (int(round(pa[0])), int(round(pa[1]))), (int(round(pb[0])), int(round(pb[1]))),
                      colour, thickness, cv2.LINE_AA)
-    if track_id is not None:
-        cv2.putText(frame, str(track_id), (max(x0, 0) + 2, max(y0, 0) + 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                    (255, 255, 0), 1, cv2.LINE_AA)
+
+
+def _label(frame: np.ndarray, text: str, x0: int, y0: int) -> None:
+    cv2.putText(frame, text, (max(x0, 0) + 2, max(y0, 0) + 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                (255, 255, 0), 1, cv2.LINE_AA)
 
 
 def person_record(record: dict, track_id: int, box, res: int, focal: float) -> dict:
@@ -373,3 +432,343 @@ def _write_overlay_video(source: FrameSource, crops: _CropStream, out_video: Pat
     finally:
         writer.release()
     return frames, fourcc
+
+
+# --------------------------------------------------------------------------------------------
+# photographs with several people
+
+
+#: Margin of the square crop around each person's mask extent or box (the importers' default).
+PHOTO_MARGIN = 1.2
+#: Overlay tints (RGB) of the people of a photo, in turn.
+_PERSON_TINTS = np.array([[60, 200, 255], [255, 170, 40], [190, 90, 255], [60, 255, 140], [255, 90, 150]],
+                         np.float32)
+
+
+@dataclass
+class Person:
+    """One person of a photo: its number ``k`` (outputs ``<stem>_person<k>``), what it came from
+    (a mask file, a label, a box), its box ``(x0, y0, x1, y1)`` in photo pixels (a mask's runs
+    from its first pixel to one past its last) and its mask in the photo (``None`` for a box)."""
+
+    number: int
+    source: str
+    box: tuple[float, float, float, float]
+    mask: np.ndarray | None = None
+
+
+@dataclass
+class PhotoPrediction:
+    """What :func:`predict_photos` wrote: how many photos and people, and where."""
+
+    photos: int
+    people: int
+    out: Path
+
+
+def _shown(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def photo_files(inputs: str | Path, masks: str | Path | None = None) -> list[Path]:
+    """The photos of ``inputs``: one image, or a folder's images in name order. Refuses a dataset
+    (its samples are crops already), a folder without images and two photos of one stem (outputs
+    are named by stem). When ``masks`` is the photo folder itself, the ``<stem>_<k>.png`` masks of
+    its photos are not photos."""
+    inputs = Path(inputs)
+    if not inputs.exists():
+        raise DataError(f"{inputs}: input does not exist")
+    if is_dataset(inputs):
+        raise ConfigError(f"{inputs}: is a dataset of person crops; --masks and --boxes go with a photo or a "
+                          "folder of photos")
+    if not inputs.is_dir():
+        return [inputs]
+    files = sorted(p for p in inputs.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if masks is not None and Path(masks).is_dir() and Path(masks).resolve() == inputs.resolve():
+        stems = {p.stem for p in files}
+        files = [p for p in files if not (p.suffix.lower() == ".png" and any(
+            re.fullmatch(re.escape(s) + r"_\d+", p.stem) for s in stems if s != p.stem))]
+    if not files:
+        raise DataError(f"{inputs}: folder has no images ({', '.join(IMAGE_SUFFIXES)})")
+    seen: dict[str, Path] = {}
+    for path in files:
+        if path.stem in seen:
+            raise DataError(f"{path}: two photos share the stem {path.stem!r} ({seen[path.stem].name}); "
+                            "outputs are named by stem")
+        seen[path.stem] = path
+    return files
+
+
+def mask_files(photo: Path, folder: Path, single: bool) -> list[tuple[int, Path]]:
+    """``(k, file)`` of the person masks of ``photo`` in ``folder``: its ``<stem>_<k>.png`` files,
+    else, when ``photo`` is the only input (``single``), every PNG of the folder (people 1, 2, ...
+    in name order)."""
+    if not folder.is_dir():
+        raise DataError(f"{folder}: mask folder does not exist")
+    pngs = sorted(p for p in folder.iterdir()
+                  if p.is_file() and p.suffix.lower() == ".png" and p.resolve() != photo.resolve())
+    pattern = re.compile(re.escape(photo.stem) + r"_(\d+)")
+    named: dict[int, Path] = {}
+    for path in pngs:
+        match = pattern.fullmatch(path.stem)
+        if match:
+            k = int(match[1])
+            if k in named:
+                raise DataError(f"{path}: two masks of person {k} of {photo.name} ({named[k].name})")
+            named[k] = path
+    if named:
+        return sorted(named.items())
+    if single and pngs:
+        return list(enumerate(pngs, 1))
+    raise DataError(f"{folder}: no mask found for the photo {photo.name} (expected {photo.stem}_<k>.png"
+                    + (" or any PNG masks)" if single else ")"))
+
+
+def read_labels(path: str | Path) -> np.ndarray:
+    """A label image ``(H, W)`` int64: 0 background, ``k > 0`` person ``k`` (an image of only
+    ``{0, 255}`` is one binary mask: person 1). One channel (or grey colours), lossless."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: label image does not exist")
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        raise DataError(f"{path}: a label image must be lossless (PNG), not JPEG")
+    try:
+        with Image.open(path) as im:
+            im.load()  # decodes every byte: raises on truncated data
+            labels = np.asarray(im)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise DataError(f"{path}: cannot read the label image ({err})") from None
+    if labels.ndim == 3:
+        if not (labels[..., :3] == labels[..., :1]).all():
+            raise DataError(f"{path}: label image has colours; it must have one channel (0 background, "
+                            "1..K person ids)")
+        labels = labels[..., 0]
+    labels = labels.astype(np.int64)
+    if set(np.unique(labels).tolist()) == {0, 255}:
+        labels = (labels > 0).astype(np.int64)
+    return labels
+
+
+def _mask_person(number: int, source: str, mask: np.ndarray, where: Path, photo: Path,
+                 size: tuple[int, int]) -> Person:
+    h, w = size
+    if mask.shape != (h, w):
+        raise DataError(f"{where}: mask is {mask.shape[1]}x{mask.shape[0]} px, the photo {photo.name} is {w}x{h}")
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        raise DataError(f"{where}: mask is empty (no person to crop around)")
+    return Person(number, source, (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)),
+                  mask.astype(bool))
+
+
+def mask_people(photo: Path, size: tuple[int, int], masks: Path, single: bool) -> list[Person]:
+    """The people of ``photo`` (``size`` ``(H, W)``) from ``masks``: a folder of binary masks
+    (:func:`mask_files`) or one label image (:func:`read_labels`). Every mask must have the
+    photo's size and at least one pixel."""
+    if masks.is_dir():
+        return [_mask_person(k, file.name, read_mask(file), file, photo, size)
+                for k, file in mask_files(photo, masks, single)]
+    labels = read_labels(masks)
+    if labels.shape != tuple(size):
+        raise DataError(f"{masks}: label image is {labels.shape[1]}x{labels.shape[0]} px, the photo {photo.name} "
+                        f"is {size[1]}x{size[0]}")
+    ids = [int(k) for k in np.unique(labels) if k > 0]
+    if not ids:
+        raise DataError(f"{masks}: label image is empty (no person id above 0)")
+    return [_mask_person(k, f"label {k}", labels == k, masks, photo, size) for k in ids]
+
+
+def read_boxes(path: str | Path):
+    """The parsed JSON of a boxes file (checked per photo by :func:`photo_boxes`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: boxes file does not exist")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: not valid JSON ({err})") from None
+
+
+def photo_boxes(data, path: Path, photo: Path, single: bool) -> list:
+    """The raw boxes of ``photo`` in a boxes file's JSON ``data``: the file's list (or
+    ``{"boxes": [...]}``) for a single photo; for a folder of photos, an object keyed by photo
+    file name or stem, each a list (or ``{"boxes": [...]}``)."""
+    if isinstance(data, dict) and set(data) == {"boxes"}:
+        data = data["boxes"]
+    if isinstance(data, dict):
+        entry = data.get(photo.name, data.get(photo.stem))
+        if entry is None:
+            raise DataError(f"{path}: no boxes for the photo {photo.name} (keys are photo names or stems)")
+        data = entry["boxes"] if isinstance(entry, dict) and set(entry) == {"boxes"} else entry
+    elif not single and isinstance(data, list):
+        raise DataError(f"{path}: one list of boxes for a folder of photos; key them by photo name "
+                        '({"a.jpg": [[x0, y0, x1, y1], ...], ...})')
+    if not isinstance(data, list) or not data:
+        raise DataError(f"{path}: boxes must be a non-empty list of [x0, y0, x1, y1] pixel boxes "
+                        f'(or {{"boxes": [...]}}), got {_shown(data)}')
+    return data
+
+
+def box_people(raw: list, path: Path, photo: Path, size: tuple[int, int]) -> list[Person]:
+    """People 1, 2, ... of ``photo`` from its raw boxes ``[x0, y0, x1, y1]`` (pixels; ``x1 - x0``
+    the width). A box must overlap the photo (one partly outside is padded, as crops are) and
+    be at most :data:`~maskpose.data.adapters.MAX_CROP_DIAGONALS` photo diagonals wide."""
+    h, w = size
+    limit = MAX_CROP_DIAGONALS * float(np.hypot(h, w))
+    people = []
+    for k, box in enumerate(raw, 1):
+        numbers = isinstance(box, (list, tuple)) and len(box) == 4 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)
+        values = np.asarray(box, np.float64) if numbers else None
+        if values is None or not np.isfinite(values).all() or values[2] <= values[0] or values[3] <= values[1]:
+            raise DataError(f"{path}: box {k} of {photo.name} must be [x0, y0, x1, y1] in pixels with x1 > x0 and "
+                            f"y1 > y0, got {_shown(box)}")
+        x0, y0, x1, y1 = values.tolist()
+        if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:
+            raise DataError(f"{path}: box {k} {_shown(box)} lies outside the photo {photo.name} ({w}x{h} px)")
+        if max(x1 - x0, y1 - y0) > limit:
+            raise DataError(f"{path}: box {k} {_shown(box)} is over {MAX_CROP_DIAGONALS:g} diagonals of the photo "
+                            f"{photo.name} wide")
+        people.append(Person(k, f"box {k}", (x0, y0, x1, y1)))
+    return people
+
+
+def crop_box(affine: np.ndarray, res: int) -> np.ndarray:
+    """``(x0, y0, x1, y1)`` in photo pixels of a ``res``-pixel square crop made with ``affine``
+    (photo -> crop pixels, as :func:`~maskpose.data.adapters.crop` returns it), in the convention
+    of :func:`crop_to_frame`: ``x0`` the crop's first photo pixel, ``x1 - x0`` its side."""
+    affine = np.asarray(affine, np.float64)
+    s = affine[0, 0]
+    x0, y0 = 0.5 - (affine[0, 2] + 0.5) / s, 0.5 - (affine[1, 2] + 0.5) / s
+    return np.round(np.array([x0, y0, x0 + res / s, y0 + res / s]), 6)
+
+
+def silhouette_to_photo(silhouette: np.ndarray, affine: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A crop's ``(res, res)`` silhouette in photo pixels, ``(H, W)`` bool: warped by the inverse
+    of the crop's ``affine`` (photo -> crop pixels), nearest neighbour, empty outside the crop."""
+    h, w = size
+    warped = cv2.warpAffine(np.asarray(silhouette).astype(np.uint8), np.asarray(affine, np.float64), (w, h),
+                            flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
+                            borderValue=0)
+    return warped > 0
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two boolean masks (1 for two empty masks)."""
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+def photo_person_record(record: dict, person: Person, photo: Path, size: tuple[int, int], box: np.ndarray,
+                        res: int, focal: float) -> dict:
+    """The JSON of one person of a photo (``box``: its crop's, :func:`crop_box`)."""
+    entry = {
+        "name": photo.name,
+        "person": person.number,
+        "source": person.source,
+        "box_xyxy": [float(v) for v in person.box],
+        "crop_box": [float(v) for v in box],
+        "joints2d_px": np.round(crop_to_frame(record["joints2d"], box, res), 3).tolist(),
+        "joints2d_frame": "photo pixels (pixel centres at integers)",
+        "joints3d_m": np.round(record["joints3d"].astype(np.float64), 5).tolist(),
+        "joints3d_frame": "crop camera (crop_camera_K, in photo pixels)",
+        "crop_camera_K": np.round(crop_camera(focal, box, res), 4).tolist(),
+        "input_size_hw": [int(size[0]), int(size[1])],
+        "joint_order": "h36m-17",
+    }
+    if "translation" in record:
+        entry["translation_m"] = np.round(record["translation"].astype(np.float64), 5).tolist()
+        entry["phenotypes"] = np.round(record["phenotypes"].astype(np.float64), 5).tolist()
+    return entry
+
+
+@torch.no_grad()
+def predict_photos(checkpoint: str | Path, inputs: str | Path, out: str | Path, masks: str | Path | None = None,
+                   boxes: str | Path | None = None, device="cpu", write_ply: bool = True, batch_size: int = 16,
+                   margin: float = PHOTO_MARGIN) -> PhotoPrediction:
+    """Predictions for every person of full photographs, given their masks or boxes.
+
+    ``inputs`` is a photo or a folder of photos; ``masks`` a folder of binary masks
+    ``<stem>_<k>.png`` (for a single photo, any PNGs of the folder) or, for a single photo, one
+    label image (0 background, ``k`` person ``k``); ``boxes`` a JSON file of ``[x0, y0, x1, y1]``
+    pixel boxes (a list or ``{"boxes": [...]}``; for a folder, an object keyed by photo name).
+    Each person is cropped as the importers crop (:func:`~maskpose.data.adapters.square_box` of
+    its mask's extent or box times ``margin``, padded outside the photo, aspect kept), the crops
+    of a photo are predicted in batches, and the predictions are mapped back onto the photo.
+
+    Writes to ``out``: ``<stem>_person<k>.json`` per person (joints2d in photo pixels, joints3d
+    in the crop camera, the box, the crop box and its camera's intrinsics in photo pixels; with
+    masks and a mesh head the silhouette IoU against the person's mask), ``<stem>_person<k>.ply``
+    (mesh head, ``write_ply``), and ``<stem>_overlay.png``: the photo with every person's tinted
+    silhouette and skeleton. Every photo's masks or boxes are checked before anything is written.
+    """
+    if (masks is None) == (boxes is None):
+        raise ConfigError("give the people of the photos as --masks or as --boxes (one of them)")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    if not MARGIN_RANGE[0] <= float(margin) <= MARGIN_RANGE[1]:
+        raise ConfigError(f"margin must lie in [{MARGIN_RANGE[0]:g}, {MARGIN_RANGE[1]:g}], got {margin!r}")
+    photos = photo_files(inputs, masks)
+    single = not Path(inputs).is_dir()
+    masks = Path(masks) if masks is not None else None
+    boxes = Path(boxes) if boxes is not None else None
+    if masks is not None and not masks.exists():
+        raise DataError(f"{masks}: masks do not exist (a folder of masks or a label image)")
+    if masks is not None and not masks.is_dir() and not single:
+        raise ConfigError(f"--masks {masks}: a label image goes with one photo; for a folder of photos give a "
+                          "folder of <stem>_<k>.png masks")
+    box_data = read_boxes(boxes) if boxes is not None else None
+
+    def people_of(photo: Path) -> tuple[np.ndarray, list[Person]]:
+        image = read_image(photo)
+        check_image_size(image.shape, photo)
+        size = image.shape[:2]
+        if masks is not None:
+            return image, mask_people(photo, size, masks, single)
+        return image, box_people(photo_boxes(box_data, boxes, photo, single), boxes, photo, size)
+
+    first = people_of(photos[0])  # kept; the other photos are read again when they are predicted
+    for photo in photos[1:]:
+        people_of(photo)
+    predictor = CropPredictor(checkpoint, resolve_device(device), meshes=write_ply)
+    res, focal = predictor.res, predictor.focal
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    count = 0
+    for index, photo in enumerate(photos):
+        image, people = first if index == 0 else people_of(photo)
+        size = image.shape[:2]
+        crops, affines = [], []
+        for person in people:
+            x0, y0, x1, y1 = person.box
+            cx, cy, side = square_box((x0, y0, x1 - x0, y1 - y0), margin)
+            pixels, _, affine = crop(image, (cx, cy), side, res)
+            crops.append(pixels)
+            affines.append(affine)
+        batch = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255.0
+        records: list[dict] = []
+        for start in range(0, len(people), batch_size):
+            records += predictor(batch[start : start + batch_size])
+        canvas = np.ascontiguousarray(image.copy())
+        skeletons = []
+        for n, (person, affine, record) in enumerate(zip(people, affines, records)):
+            box = crop_box(affine, res)
+            entry = photo_person_record(record, person, photo, size, box, res, focal)
+            if record.get("silhouette") is not None:
+                silhouette = silhouette_to_photo(record["silhouette"], affine, size)
+                if person.mask is not None:
+                    entry["silhouette_iou"] = round(mask_iou(silhouette, person.mask), 5)
+                tint = _PERSON_TINTS[n % len(_PERSON_TINTS)]
+                canvas[silhouette] = (0.55 * canvas[silhouette] + 0.45 * tint).astype(np.uint8)
+            (out / f"{photo.stem}_person{person.number}.json").write_text(json.dumps(entry, indent=1))
+            if "vertices" in record:
+                trimesh.Trimesh(record["vertices"], record["faces"], process=False).export(
+                    out / f"{photo.stem}_person{person.number}.ply")
+            skeletons.append((person, box, np.asarray(entry["joints2d_px"])))
+        for person, box, joints in skeletons:  # on top of every silhouette
+            draw_skeleton(canvas, joints, max(1, int(round((box[2] - box[0]) / 120))))
+            _label(canvas, str(person.number), int(round(box[0])), int(round(box[1])))
+        Image.fromarray(canvas).save(out / f"{photo.stem}_overlay.png")
+        count += len(people)
+    return PhotoPrediction(len(photos), count, out)

@@ -1,4 +1,4 @@
-"""``maskpose bench adapt`` and ``maskpose bench unsup`` (registered on the shared bench app)."""
+"""``maskpose bench adapt``, ``bench unsup`` and ``bench peers`` (registered on the shared bench app)."""
 
 from __future__ import annotations
 
@@ -91,3 +91,52 @@ def bench_unsup(quick: bool = QUICK, json_path: Path = JSON, out: Path = OUT, de
 
     cfg = _bench_config(bench.BenchConfig, quick, device, seeds=seeds, config=config, seeds_field="unsup_seeds")
     bench.run_unsup_benchmark(cfg, out, json_path, threads=threads)
+
+
+@bench_app.command("peers")
+@friendly
+def bench_peers(
+    quick: bool = typer.Option(False, "--quick", help="16 samples per target (PeersConfig.quick)."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the results JSON here."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Rendered data, peer outputs, bench_peers.json/.md "
+                                                           "(default: PeersConfig.out)."),
+    targets: Optional[str] = typer.Option(None, help="Comma-separated synthetic targets (default: thermal, lowres-32, "
+                                                     "lowres-52, cctv, occluded, studio, realistic; '' for none)."),
+    n: Optional[int] = typer.Option(None, "--n", help="Samples per synthetic target (and most people per --coco)."),
+    res: Optional[int] = typer.Option(None, "--res", help="Crop side of the rendered targets and COCO imports (px)."),
+    real: Optional[list[Path]] = typer.Option(None, "--real", help="A maskpose dataset folder of real people "
+                                                                   "(repeatable)."),
+    coco: Optional[list[str]] = typer.Option(None, "--coco", help="JSON:IMAGES, a COCO keypoints file and its image "
+                                                                  "folder, imported on the fly (repeatable)."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="The maskpose model (default: the shipped "
+                                                                         "source model)."),
+    adapted: Optional[list[str]] = typer.Option(None, "--adapted", help="NAME=PATH: an adapted checkpoint for the "
+                                                                        "dataset NAME (repeatable)."),
+    peer_python: Optional[str] = typer.Option(None, "--peer-python", help="The interpreter that has mediapipe "
+                                                                          "(default: $MASKPOSE_PEER_PYTHON, else this "
+                                                                          "one if it imports mediapipe)."),
+    device: str = DEVICE,
+) -> None:
+    """maskpose against MediaPipe Pose (the peer, run in its own venv): detection rate, 2D PCK and
+    PA-MPJPE on synthetic targets and real crops, one table (docs/peers.md)."""
+    from maskpose.bench import peers as bench  # deferred: CLI start-up
+
+    cfg = bench.PeersConfig.quick() if quick else bench.PeersConfig()
+    changes: dict = {"device": device}
+    if targets is not None:
+        changes["targets"] = _split(targets)
+    for name, value in (("n", n), ("resolution", res), ("peer_python", peer_python)):
+        if value is not None:
+            changes[name] = value
+    for name, value in (("real", real), ("coco", coco)):
+        if value:
+            changes[name] = tuple(str(v) for v in value)
+    if adapted:
+        changes["adapted"] = bench.parse_adapted(adapted)
+    if checkpoint is not None:
+        changes["checkpoint"] = str(checkpoint)
+    if out is not None:
+        changes["out"] = str(out)
+    if json_path is not None:
+        changes["json_path"] = str(json_path)
+    bench.run_peers(replace(cfg, **changes).validate())

@@ -27,7 +27,8 @@ data_app.add_typer(import_app, name="import")
 @friendly
 def synth(
     out: Path = typer.Option(..., "--out", help="Dataset folder to write (replaced only once the new one is complete)."),
-    domain: str = typer.Option("studio", "--domain", help="studio, lowres-96, lowres-52, lowres-32, thermal, scene."),
+    domain: str = typer.Option("studio", "--domain", help="studio, realistic, lowres-96, lowres-52, lowres-32, thermal, "
+                                                          "scene, cctv, occluded, motion."),
     n: int = typer.Option(1000, "--n", min=1, help="Number of samples."),
     res: int = typer.Option(128, "--res", min=16, help="Square crop size in pixels."),
     seed: int = typer.Option(0, "--seed", help="Base seed (with domain and split it fixes every sample)."),
@@ -38,6 +39,9 @@ def synth(
     geodesic: bool = typer.Option(True, "--geodesic/--no-geodesic", help="Store geodesic mask weights."),
     extras: bool = typer.Option(False, "--extras", help="Also store depth and part labels."),
     device: str = typer.Option("cpu", "--device", help="torch device."),
+    backgrounds: Optional[Path] = typer.Option(None, "--backgrounds",
+                                               help="Folder of your own photos to crop backgrounds from "
+                                                    "(realistic domain)."),
 ) -> None:
     """Render a synthetic dataset of one domain (Anny bodies, random poses, detector-like crops)."""
     if split not in ("train", "test"):
@@ -54,7 +58,8 @@ def synth(
 
     start = time.perf_counter()
     path = generate(out, domain, n, res, seed, split, labels, SynthesisConfig(batch_size=batch_size, device=device,
-                    geodesic=geodesic, extras=extras), progress=progress)
+                    geodesic=geodesic, extras=extras, backgrounds=None if backgrounds is None else str(backgrounds)),
+                    progress=progress)
     typer.echo(f"wrote {n} {domain} samples at {res} px to {path} in {time.perf_counter() - start:.1f} s")
 
 
@@ -142,12 +147,14 @@ def import_folder_command(
     res: int = typer.Option(128, "--res", min=16),
     margin: float = typer.Option(1.2, "--margin"),
     split: str = typer.Option("train", "--split"),
+    keypoints: Optional[Path] = typer.Option(None, "--keypoints", help="Folder of <image stem>.json files with the "
+                                             "person's 17 COCO keypoints [x, y, v, ...] in image pixels."),
 ) -> None:
     """Import a folder of images with a folder of person masks (crops around each mask)."""
     from maskpose.data.adapters import import_folder  # deferred: CLI start-up
 
     check_output_folder(out)
-    path = import_folder(images, masks, out, res=res, margin=margin, split=split)
+    path = import_folder(images, masks, out, res=res, margin=margin, split=split, keypoints_dir=keypoints)
     typer.echo(f"wrote {path}")
 
 

@@ -20,6 +20,8 @@ def demo(out: Path = typer.Option(Path("demo_output"), "--out", help="Output fol
          adapt_steps: Optional[int] = typer.Option(None, "--adapt-steps", help="Adaptation steps."),
          retrain_source: bool = typer.Option(False, "--retrain-source",
                                              help="Pretrain the source model instead of loading the shipped one."),
+         small: bool = typer.Option(False, "--small",
+                                    help="The earlier small source model (64 px, studio-trained): about a minute."),
          device: str = typer.Option("cpu", help="cpu, cuda, ...")):
     """Source model -> adapt to a target domain with L_S + L_T on masks only -> evaluate -> report.html."""
     from maskpose.apps.demo import DemoConfig, check_output_folder, run_demo  # deferred: CLI start-up
@@ -32,7 +34,8 @@ def demo(out: Path = typer.Option(Path("demo_output"), "--out", help="Output fol
     if adapt_steps is not None and adapt_steps < 1:
         raise ConfigError(f"--adapt-steps must be an int >= 1, got {adapt_steps}")
     check_output_folder(out)
-    cfg = DemoConfig(out=str(out), target_domain=target, retrain_source=retrain_source, device=device)
+    changes = {"out": str(out), "target_domain": target, "retrain_source": retrain_source, "device": device}
+    cfg = DemoConfig.small(**changes) if small else DemoConfig(**changes)
     if adapt_steps is not None:
         cfg.adapt.steps = adapt_steps
     run_demo(cfg)

@@ -142,14 +142,53 @@ def train_unsup(data: Path = DATA, out: Path = OUT, steps: Optional[int] = STEPS
     _report(train(cfg))
 
 
+#: The floor printed beside each score of ``evaluate`` (docs/evaluation.md), and its unit.
+_FLOORS = {
+    **{f"pck2d@{f}": (f"floor_mean_pose_pck2d@{f}", "mean-pose", "%") for f in ("0.05", "0.1", "0.2")},
+    **{f"pck2d_flip@{f}": (f"floor_mean_pose_pck2d_flip@{f}", "mean-pose", "%") for f in ("0.05", "0.1", "0.2")},
+    "error2d_px": ("floor_mean_pose_error2d_px", "mean-pose", "px"),
+    "silhouette_iou": ("floor_mean_mask_iou", "mean-mask", "%"),
+}
+
+
+def _metric_lines(metrics: dict) -> list[str]:
+    """The lines ``evaluate`` prints: one per key (the 3D keys as before), each 2D score and the
+    silhouette IoU with its unit and its floor beside it, the floors' source last."""
+    keys = [k for k in metrics if not k.startswith("floor_")]
+    width = max(len(k) for k in keys)
+    lines = []
+    for key in keys:
+        value = metrics[key]
+        if key in _FLOORS:
+            floor_key, label, unit = _FLOORS[key]
+            line = f"{key:<{width}}  " + (f"{value:10.2f} {unit:<2}" if value is not None else f"{'n/a':>10}   ")
+            if metrics.get(floor_key) is not None:
+                line += f"  ({label} floor {metrics[floor_key]:.2f} {unit})"
+            lines.append(line.rstrip())
+        elif isinstance(value, float):
+            lines.append(f"{key:<{width}}  {value:10.2f}")
+        else:
+            lines.append(f"{key:<{width}}  {'n/a' if value is None else value:>10}")
+    if "floor_source" in metrics:
+        source = metrics["floor_source"]
+        lines.append("floors: " + ("2-fold on the evaluated set (each half's means scored on the other half)"
+                                   if source == "2-fold" else f"the means of {source}" if source else
+                                   "none (fewer than 2 samples for 2-fold; give --floor-data TRAIN_SPLIT)"))
+    return lines
+
+
 @app.command()
 @friendly
 def evaluate(checkpoint: Path = typer.Argument(..., help="Model checkpoint."),
-             data: Path = typer.Option(..., "--data", help="Labelled dataset (test split)."),
-             json_path: Optional[Path] = typer.Option(None, "--json", help="Write the metrics here."),
+             data: Path = typer.Option(..., "--data", help="Labelled dataset (test split): joints3d, or joints2d "
+                                       "of real person crops (a COCO import), or both."),
+             json_path: Optional[Path] = typer.Option(None, "--json", help="Write the metrics here (every key)."),
              device: str = typer.Option("cpu"), batch_size: int = typer.Option(32, "--batch-size"),
-             smpl_model: Optional[Path] = SMPL_MODEL_READ):
-    """MPJPE, PA-MPJPE, N-MPJPE, PCK@150, AUC, silhouette IoU, ambiguity ratio.
+             smpl_model: Optional[Path] = SMPL_MODEL_READ,
+             floor_data: Optional[Path] = typer.Option(None, "--floor-data", help="Training split whose mean pose "
+                                                       "and mean mask give the floors (default: 2-fold on --data).")):
+    """MPJPE, PA-MPJPE, N-MPJPE, PCK@150, AUC, silhouette IoU, ambiguity ratio; with 2D keypoints,
+    PCK in 2D and the pixel error, each beside the floor of a constant mean pose (docs/evaluation.md).
 
     The body model is the checkpoint's (SMPL: its model file from --smpl-model)."""
     from maskpose.device import resolve_device  # deferred: CLI start-up
@@ -162,10 +201,9 @@ def evaluate(checkpoint: Path = typer.Argument(..., help="Model checkpoint."),
     if json_path is not None:
         check_output_file(json_path, "--json")
     metrics = evaluate_checkpoint(checkpoint, data, device, batch_size,
-                                  str(smpl_model) if smpl_model is not None else None)
-    width = max(len(k) for k in metrics)
-    for key, value in metrics.items():
-        typer.echo(f"{key:<{width}}  {value:10.2f}" if isinstance(value, float) else f"{key:<{width}}  {value:>10}")
+                                  str(smpl_model) if smpl_model is not None else None, floor_data)
+    for line in _metric_lines(metrics):
+        typer.echo(line)
     if json_path:
         atomic_write_text(json_path, json.dumps(metrics, indent=2))
 
@@ -186,15 +224,32 @@ def predict(checkpoint: Path = typer.Argument(..., help="Model checkpoint."),
                                                     "(default: OUT's name with _json, beside it)."),
             method: str = typer.Option("mog2", "--method", help="With --video: background subtractor, mog2 or knn."),
             warmup: int = typer.Option(30, "--warmup", min=0, help="With --video: frames that prime the background."),
-            smpl_model: Optional[Path] = SMPL_MODEL_READ):
+            smpl_model: Optional[Path] = SMPL_MODEL_READ,
+            masks: Optional[Path] = typer.Option(None, "--masks", help="With --input PHOTO|FOLDER: the people's masks, "
+                                                 "a folder of <stem>_<k>.png (one photo: any PNGs) or one label "
+                                                 "image (0 background, 1..K person ids); one JSON per person."),
+            boxes: Optional[Path] = typer.Option(None, "--boxes", help="With --input PHOTO: a JSON list of person "
+                                                 "boxes in pixels, each a list x0, y0, x1, y1 (or {\"boxes\": "
+                                                 "[...]}; for a folder, an object keyed by photo name).")):
     """Per-image JSON of 3D joints, PLY meshes and overlay PNGs (silhouette and skeleton).
+
+    An image that is not square is padded to a centred square (not squashed); joints come back in
+    its pixels. With --masks or --boxes, --input is a full photo (or a folder of photos) with
+    several people: each person is cropped around its mask or box (margin 1.2), predicted, and
+    mapped back: OUT/<stem>_person<k>.json (joints in photo pixels, crop camera, silhouette IoU
+    with masks), PLY meshes, and one OUT/<stem>_overlay.png of the whole photo.
 
     With --video: people are found and tracked by background subtraction (as ``maskpose masks
     extract``), each crop is predicted, and OUT is the video with every person's mesh silhouette and
     skeleton drawn; per-frame JSON (track id, crop box, 3D joints in the crop camera frame) and
     optional PLY meshes go beside it.
     """
-    from maskpose.apps.predict import ExtractionConfig, predict_to_folder, predict_video  # deferred: CLI start-up
+    from maskpose.apps.predict import (  # deferred: CLI start-up
+        ExtractionConfig,
+        predict_photos,
+        predict_to_folder,
+        predict_video,
+    )
     from maskpose.device import resolve_device  # deferred: CLI start-up
     from maskpose.train.checkpoint import load_checkpoint, saved_body  # deferred: CLI start-up
 
@@ -204,6 +259,10 @@ def predict(checkpoint: Path = typer.Argument(..., help="Model checkpoint."),
         raise ConfigError("give either --input PATH or --video VIDEO, not both")
     if inputs is None and video is None:
         raise ConfigError("nothing to predict: give --input PATH (image, folder, dataset) or --video VIDEO")
+    if video is not None and (masks is not None or boxes is not None):
+        raise ConfigError("--masks and --boxes go with --input PHOTO|FOLDER, not with --video")
+    if masks is not None and boxes is not None:
+        raise ConfigError("give either --masks or --boxes, not both")
     trained_with = saved_body(load_checkpoint(checkpoint)["config"])
     if trained_with != "anny":  # maskpose.apps.predict poses Anny meshes only (issue 15)
         raise ConfigError(f"checkpoint {checkpoint} was trained with body {trained_with!r}; predict supports "
@@ -219,5 +278,9 @@ def predict(checkpoint: Path = typer.Argument(..., help="Model checkpoint."),
         return
     if ply_dir is not None or json_dir is not None:
         raise ConfigError("--ply-dir and --json-dir go with --video (with --input, everything goes to --out)")
+    if masks is not None or boxes is not None:
+        result = predict_photos(checkpoint, inputs, out, masks=masks, boxes=boxes, device=device, write_ply=ply)
+        typer.echo(f"wrote predictions for {result.people} person(s) in {result.photos} photo(s) to {out}")
+        return
     written = predict_to_folder(checkpoint, inputs, out, device=device, write_ply=ply)
     typer.echo(f"wrote predictions for {written} image(s) to {out}")

@@ -703,12 +703,19 @@ def import_folder(
     margin: float = 1.2,
     domain: str = "folder",
     split: str = "train",
+    keypoints_dir: str | os.PathLike | None = None,
 ) -> Path:
     """Import a folder of images and a folder of person masks matched by file stem
     (``images/a.jpg`` with ``masks/a.png``). Each sample is a square crop around its mask's
-    bounding box. Every image needs a mask of the same size; an empty mask is an error."""
+    bounding box. Every image needs a mask of the same size; an empty mask is an error.
+
+    With ``keypoints_dir``, ``<stem>.json`` there holds the person's 17 COCO keypoints in image
+    pixels: ``[x1, y1, v1, ..., x17, y17, v17]`` or ``{"keypoints": [...]}`` (``v = 0``:
+    unlabelled). They are stored as ``joints2d`` (H36M-17 in crop pixels, NaN where missing, as
+    :func:`import_coco` writes them); an image without a file gets all-NaN keypoints."""
     image_dir, mask_dir = Path(image_dir), Path(mask_dir)
     _check_common(res, margin)
+    keypoints = _folder_keypoints(Path(keypoints_dir)) if keypoints_dir is not None else None
     images, masks = _files_by_stem(image_dir, "image"), _files_by_stem(mask_dir, "mask")
     if not images:
         raise DataError(f"{image_dir}: no image files ({', '.join(IMAGE_SUFFIXES)})")
@@ -734,16 +741,55 @@ def import_folder(
             raise DataError(f"{masks[stem]}: mask is empty (no person to crop around)")
         boxes[stem] = (xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
     attrs = {"source": [str(image_dir), str(mask_dir)], "adapter": "folder", "margin": margin, "stems": stems}
-    with DatasetWriter(out_dir, len(stems), (res, res), ["image", "mask"], domain, split, attrs) as writer:
+    fields = ["image", "mask"]
+    if keypoints is not None:
+        fields.append("joints2d")
+        attrs["keypoints"] = str(keypoints_dir)
+        unmatched = [s for s in keypoints if s not in images]
+        if unmatched:
+            log.warning("%s: %d keypoint file(s) without an image ignored, e.g. %s.json", keypoints_dir,
+                        len(unmatched), unmatched[0])
+    with DatasetWriter(out_dir, len(stems), (res, res), fields, domain, split, attrs) as writer:
         for i, stem in enumerate(stems):
             image, mask = read_image(images[stem]), read_mask(masks[stem])
             if mask.shape != image.shape[:2]:  # the header and the decoded image disagree
                 raise DataError(f"{images[stem]}: image decodes to {image.shape[1]}x{image.shape[0]}, its mask "
                                 f"{masks[stem].name} is {mask.shape[1]}x{mask.shape[0]}")
             cx, cy, side = square_box(boxes[stem], margin)
-            img, msk, _ = crop(image, (cx, cy), side, res, mask)
-            writer.write(i, {"image": img[None], "mask": msk[None]})
+            img, msk, affine = crop(image, (cx, cy), side, res, mask)
+            sample = {"image": img[None], "mask": msk[None]}
+            if keypoints is not None:
+                kp = keypoints.get(stem)
+                sample["joints2d"] = (np.full((1, 17, 2), np.nan, np.float32) if kp is None
+                                      else transform_points(coco_to_h36m(kp[None]), affine).astype(np.float32))
+            writer.write(i, sample)
     return Path(out_dir)
+
+
+def _folder_keypoints(folder: Path) -> dict[str, np.ndarray]:
+    """``stem -> (17, 3)`` COCO keypoints of every ``*.json`` in ``folder`` (checked: 51 finite
+    numbers, ``v`` in {0, 1, 2})."""
+    if not folder.is_dir():
+        raise DataError(f"{folder}: keypoint folder does not exist")
+    out = {}
+    for path in sorted(folder.glob("*.json")):
+        try:
+            value = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise DataError(f"{path}: not a readable JSON file ({err})") from None
+        if isinstance(value, dict):
+            value = value.get("keypoints")
+        try:
+            kp = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            kp = np.zeros(0)
+        if kp.shape != (51,) or not np.isfinite(kp).all() or not np.isin(kp[2::3], (0, 1, 2)).all():
+            raise DataError(f"{path}: keypoints must be 17 COCO [x, y, v] triples (51 finite numbers, v in 0/1/2), "
+                            f"got {_short(value)}")
+        out[path.stem] = kp.reshape(17, 3)
+    if not out:
+        raise DataError(f"{folder}: no keypoint files (<image stem>.json)")
+    return out
 
 
 def _image_size(path: Path) -> tuple[int, int]:

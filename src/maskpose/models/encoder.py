@@ -58,15 +58,19 @@ class ResNetEncoder(nn.Module):
         blocks: residual blocks per stage, e.g. ``(1, 1, 1, 1)`` (small, the CPU default),
             ``(3, 4, 6, 3)`` with ``bottleneck=True`` for a ResNet-50.
         bottleneck: bottleneck blocks (ResNet-50 style) instead of basic blocks.
+        stem_pool: a 3x3 stride-2 max-pool after the stem (a standard ResNet's), so the stages
+            work at a quarter of the pixels.
 
     Forward: ``(B, 3, H, W)`` images in [0, 1] -> ``(B, feature_dim)`` pooled features.
     """
 
-    def __init__(self, width: int = 32, blocks: tuple[int, ...] = (1, 1, 1, 1), bottleneck: bool = False):
+    def __init__(self, width: int = 32, blocks: tuple[int, ...] = (1, 1, 1, 1), bottleneck: bool = False,
+                 stem_pool: bool = False):
         super().__init__()
         block = Bottleneck if bottleneck else BasicBlock
         self.stem = nn.Sequential(
-            nn.Conv2d(3, width, 5, 2, 2, bias=False), _norm(width), nn.ReLU(inplace=True)
+            nn.Conv2d(3, width, 5, 2, 2, bias=False), _norm(width), nn.ReLU(inplace=True),
+            *((nn.MaxPool2d(3, 2, 1),) if stem_pool else ()),
         )
         layers, c_in = [], width
         for stage, count in enumerate(blocks):

@@ -64,11 +64,14 @@ PHOTOS: dict[str, tuple[str, ...]] = {
 }
 
 #: Rendering settings (the render-type domains of :mod:`maskpose.synth.domains`).
-SETTINGS: tuple[str, ...] = ("studio", "scene", "thermal")
+SETTINGS: tuple[str, ...] = ("studio", "scene", "thermal", "realistic")
 
 #: Texture families per setting: 0 solid, 1 stripes, 2 checker (studio); 3 dots, 4 camouflage
-#: noise, 5 plaid (scene). Disjoint, so scene clothing is unseen in studio data.
-_PATTERNS = {"studio": (0, 1, 2), "scene": (3, 4, 5), "thermal": (0,)}
+#: noise, 5 plaid (scene). Disjoint, so scene clothing is unseen in studio data. ``realistic``
+#: (the photo-like source of real images) draws from all of them plus 6 smooth noise (fabric
+#: folds, dirt) and 7 a gradient (faded cloth, shading a flat colour cannot give); solid is
+#: listed twice so that plain garments, the commonest in photographs, come up most.
+_PATTERNS = {"studio": (0, 1, 2), "scene": (3, 4, 5), "thermal": (0,), "realistic": (0, 0, 0, 1, 2, 3, 4, 5, 6, 7)}
 
 #: Thermal rendering constants (intensities in [0, 1]); :mod:`maskpose.synth.domains` documents the
 #: resulting statistics and tests check them.
@@ -203,6 +206,9 @@ def background(rng: np.random.Generator, res: int, setting: str = "studio") -> n
         ground = np.linspace(0.0, 1.0, res, dtype=np.float32)[:, None] * rng.uniform(-0.03, 0.05)
         grey = level + variation * THERMAL["background_variation"] + ground
         return np.repeat(np.clip(grey, 0.0, 1.0)[..., None], 3, axis=-1).astype(np.float32)
+    if setting == "realistic":  # the generator passes its own (see maskpose.synth.realistic); this is a fallback
+        bank = photo_bank("studio") + photo_bank("scene")
+        return _photo_crop(rng, bank, res) if bank and kind < 0.5 else background(rng, res, "studio")
     raise ConfigError(f"unknown rendering setting {setting!r}; expected one of {SETTINGS}")
 
 
@@ -306,11 +312,98 @@ def _sample_appearance(rng: np.random.Generator, setting: str, res: int) -> dict
     }
 
 
+#: Garment colour families of the ``realistic`` setting, as (weight, hue, saturation, value)
+#: ranges in HSV: neutrals (black, grey, white, beige), denim blues, earth tones, anything.
+_REALISTIC_CLOTH = (
+    (0.40, (0.0, 1.0), (0.0, 0.15), (0.04, 0.95)),
+    (0.15, (0.56, 0.66), (0.3, 0.75), (0.15, 0.65)),
+    (0.15, (0.03, 0.16), (0.25, 0.65), (0.15, 0.75)),
+    (0.30, (0.0, 1.0), (0.35, 1.0), (0.2, 0.95)),
+)
+#: Natural hair colours (RGB, before a +-15 % brightness jitter): black, dark brown, brown,
+#: blond, red, grey, white.
+_HAIR_COLOURS = np.array(
+    [[0.05, 0.04, 0.04], [0.16, 0.10, 0.07], [0.32, 0.21, 0.13], [0.72, 0.60, 0.38], [0.55, 0.25, 0.12],
+     [0.55, 0.55, 0.55], [0.85, 0.85, 0.83]], dtype=np.float32)
+_HAIR_WEIGHTS = np.array([0.35, 0.25, 0.15, 0.1, 0.05, 0.07, 0.03])
+
+
+def _hsv_colour(rng: np.random.Generator, hue, sat, val) -> np.ndarray:
+    return np.array(colorsys.hsv_to_rgb(rng.uniform(*hue) % 1.0, rng.uniform(*sat), rng.uniform(*val)),
+                    dtype=np.float32)
+
+
+def _cloth_colour(rng: np.random.Generator) -> np.ndarray:
+    weights = np.array([family[0] for family in _REALISTIC_CLOTH])
+    _, hue, sat, val = _REALISTIC_CLOTH[int(rng.choice(len(weights), p=weights / weights.sum()))]
+    return _hsv_colour(rng, hue, sat, val)
+
+
+def _sample_realistic(rng: np.random.Generator, res: int) -> dict[str, np.ndarray]:
+    """The ``realistic`` setting's draw (the photo-like source, see the module docstring):
+    a continuous range of skin tones, clothing from colour families that photographs show,
+    natural hair colours, mostly dark or white shoes, one to three lights of warm or cool tint
+    from any direction in front, above or beside, and a tinted ambient. No sensor noise here: the
+    domain adds camera effects after compositing."""
+    S, P = len(SLOTS), len(PART_NAMES)
+    slots = np.zeros(P, dtype=np.int64)
+    for name, slot in (("torso", _TOP), ("l_upper_leg", _BOTTOM), ("r_upper_leg", _BOTTOM),
+                       ("l_foot", _SHOES), ("r_foot", _SHOES)):
+        slots[PART_INDEX[name]] = slot
+    sleeves, legs, dress = rng.random(3)
+    upper_arm = _TOP if sleeves > 0.15 else _SKIN
+    lower_arm = _TOP if sleeves > 0.5 else _SKIN
+    lower_leg = _BOTTOM if legs > 0.3 else _SKIN
+    if dress < 0.1:  # a dress or a long coat: the top's garment goes down the thighs
+        slots[PART_INDEX["l_upper_leg"]] = slots[PART_INDEX["r_upper_leg"]] = _TOP
+    for side in ("l_", "r_"):
+        slots[PART_INDEX[side + "upper_arm"]] = upper_arm
+        slots[PART_INDEX[side + "lower_arm"]] = lower_arm
+        slots[PART_INDEX[side + "lower_leg"]] = lower_leg
+    base = np.zeros((S, 3), np.float32)
+    alt = np.zeros((S, 3), np.float32)
+    k = rng.uniform(0, len(_SKIN_TONES) - 1)
+    lo = int(k)
+    tone = _SKIN_TONES[lo] + (_SKIN_TONES[min(lo + 1, len(_SKIN_TONES) - 1)] - _SKIN_TONES[lo]) * (k - lo)
+    base[_SKIN] = alt[_SKIN] = np.clip(tone * rng.uniform(0.85, 1.08) * rng.uniform(0.95, 1.05, 3), 0, 1)
+    for slot in (_TOP, _BOTTOM):
+        base[slot] = _cloth_colour(rng)
+        alt[slot] = _cloth_colour(rng) if rng.random() < 0.6 else np.clip(base[slot] * rng.uniform(0.5, 1.4), 0, 1)
+    shoe = _hsv_colour(rng, (0.0, 1.0), (0.0, 0.2), (0.03, 0.3) if rng.random() < 0.7 else (0.75, 0.95))
+    base[_SHOES], alt[_SHOES] = shoe, np.clip(shoe * rng.uniform(0.6, 1.3), 0, 1)
+    hair = _HAIR_COLOURS[int(rng.choice(len(_HAIR_COLOURS), p=_HAIR_WEIGHTS))] * rng.uniform(0.85, 1.15)
+    base[_HAIR] = alt[_HAIR] = np.clip(hair, 0, 1)
+    patterns = _PATTERNS["realistic"]
+    pattern = np.array([0] + [patterns[int(rng.integers(len(patterns)))] for _ in range(S - 1)], np.int64)
+    pattern[_HAIR] = 0
+    direction = rng.normal(size=(S, 3)).astype(np.float32)
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True) + 1e-8
+    n_lights = int(rng.integers(1, _MAX_LIGHTS + 1))
+    light_dir = np.zeros((_MAX_LIGHTS, 3), np.float32)
+    light_colour = np.zeros((_MAX_LIGHTS, 3), np.float32)
+    warmth = rng.uniform(-1.0, 1.0)  # < 0 cool (daylight, shade), > 0 warm (tungsten)
+    tint = np.array([1.0 + 0.12 * warmth, 1.0, 1.0 - 0.15 * warmth], np.float32)
+    for k in range(n_lights):
+        d = np.array([rng.uniform(-1.5, 1.5), rng.uniform(-1.5, 0.6), rng.uniform(-1.0, 0.4)])
+        light_dir[k] = d / np.linalg.norm(d)
+        light_colour[k] = tint * rng.uniform(0.3, 0.85) * rng.uniform(0.93, 1.07, 3)
+    ambient = tint * rng.uniform(0.35, 0.75)
+    return {
+        "slot_of_part": slots, "base": base, "alt": alt, "pattern": pattern,
+        "freq": rng.uniform(4.0, 20.0, size=S).astype(np.float32), "direction": direction,
+        "phase": rng.uniform(0, 2 * math.pi, size=S).astype(np.float32),
+        "hair_length": np.float32(rng.uniform(0.03, 0.2) if rng.random() < 0.9 else 0.0),
+        "ambient": ambient.astype(np.float32), "light_dir": light_dir, "light_colour": light_colour,
+        "noise_std": np.float32(0.0), "column_noise": np.zeros(res, np.float32),
+    }
+
+
 def sample_appearance(rngs: Sequence[np.random.Generator], setting: str, res: int, device=None) -> Appearance:
     """Draw the appearance of every sample from its own generator and stack them."""
     if setting not in SETTINGS:
         raise ConfigError(f"unknown rendering setting {setting!r}; expected one of {SETTINGS}")
-    draws = [_sample_appearance(rng, setting, res) for rng in rngs]
+    draw = _sample_realistic if setting == "realistic" else functools.partial(_sample_appearance, setting=setting)
+    draws = [draw(rng, res=res) for rng in rngs]
     stacked = {k: torch.as_tensor(np.stack([d[k] for d in draws]), device=device) for k in draws[0]}
     return Appearance(**stacked)
 
@@ -346,6 +439,13 @@ def _texture_weight(rest: torch.Tensor, pattern: torch.Tensor, freq: torch.Tenso
         plaid = 0.5 * ((torch.sin(two_pi * freq * s + phase) > 0.3).float()
                        + (torch.sin(two_pi * freq * s2) > 0.3).float())
         out = torch.where(pattern == 5, plaid, out)
+    if 6 in families:  # smooth noise: three low-frequency waves in other directions, not thresholded
+        s3 = (rest * torch.roll(direction, 2, dims=-1)).sum(-1)
+        wave = torch.sin(two_pi * 0.35 * freq * s + phase) * torch.sin(two_pi * 0.5 * freq * s3 + 1.3 * phase) \
+            + 0.5 * torch.sin(two_pi * 0.9 * freq * (s + s3))
+        out = torch.where(pattern == 6, (0.5 + 0.33 * wave).clamp(0.0, 1.0), out)
+    if 7 in families:  # a gradient across the garment (about 20 cm wide at freq 10)
+        out = torch.where(pattern == 7, torch.sigmoid(0.5 * freq * s + (phase - math.pi)), out)
     return out
 
 

@@ -43,6 +43,12 @@ Adaptation targets (issue 14; the hooks live in :mod:`maskpose.synth.targets`):
     samples 10-35 % of the body's box is pushed out of one side of the crop. The stored mask is the
     *visible* person (z-buffer mask minus occluders, cropped by the frame); 2D/3D labels stay the
     full-body truth (some ``joints2d`` lie outside the crop).
+``realistic`` (a source domain, :mod:`maskpose.synth.realistic`)
+    Photo-like people for models meant for real images: realistic appearance, procedural and
+    photographic backgrounds (and the user's own with ``--backgrounds DIR``), cameras from -10 to
+    50 degrees of elevation with roll and varied focal lengths, truncation, occluding shapes and
+    other people, camera effects (blur, noise, JPEG, colour), poses mixing the sampler and mocap.
+    Its train split is labelled, as studio's is.
 ``motion``
     Studio rendering of poses from real mocap instead of the sampler: the shipped CMU and
     DeepMimic clips (:func:`maskpose.synth.targets.default_motion_library`), distinct frames in a
@@ -68,6 +74,17 @@ import numpy as np
 
 from maskpose.errors import ConfigError, MaskposeError
 from maskpose.synth.appearance import SETTINGS
+from maskpose.synth.realism import CameraEffects
+from maskpose.synth.realistic import (
+    REALISTIC_DISTRACTORS,
+    REALISTIC_FILL,
+    REALISTIC_OCCLUDERS,
+    REALISTIC_OFFSET,
+    REALISTIC_VIEW,
+    realistic_background,
+    realistic_pose_source,
+    realistic_transform,
+)
 from maskpose.synth.targets import (
     CCTV_NOISE,
     CCTV_SENSOR,
@@ -100,6 +117,14 @@ class Domain:
         pose_source: optional factory ``() -> pose source``, used when the generator gets none.
         per_sample_rng: the transform receives a list of one generator per sample (batch
             invariant) instead of one generator per batch.
+        backgrounds: optional ``f(rng, res, photos) -> (res, res, 3) float`` drawing each sample's
+            background from its own stream (``photos``: the user's
+            :class:`~maskpose.synth.realism.PhotoBackgrounds` or ``None``); only such a domain
+            takes ``SynthesisConfig.backgrounds``.
+        distractors: optional :class:`maskpose.synth.realistic.Distractors` (other people).
+        noise: the renderer adds its sensor noise (off where the transform adds its own).
+        fill, offset: the crop placement of :func:`~maskpose.synth.generator.place_camera`,
+            replacing ``SynthesisConfig.fill`` / ``offset`` when set.
     """
 
     name: str
@@ -112,6 +137,11 @@ class Domain:
     occluders: Occluders | None = None
     pose_source: Callable[[], Any] | None = None
     per_sample_rng: bool = False
+    backgrounds: Callable[..., np.ndarray] | None = None
+    distractors: Any = None
+    noise: bool = True
+    fill: tuple[float, float] | None = None
+    offset: float | None = None
 
 
 def lowres(images: np.ndarray, size: int) -> np.ndarray:
@@ -276,6 +306,16 @@ register_domain(Domain(
     params={"view": OCCLUDED_VIEW.params(), "occluders": OCCLUDERS.params(), "mask": "visible"},
 ))
 register_motion_domain("motion")
+register_domain(Domain(
+    "realistic", "photo-like source: clothing, skin, hair, lights, varied cameras, occluders and other people, "
+    "camera effects",
+    render="realistic", transform=realistic_transform, per_sample_rng=True, view=REALISTIC_VIEW,
+    occluders=REALISTIC_OCCLUDERS, pose_source=realistic_pose_source, backgrounds=realistic_background,
+    distractors=REALISTIC_DISTRACTORS, noise=False, fill=REALISTIC_FILL, offset=REALISTIC_OFFSET,
+    params={"view": REALISTIC_VIEW.params(), "occluders": REALISTIC_OCCLUDERS.params(),
+            "distractors": REALISTIC_DISTRACTORS.params(), "fill": list(REALISTIC_FILL), "offset": REALISTIC_OFFSET,
+            "effects": CameraEffects().params(), "mask": "visible"},
+))
 
 __all__ = ["CCTV_VIEW", "Domain", "DOMAINS", "OCCLUDED_VIEW", "OCCLUDERS", "THERMAL_STATS", "apply_domain",
            "estimate_noise_std", "get_domain", "lowres", "register_domain", "register_motion_domain"]

@@ -46,6 +46,7 @@ from maskpose.masks import geodesic_weights
 from maskpose.render.camera import fit_translation, intrinsics, project
 from maskpose.synth.appearance import PART_NAMES
 from maskpose.synth.domains import get_domain
+from maskpose.synth.realistic import BACKGROUND_STREAM, DISTRACTOR_STREAM, photo_backgrounds
 from maskpose.synth.renderer import SynthesisRenderer
 from maskpose.synth.targets import OCCLUDER_STREAM, VIEW_STREAM, elevate, truncate
 
@@ -63,6 +64,8 @@ LABELS = ("joints3d", "joints2d", "pose", "phenotypes", "translation")
 #: Random streams (see :func:`sample_rngs`): camera jitter, appearance (renderer), poses, domain;
 #: the target hooks add ``VIEW_STREAM`` (5) and ``OCCLUDER_STREAM`` (6), see :mod:`maskpose.synth.targets`.
 CAMERA_STREAM, APPEARANCE_STREAM, POSE_STREAM, DOMAIN_STREAM = 1, 2, 3, 4
+#: The source domains: their train splits are labelled by default (targets get masks only).
+SOURCE_DOMAINS = ("studio", "realistic")
 
 
 def sample_rngs(seed: int, domain: str, split: str, stream: int, indices: Sequence[int]) -> list[np.random.Generator]:
@@ -188,7 +191,10 @@ class SynthesisConfig:
         geodesic: store the Mask-as-Supervision geodesic weights of every mask
             (:func:`maskpose.masks.geodesic_weights`, ``mode="paper"``).
         extras: also store ``depth`` (metres, 0 on the background) and ``parts`` labels.
-        focal_ratio, fill, offset: the crop camera (see :func:`place_camera`).
+        focal_ratio, fill, offset: the crop camera (see :func:`place_camera`; a domain may set
+            its own fill and offset).
+        backgrounds: a folder of the user's photographs to crop backgrounds from, for the
+            domains that draw their own backgrounds (``realistic``); ``None``: built-in ones only.
     """
 
     batch_size: int = 32
@@ -198,6 +204,7 @@ class SynthesisConfig:
     focal_ratio: float = FOCAL_RATIO
     fill: tuple[float, float] = FILL
     offset: float = OFFSET
+    backgrounds: str | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size <= 0:
@@ -254,7 +261,7 @@ def generate(
     """
     config = config if config is not None else SynthesisConfig()
     spec = get_domain(domain)
-    _check_request(spec, n, res, perturbation, out_dir)
+    _check_request(spec, n, res, perturbation, out_dir, config.backgrounds)
     device = resolve_device(config.device)
     body = body if body is not None else AnnyBody(device=device)
     renderer = SynthesisRenderer(body, device=device)
@@ -279,7 +286,7 @@ def generate(
     return Path(out_dir)
 
 
-def _check_request(spec, n: int, res: int, perturbation, out_dir) -> None:
+def _check_request(spec, n: int, res: int, perturbation, out_dir, backgrounds=None) -> None:
     """Refuse a request :func:`generate` cannot honour before anything is built or written."""
     check_output_folder(out_dir, "output folder")
     if n <= 0:
@@ -288,6 +295,11 @@ def _check_request(spec, n: int, res: int, perturbation, out_dir) -> None:
         raise ConfigError(f"res must be at least 16 px, got {res}")
     if spec.needs_perturbation and perturbation is None:
         raise ConfigError(f"domain {spec.name!r} needs a perturbation array")
+    if backgrounds is not None:
+        if spec.backgrounds is None:
+            raise ConfigError(f"backgrounds: domain {spec.name!r} draws built-in backgrounds only; a photo folder "
+                              "applies to the domains that take one (realistic)")
+        photo_backgrounds(backgrounds)  # refuses a missing or empty folder before anything is written
 
 
 def _dataset_fields(config: SynthesisConfig, labels: bool) -> list[str]:
@@ -315,12 +327,12 @@ def _dataset_attrs(spec, config: SynthesisConfig, seed: int, labels: bool, pose_
         "anny_topology": body.topology,
         "focal_ratio": list(spec.view.focal_ratio) if spec.view is not None and spec.view.focal_ratio is not None
         else float(config.focal_ratio),
-        "fill": list(config.fill),
-        "offset": float(config.offset),
+        "fill": list(spec.fill if spec.fill is not None else config.fill),
+        "offset": float(spec.offset if spec.offset is not None else config.offset),
         "geodesic_mode": "paper" if config.geodesic else None,
         "part_names": list(PART_NAMES) if config.extras else None,
         "joints": "H36M-17",
-    } | ({"pose_source_description": pose_source.description} if hasattr(pose_source, "description") else {})
+    } | ({"backgrounds": str(config.backgrounds)} if config.backgrounds is not None else {}) | ({"pose_source_description": pose_source.description} if hasattr(pose_source, "description") else {})
 
 
 class _Clock:
@@ -346,8 +358,9 @@ def render_batch(body, renderer, poses: _PoseStream, spec, seed: int, split: str
     draws = None
     if spec.view is not None:  # per-sample camera: elevation turns the body before it is placed
         draws = [spec.view.draw(rng) for rng in sample_rngs(seed, spec.name, split, VIEW_STREAM, indices)]
-        if spec.view.elevation is not None:
-            pose = elevate(pose, [d.elevation for d in draws])
+        if spec.view.elevation is not None or spec.view.roll is not None:
+            pose = elevate(pose, [d.elevation for d in draws],
+                           None if spec.view.roll is None else [d.roll for d in draws])
     clock("poses")
     with torch.no_grad():
         out = body(pose, phen)
@@ -356,7 +369,9 @@ def render_batch(body, renderer, poses: _PoseStream, spec, seed: int, split: str
         focal = config.focal_ratio
         if draws is not None and spec.view.focal_ratio is not None:
             focal = torch.tensor([d.focal_ratio for d in draws], dtype=torch.float32)
-        K, t = place_camera(out.vertices, res, cam_rngs, focal, config.fill, config.offset)
+        fill = spec.fill if spec.fill is not None else config.fill
+        offset = spec.offset if spec.offset is not None else config.offset
+        K, t = place_camera(out.vertices, res, cam_rngs, focal, fill, offset)
         if draws is not None:
             t = truncate(out.vertices, K, t, draws, res)
         K, t = K.to(device), t.to(device)
@@ -365,9 +380,21 @@ def render_batch(body, renderer, poses: _PoseStream, spec, seed: int, split: str
         joints2d = project(joints3d, K)
     clock("camera")
     app_rngs = sample_rngs(seed, spec.name, split, APPEARANCE_STREAM, indices)
-    rendered = renderer.render(vertices, K, app_rngs, setting=spec.render, size=res, timings=timings)
+    backgrounds = None
+    if spec.backgrounds is not None:
+        photos = photo_backgrounds(config.backgrounds)
+        backgrounds = np.stack([spec.backgrounds(rng, res, photos)
+                                for rng in sample_rngs(seed, spec.name, split, BACKGROUND_STREAM, indices)])
+    rendered = renderer.render(vertices, K, app_rngs, setting=spec.render, size=res, backgrounds=backgrounds,
+                               noise=spec.noise, timings=timings)
     clock.last = time.perf_counter()
     image, mask, depth, parts = rendered.image, rendered.mask, rendered.depth, rendered.parts
+    if spec.distractors is not None:  # other people, composited by depth: the mask stays the visible target
+        image, mask, depth, parts = spec.distractors.apply(
+            body, renderer, t, K, image, mask, depth, parts,
+            sample_rngs(seed, spec.name, split, DISTRACTOR_STREAM, indices), spec.render, res,
+            elevation=None if draws is None else [d.elevation for d in draws],
+            roll=None if draws is None else [d.roll for d in draws])
     if spec.occluders is not None:  # in front of the person: the mask becomes the visible part
         occ_rngs = sample_rngs(seed, spec.name, split, OCCLUDER_STREAM, indices)
         image, hidden = spec.occluders.apply(image, mask, occ_rngs)
@@ -403,7 +430,7 @@ def generate_domain_splits(
     """Write ``root/<domain>/train`` and ``root/<domain>/test``.
 
     The train split holds images, masks, intrinsics and geodesic weights only (the target-domain
-    supervision) — except for the source domain ``studio``, whose train split is labelled (set
+    supervision) — except for the source domains (:data:`SOURCE_DOMAINS`), whose train split is labelled (set
     ``train_labels`` to override). The test split always carries the 3D ground truth. ``config``
     and the other keyword arguments go to :func:`generate` (``pose_source``, ``perturbation``,
     ``progress``, ...); one ``body`` serves both splits.
@@ -412,7 +439,7 @@ def generate_domain_splits(
         ``{"train": path, "test": path}``.
     """
     if train_labels is None:
-        train_labels = domain == "studio"
+        train_labels = domain in SOURCE_DOMAINS
     config = config if config is not None else SynthesisConfig()
     base = Path(root) / domain
     if body is None:

@@ -66,6 +66,7 @@ class ViewDraw:
     focal_ratio: float | None
     side: int
     amount: float
+    roll: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -79,15 +80,17 @@ class View:
         truncation: probability that a sample is truncated.
         truncation_amount: range of the fraction of the body's 2D box (along the side's axis)
             pushed outside the crop.
+        roll: range of the camera's roll about its optical axis in degrees, or ``None`` (none).
     """
 
     elevation: tuple[float, float] | None = None
     focal_ratio: tuple[float, float] | None = None
     truncation: float = 0.0
     truncation_amount: tuple[float, float] = (0.1, 0.35)
+    roll: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
-        for name in ("elevation", "focal_ratio", "truncation_amount"):
+        for name in ("elevation", "focal_ratio", "truncation_amount", "roll"):
             value = getattr(self, name)
             if value is not None and not value[0] <= value[1]:
                 raise ConfigError(f"View.{name} must be a (low, high) range, got {value}")
@@ -100,7 +103,8 @@ class View:
 
     def draw(self, rng: np.random.Generator) -> ViewDraw:
         """One sample's draw; always consumes five uniforms in the order elevation, focal,
-        truncation flag, side, amount (so a test can reproduce it)."""
+        truncation flag, side, amount (so a test can reproduce it), and a sixth for the roll when
+        the view has one."""
         u = rng.random(5)
         elevation = 0.0 if self.elevation is None else float(self.elevation[0] + u[0] * (self.elevation[1]
                                                                                           - self.elevation[0]))
@@ -108,13 +112,15 @@ class View:
                                                                                            - self.focal_ratio[0]))
         side = int(u[3] * len(SIDES)) if u[2] < self.truncation else -1
         lo, hi = self.truncation_amount
-        return ViewDraw(elevation, focal, side, float(lo + u[4] * (hi - lo)))
+        roll = 0.0 if self.roll is None else float(self.roll[0] + rng.random() * (self.roll[1] - self.roll[0]))
+        return ViewDraw(elevation, focal, side, float(lo + u[4] * (hi - lo)), roll)
 
     def params(self) -> dict:
         """JSON-serialisable description (recorded in ``meta.json``)."""
         return {"elevation_deg": None if self.elevation is None else list(self.elevation),
                 "focal_ratio": None if self.focal_ratio is None else list(self.focal_ratio),
-                "truncation": self.truncation, "truncation_amount": list(self.truncation_amount)}
+                "truncation": self.truncation, "truncation_amount": list(self.truncation_amount),
+                **({} if self.roll is None else {"roll_deg": list(self.roll)})}
 
 
 def rotation_x(angles_deg) -> torch.Tensor:
@@ -126,11 +132,22 @@ def rotation_x(angles_deg) -> torch.Tensor:
     return torch.stack([torch.stack([o, z, z], -1), torch.stack([z, c, -s], -1), torch.stack([z, s, c], -1)], -2)
 
 
-def elevate(pose: torch.Tensor, angles_deg) -> torch.Tensor:
-    """Poses ``(B, 18, 6)`` seen from cameras pitched down by ``angles_deg`` (``(B,)``): the
-    global orientation (index 0, camera frame, about the pelvis) is left-multiplied by ``R_x(θ)``."""
+def rotation_z(angles_deg) -> torch.Tensor:
+    """``(B, 3, 3)`` rotations about the optical (z) axis by ``angles_deg``: the image of a camera
+    rolled by ``-θ`` (x toward y: clockwise on the screen, whose y points down)."""
+    a = torch.as_tensor(np.radians(np.asarray(angles_deg, dtype=np.float64)), dtype=torch.float64)
+    c, s, z, o = torch.cos(a), torch.sin(a), torch.zeros_like(a), torch.ones_like(a)
+    return torch.stack([torch.stack([c, -s, z], -1), torch.stack([s, c, z], -1), torch.stack([z, z, o], -1)], -2)
+
+
+def elevate(pose: torch.Tensor, angles_deg, roll_deg=None) -> torch.Tensor:
+    """Poses ``(B, 18, 6)`` seen from cameras pitched down by ``angles_deg`` (``(B,)``) and, when
+    given, rolled by ``roll_deg``: the global orientation (index 0, camera frame, about the
+    pelvis) is left-multiplied by ``R_x(θ)``, then by ``R_z(ρ)``."""
     out = pose.clone()
     rot = rotation_x(angles_deg).to(pose.device)
+    if roll_deg is not None:
+        rot = rotation_z(roll_deg).to(pose.device) @ rot
     out[:, 0] = rotmat_to_sixd((rot @ sixd_to_rotmat(pose[:, 0]).double()).to(pose.dtype))
     return out
 
@@ -173,21 +190,27 @@ class Occluders:
             size search; reached within a pixel or two unless the shapes hit their size cap).
         count: range (inclusive) of the number of shapes per sample.
         max_scale: cap on a shape's half-size in units of the person's 2D box (larger side).
+        probability: share of the samples that get occluders (below 1, each sample draws one
+            more uniform first).
     """
 
     fraction: tuple[float, float] = (0.1, 0.4)
     count: tuple[int, int] = (1, 2)
     max_scale: float = 1.5
+    probability: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.fraction[0] <= self.fraction[1] < 1.0:
             raise ConfigError(f"Occluders.fraction must satisfy 0 <= low <= high < 1, got {self.fraction}")
         if not 1 <= self.count[0] <= self.count[1]:
             raise ConfigError(f"Occluders.count must satisfy 1 <= low <= high, got {self.count}")
+        if not 0.0 <= self.probability <= 1.0:
+            raise ConfigError(f"Occluders.probability must lie in [0, 1], got {self.probability}")
 
     def params(self) -> dict:
         return {"fraction": list(self.fraction), "count": list(self.count), "max_scale": self.max_scale,
-                "shapes": list(SHAPES), "textures": list(TEXTURES)}
+                "shapes": list(SHAPES), "textures": list(TEXTURES),
+                **({} if self.probability == 1.0 else {"probability": self.probability})}
 
     def apply(self, images: np.ndarray, masks: np.ndarray,
               rngs: Sequence[np.random.Generator]) -> tuple[np.ndarray, np.ndarray]:
@@ -199,6 +222,8 @@ class Occluders:
         images = np.array(images, copy=True)
         occluded = np.zeros(masks.shape, dtype=bool)
         for i, rng in enumerate(rngs):
+            if self.probability < 1.0 and rng.random() >= self.probability:
+                continue
             occ, texture = self._one(np.asarray(masks[i]).astype(bool), rng)
             images[i][occ] = texture[occ]
             occluded[i] = occ
@@ -382,4 +407,4 @@ def motion_pose_source(motions: str | Path | Sequence[str | Path] | None = None,
 
 __all__ = ["CCTV_NOISE", "CCTV_SENSOR", "DEFAULT_MOTION_STRIDE", "OCCLUDER_STREAM", "SHAPES", "SIDES", "TEXTURES", "VIEW_STREAM",
            "MotionPoses", "Occluders", "View", "ViewDraw", "cctv_images", "cctv_transform", "default_motion_library", "elevate",
-           "mocap_folder", "motion_pose_source", "rotation_x", "truncate"]
+           "mocap_folder", "motion_pose_source", "rotation_x", "rotation_z", "truncate"]

@@ -19,6 +19,7 @@ from maskpose.errors import ConfigError
 from maskpose.models.regressor import ModelConfig
 from maskpose.topology import BINARIZATIONS
 from maskpose.train.checkpoint import check_body, load_checkpoint
+from maskpose.typing import LR_SCHEDULES
 
 #: Loss terms a config may name, and what each needs from a batch.
 SUPERVISED_LOSSES = ("joints3d", "joints2d", "params", "silhouette_sup")
@@ -36,7 +37,7 @@ FLOAT_BOUNDS = {"source_ratio": (0.0, True), "lr": (0.0, False), "weight_decay":
                 "fit_lr": (0.0, False), "fit_weight": (0.0, True)}
 BOOL_FIELDS = ("mas_physique", "mas_geodesic", "freeze_encoder")
 STR_FIELDS = ("mode", "data", "source_data", "init_checkpoint", "out", "device", "topology_binarization",
-              "body", "smpl_model", "h36m_regressor", "smpl_topology")
+              "lr_schedule", "body", "smpl_model", "h36m_regressor", "smpl_topology")
 MODES = ("pretrain", "adapt", "train-unsup", "oracle")
 
 
@@ -145,6 +146,7 @@ class TrainConfig:
     steps: int = 200
     batch_size: int = 16
     lr: float = 1e-3
+    lr_schedule: str = "constant"  # or "cosine": lr * (0.05 + 0.95 * (1 + cos(pi * step / steps)) / 2)
     weight_decay: float = 0.0
     seed: int = 0
     device: str = "cpu"
@@ -218,6 +220,8 @@ class TrainConfig:
             raise ConfigError("no dataset given (data)")
         self._check_body()
         check_topology_gradient(self.topology_binarization, self.topology_temperature)
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.fit_every and (self.mode != "adapt" or "mesh" not in self.model.heads):
             raise ConfigError("fitting in the loop (fit_every > 0) is for adapt with the mesh head")
         if not 0.0 <= self.source_ratio <= 1.0:

@@ -1,19 +1,38 @@
 """Evaluation of a regressor on a labelled dataset: MPJPE, PA-MPJPE, N-MPJPE, PCK@150, AUC,
-silhouette IoU and the left-right ambiguity ratio (docs/design.md §6)."""
+silhouette IoU and the left-right ambiguity ratio (docs/design.md §6); on real data with 2D
+keypoints only, PCK in 2D, the pixel error and the floors of constant predictions beside them
+(docs/evaluation.md)."""
 
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 
 from maskpose.conventions import H36M_FLIP, H36M_PELVIS, default_focal
 from maskpose.data.batching import load_batch
-from maskpose.data.dataset import MaskposeDataset
+from maskpose.data.dataset import MaskposeDataset, mask_values
 from maskpose.device import resolve_device
 from maskpose.errors import ConfigError, DataError
-from maskpose.eval import auc, best_flip, flip_aware, mpjpe, n_mpjpe, pa_mpjpe, pck, silhouette_iou
+from maskpose.eval import (
+    LIMB_JOINTS,
+    auc,
+    best_flip,
+    error_2d_px,
+    flip_aware,
+    mean_pose_2d,
+    mpjpe,
+    n_mpjpe,
+    pa_mpjpe,
+    pck,
+    pck_2d,
+    pck_2d_flip,
+    silhouette_iou,
+)
 from maskpose.models.regressor import PoseRegressor
 from maskpose.render.zbuffer import silhouette_mask
 from maskpose.train.checkpoint import load_model, saved_body
@@ -54,21 +73,202 @@ def collect_predictions(model: PoseRegressor, data: MaskposeDataset, device="cpu
 
 
 def evaluate_model(model: PoseRegressor, data_path: str | Path, device="cpu", batch_size: int = 32,
-                   focal_px: float | None = None, body=None) -> dict[str, float]:
-    """Metrics of ``model`` on a labelled dataset (3D errors in mm, PCK/AUC/IoU/ratio in %)."""
+                   focal_px: float | None = None, body=None,
+                   floor_data: str | Path | None = None) -> dict[str, float | int | str | None]:
+    """Metrics of ``model`` on a labelled dataset (3D errors in mm, PCK/AUC/IoU/ratio in %).
+
+    The dataset needs ``joints3d`` (the 3D keys of :func:`joint_metrics`) or ``joints2d`` with at
+    least one labelled limb keypoint (real person crops); it may have both. With ``joints2d`` the
+    2D keys of :func:`keypoint_metrics` are added (the model's keypoints mapped to the dataset's
+    crop pixels), and with ``joints2d`` or masks the floors of :func:`floor_metrics` (2-fold on
+    the dataset itself, or the means of ``floor_data``, a separate training split). The keys are
+    listed in docs/evaluation.md. ``DataError`` when there is nothing to score."""
     _check_batch_size(batch_size)
     data = MaskposeDataset(data_path)
+    gt2d = _joints2d(data, data_path)
     if not data.has("joints3d"):
-        raise DataError(f"{data_path}: evaluation needs 3D ground truth (joints3d); this split has none")
+        if gt2d is None:
+            raise DataError(f"{data_path}: evaluation needs 3D ground truth (joints3d) or 2D keypoints "
+                            "(joints2d); this split has neither")
+        if not bool(torch.isfinite(gt2d[:, list(LIMB_JOINTS)]).all(-1).any()):
+            raise DataError(f"{data_path}: no joints3d and no labelled limb keypoint in joints2d; nothing to score")
+    floor_split = _floor_split(floor_data, data, data_path) if floor_data is not None else None
     preds = collect_predictions(model, data, device, batch_size, focal_px, body)
-    gt = torch.from_numpy(data.arrays["joints3d"][data.indices].astype("float32"))
-    if bool(torch.isinf(gt).any()):
-        raise DataError(f"{data_path}: joints3d holds infinite values (NaN marks a missing joint; Inf is refused)")
-    metrics = joint_metrics(preds["joints3d"], gt, str(data_path))
+    metrics: dict = {}
+    if data.has("joints3d"):
+        gt = torch.from_numpy(data.arrays["joints3d"][data.indices].astype("float32"))
+        if bool(torch.isinf(gt).any()):
+            raise DataError(f"{data_path}: joints3d holds infinite values (NaN marks a missing joint; Inf is refused)")
+        metrics = joint_metrics(preds["joints3d"], gt, str(data_path))
     if "silhouette" in preds and "mask" in preds:
         metrics["silhouette_iou"] = 100.0 * float(silhouette_iou(preds["silhouette"], preds["mask"]))
     metrics["num_samples"] = len(data)
+    if gt2d is not None:
+        pred2d = to_data_pixels(preds["joints2d"][:, :gt2d.shape[1]], model.config.resolution, data.resolution)
+        metrics.update(keypoint_metrics(pred2d, gt2d, crop_side(data)))
+    if gt2d is not None or data.has("mask"):
+        metrics.update(floor_metrics(data, floor_split, model.config.resolution))
     return metrics
+
+
+#: The PCK thresholds of the 2D keys, as fractions of the crop side (keys ``pck2d@0.05`` ...).
+PCK2D_FRACTIONS: tuple[float, ...] = (0.05, 0.1, 0.2)
+
+#: Masks read at once by the mask floors (a floor split is streamed, never loaded whole).
+_MASK_CHUNK = 256
+
+
+def crop_side(data: MaskposeDataset) -> int:
+    """The side of a dataset's crops in pixels (the larger of height and width), the unit of the
+    2D PCK thresholds and of the normalised mean pose."""
+    return max(data.resolution)
+
+
+def to_data_pixels(joints2d: torch.Tensor, model_res: int, data_res: tuple[int, int]) -> torch.Tensor:
+    """Keypoints from the model's ``model_res`` input to the dataset's ``(H, W)`` crop pixels,
+    scaled about pixel centres (the inverse of :func:`~maskpose.data.batching.load_batch`):
+    ``x_data = (x_model + 0.5) * W / model_res - 0.5`` (``y`` with ``H``). Non-finite predictions
+    (a joint behind the camera) become far-away points: a miss, never a NaN in the means."""
+    height, width = data_res
+    scale = torch.tensor([width / model_res, height / model_res], dtype=joints2d.dtype)
+    out = (joints2d.cpu() + 0.5) * scale - 0.5
+    return torch.nan_to_num(out, nan=1e6, posinf=1e6, neginf=-1e6)
+
+
+def _joints2d(data: MaskposeDataset, name) -> torch.Tensor | None:
+    """The dataset's ``joints2d`` ``(N, 17, 2)`` (NaN: unlabelled), ``None`` without the field."""
+    if not data.has("joints2d"):
+        return None
+    gt = torch.from_numpy(np.asarray(data.arrays["joints2d"][data.indices], dtype=np.float32))
+    if bool(torch.isinf(gt).any()):
+        raise DataError(f"{name}: joints2d holds infinite values (NaN marks an unlabelled keypoint; Inf is refused)")
+    return gt
+
+
+def keypoint_metrics(pred: torch.Tensor, gt: torch.Tensor, side: float) -> dict[str, float | int | None]:
+    """The 2D keys, on :data:`~maskpose.eval.LIMB_JOINTS`, over the labelled keypoints only, pooled
+    over the keypoints of the whole set: ``pck2d@F`` and ``pck2d_flip@F`` (% within ``F`` times
+    ``side`` pixels, for ``F`` in :data:`PCK2D_FRACTIONS`; flip: per sample the better of the
+    prediction and its left-right label swap), ``error2d_px`` (mean distance, pixels),
+    ``num_keypoints`` (labelled limb keypoints scored) and ``num_scored_2d`` (samples with at
+    least one). The scores are ``None`` when no limb keypoint is labelled.
+
+    Shape:
+        - pred, gt: :math:`(N, 17, 2)`, pixels of ``side``-pixel crops (NaN in ``gt``: unlabelled).
+    """
+    count = pck_2d(pred, gt, 0.0, LIMB_JOINTS, reduction="none").count
+    keypoints = int(count.sum())
+    out: dict[str, float | int | None] = {}
+    for f in PCK2D_FRACTIONS:
+        out[f"pck2d@{f:g}"] = _pooled_percent(pck_2d(pred, gt, f * side, LIMB_JOINTS, "sum").value, keypoints)
+    for f in PCK2D_FRACTIONS:
+        value = pck_2d_flip(pred, gt, f * side, LIMB_JOINTS, reduction="sum").value
+        out[f"pck2d_flip@{f:g}"] = _pooled_percent(value, keypoints)
+    total = error_2d_px(pred, gt, LIMB_JOINTS, reduction="sum").value
+    out["error2d_px"] = float(total) / keypoints if keypoints else None
+    out["num_keypoints"] = keypoints
+    out["num_scored_2d"] = int((count > 0).sum())
+    return out
+
+
+def _pooled_percent(hits: torch.Tensor, keypoints: int) -> float | None:
+    return 100.0 * float(hits) / keypoints if keypoints else None
+
+
+def _floor_split(floor_data: str | Path, data: MaskposeDataset, name) -> MaskposeDataset:
+    """The separate training split of the floors, checked against what ``data`` is scored on."""
+    split = MaskposeDataset(floor_data)
+    if data.has("joints2d"):
+        if not split.has("joints2d"):
+            raise DataError(f"{floor_data}: the floor split has no joints2d (the mean-pose floor of {name} needs them)")
+        labelled = torch.isfinite(_joints2d(split, floor_data)[:, list(LIMB_JOINTS)]).all(-1)
+        if not bool(labelled.any()):
+            raise DataError(f"{floor_data}: the floor split labels no limb keypoint in joints2d")
+    if data.has("mask") and not split.has("mask"):
+        raise DataError(f"{floor_data}: the floor split has no masks (the mean-mask floor of {name} needs them)")
+    return split
+
+
+def _masks(data: MaskposeDataset, rows: np.ndarray, res: int) -> torch.Tensor:
+    """The masks of samples ``rows`` (positions in ``data``) as ``(n, 1, res, res)`` float32 in
+    {0, 1}, resized as :func:`~maskpose.data.batching.load_batch` resizes them (nearest)."""
+    raw = mask_values(np.asarray(data.arrays["mask"][data.indices[rows]]), data.path / "mask.npy")
+    mask = torch.from_numpy(raw.astype(np.float32))[:, None]
+    if mask.shape[-2:] != (res, res):
+        mask = F.interpolate(mask, size=(res, res), mode="nearest")
+    return mask
+
+
+def _mean_mask(data: MaskposeDataset, rows: np.ndarray, res: int) -> torch.Tensor:
+    """The constant mean-mask prediction ``(1, 1, res, res)``: the mean of the masks of ``rows``,
+    thresholded at 0.5 (on where more than half of them are on)."""
+    total = torch.zeros(1, 1, res, res, dtype=torch.float64)
+    for start in range(0, len(rows), _MASK_CHUNK):
+        total += _masks(data, rows[start:start + _MASK_CHUNK], res).sum(0, keepdim=True).double()
+    return (total / len(rows) > 0.5).float()
+
+
+def floor_metrics(data: MaskposeDataset | str | os.PathLike,
+                  floor_data: MaskposeDataset | str | os.PathLike | None = None,
+                  mask_res: int | None = None) -> dict[str, float | str | None]:
+    """The floors of the 2D scores and of the silhouette IoU: the scores of constant predictions
+    learnt from a training split, beside which a model's scores mean something.
+
+    * ``floor_mean_pose_pck2d@F``, ``floor_mean_pose_pck2d_flip@F``, ``floor_mean_pose_error2d_px``
+      (with ``joints2d``): :func:`keypoint_metrics` of the training split's mean normalised pose
+      (:func:`~maskpose.eval.mean_pose_2d`, scaled to the evaluated crop side) predicted for every
+      evaluated sample.
+    * ``floor_mean_mask_iou`` (with masks): the mean IoU (%) of the training split's mean mask,
+      thresholded at 0.5, against each evaluated mask, at ``mask_res`` (the model's resolution,
+      where ``silhouette_iou`` is scored; default the dataset's own side), masks resized as
+      :func:`~maskpose.data.batching.load_batch` resizes them.
+    * ``floor_source``: ``"2-fold"`` without ``floor_data`` (the first half's means scored on the
+      second half and the second half's on the first, pooled over all samples; ``None``, with
+      every floor ``None``, for a dataset of fewer than 2 samples), else ``floor_data``'s path
+      (its means scored on the whole evaluated set).
+    """
+    data = data if isinstance(data, MaskposeDataset) else MaskposeDataset(data)
+    if floor_data is not None and not isinstance(floor_data, MaskposeDataset):
+        floor_data = _floor_split(floor_data, data, data.path)
+    gt2d = _joints2d(data, data.path)
+    side = crop_side(data)
+    mask_res = mask_res or side
+    n = len(data)
+    if floor_data is not None:
+        folds = [(floor_data, np.arange(len(floor_data)), np.arange(n))]
+        source = str(floor_data.path)
+    elif n >= 2:
+        first, second = np.arange(n // 2), np.arange(n // 2, n)
+        folds = [(data, first, second), (data, second, first)]
+        source = "2-fold"
+    else:
+        folds, source = [], None
+    out: dict[str, float | str | None] = {}
+    if gt2d is not None:
+        keys = [f"pck2d@{f:g}" for f in PCK2D_FRACTIONS] + [f"pck2d_flip@{f:g}" for f in PCK2D_FRACTIONS]
+        keys.append("error2d_px")
+        scores: dict = dict.fromkeys(keys)
+        if folds:
+            pred = torch.empty_like(gt2d)
+            for train, train_rows, test_rows in folds:
+                train_gt = gt2d[train_rows] if train is data else _joints2d(train, train.path)[train_rows]
+                mean = mean_pose_2d(train_gt, float(crop_side(train)))
+                pred[test_rows] = mean * side - 0.5
+            scores = keypoint_metrics(pred, gt2d, side)
+        out.update({f"floor_mean_pose_{key}": scores[key] for key in keys})
+    if data.has("mask"):
+        iou = None
+        if folds:
+            total = 0.0
+            for train, train_rows, test_rows in folds:
+                mean = _mean_mask(train, train_rows, mask_res)
+                for start in range(0, len(test_rows), _MASK_CHUNK):
+                    masks = _masks(data, test_rows[start:start + _MASK_CHUNK], mask_res)
+                    total += float(silhouette_iou(mean.expand(len(masks), -1, -1, -1), masks, reduction="sum"))
+            iou = 100.0 * total / n
+        out["floor_mean_mask_iou"] = iou
+    out["floor_source"] = source
+    return out
 
 
 def _labelled_groups(gt: torch.Tensor) -> list[tuple[torch.Tensor, list[int]]]:
@@ -139,12 +339,14 @@ def checkpoint_body(state: dict, device="cpu", smpl_model: str | None = None):
 
 
 def evaluate_checkpoint(checkpoint: str | Path, data_path: str | Path, device="cpu", batch_size: int = 32,
-                        smpl_model: str | None = None) -> dict[str, float]:
+                        smpl_model: str | None = None,
+                        floor_data: str | Path | None = None) -> dict[str, float | int | str | None]:
     """:func:`evaluate_model` of the model saved in ``checkpoint`` (its focal and body model, see
-    :func:`checkpoint_body`; ``device`` resolved by :func:`~maskpose.device.resolve_device`)."""
+    :func:`checkpoint_body`; ``device`` resolved by :func:`~maskpose.device.resolve_device`);
+    ``floor_data``: the training split of the floors (default: 2-fold on ``data_path``)."""
     _check_batch_size(batch_size)
     device = resolve_device(device)
     model, state = load_model(checkpoint, device)
     focal = state["config"].get("focal") or None
     body = checkpoint_body(state, device, smpl_model) if saved_body(state["config"]) != "anny" else None
-    return evaluate_model(model, data_path, device, batch_size, focal, body)
+    return evaluate_model(model, data_path, device, batch_size, focal, body, floor_data)

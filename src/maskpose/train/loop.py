@@ -14,6 +14,7 @@ import errno
 import fcntl
 import json
 import logging
+import math
 import os
 import signal
 import threading
@@ -319,6 +320,10 @@ class Trainer:
             source_loss.backward()
             loss = loss.detach() + source_loss.detach()
             parts.update({f"source_{k}": v for k, v in source_parts.items()})
+        if cfg.lr_schedule == "cosine":  # a function of the step alone, so a resumed run matches
+            lr = cfg.lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * self.step / cfg.steps)))
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
         self.optimizer.step()
         self.step += 1
         record = {"step": self.step, "loss": float(loss.detach()), **parts}
