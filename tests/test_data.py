@@ -159,7 +159,7 @@ def test_coco_round_trip(tmp_path):
     expected = [a for a in coco["annotations"] if a["num_keypoints"] > 0 and not a["iscrowd"]]
     meta = read_meta(out)
     assert meta["num_samples"] == len(expected) == 3
-    assert set(meta["fields"]) == {"image", "mask", "joints2d"}
+    assert set(meta["fields"]) == {"image", "mask", "joints2d", "valid", "image_index"}
     images, masks, joints = (np.load(out / f"{k}.npy") for k in ("image", "mask", "joints2d"))
     for ann, _image, mask, j in zip(sorted(expected, key=lambda a: (a["image_id"], a["id"])), images, masks, joints):
         # Re-derive the mask independently: rasterise the polygon in the full image and crop.

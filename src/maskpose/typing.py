@@ -53,7 +53,9 @@ LR_SCHEDULES: tuple[str, ...] = get_args(LrSchedule)
 #: Loss terms a training config may name: supervised, mask-only, regularisers.
 SupervisedLoss = Literal["joints3d", "joints2d", "params", "silhouette_sup"]
 MaskLoss = Literal["l1", "l2", "bce", "soft_iou", "chamfer_points", "ls", "lt", "mas"]
-Regulariser = Literal["prior", "phenotype_prior"]
+#: ``anchor``: shape and camera distance near the source model's prediction on the same image
+#: (adapt from an init checkpoint; ``maskpose.train.objectives.Objective``).
+Regulariser = Literal["prior", "phenotype_prior", "anchor"]
 LossName = Literal[SupervisedLoss, MaskLoss, Regulariser]
 SUPERVISED_LOSSES: tuple[str, ...] = get_args(SupervisedLoss)
 MASK_LOSSES: tuple[str, ...] = get_args(MaskLoss)

@@ -34,7 +34,7 @@ from maskpose.errors import ConfigError
 from maskpose.models.regressor import ModelConfig
 from maskpose.synth.generator import SynthesisConfig, generate
 from maskpose.train.checkpoint import load_model
-from maskpose.train.config import TrainConfig
+from maskpose.train.config import MODE_RECIPES, TrainConfig
 from maskpose.train.evaluate import collect_predictions, evaluate_checkpoint
 from maskpose.train.loop import train
 
@@ -61,8 +61,8 @@ def small_source_run() -> TrainConfig:
 def demo_adapt_run() -> TrainConfig:
     """The demo's adaptation run (L_S + L_T with the pose prior, fitting in the loop every 4th step;
     data, out, init_checkpoint, seed, device and the model are filled in by :func:`adapt_config`)."""
-    return TrainConfig(mode="adapt", steps=150, batch_size=16, lr=1e-4, losses={"ls": 1.0, "lt": 1.0, "prior": 0.1},
-                       log_every=5, checkpoint_every=50, fit_every=4, fit_iterations=8)
+    return TrainConfig(mode="adapt", steps=150, batch_size=16, losses={"ls": 1.0, "lt": 1.0, "prior": 0.1},
+                       log_every=5, checkpoint_every=50, **MODE_RECIPES["adapt"])
 
 
 @dataclass

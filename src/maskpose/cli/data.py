@@ -1,6 +1,6 @@
 """CLI verbs for the data area (registered on the shared Typer app).
 
-``maskpose synth``, ``maskpose data show|stats|import npz|coco|folder``, ``maskpose bench synth``.
+``maskpose synth``, ``maskpose data show|stats|split|import npz|coco|folder``, ``maskpose bench synth``.
 """
 
 from __future__ import annotations
@@ -156,6 +156,28 @@ def import_folder_command(
     check_output_folder(out)
     path = import_folder(images, masks, out, res=res, margin=margin, split=split, keypoints_dir=keypoints)
     typer.echo(f"wrote {path}")
+
+
+@data_app.command("split")
+@friendly
+def split_command(
+    dataset: Path = typer.Argument(..., help="Dataset folder to split."),
+    out_a: Path = typer.Option(..., "--out-a", help="Dataset folder of part A (about --fraction of the samples)."),
+    out_b: Path = typer.Option(..., "--out-b", help="Dataset folder of part B (the rest)."),
+    fraction: float = typer.Option(0.5, "--fraction", help="Share of the samples in part A, in (0, 1)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the shuffle (the split is a function of it)."),
+) -> None:
+    """Split a dataset in two, by source image when it records one (image_index: the people of one
+    photo stay together), otherwise by sample; every field is copied."""
+    from maskpose.data.split import split_dataset  # deferred: CLI start-up
+
+    check_output_folder(out_a, "--out-a")
+    check_output_folder(out_b, "--out-b")
+    result = split_dataset(dataset, out_a, out_b, fraction=fraction, seed=seed)
+    unit = "images" if result["by"] == "image_index" else "samples"
+    for part in ("a", "b"):
+        info = result[part]
+        typer.echo(f"wrote {info['path']}: {info['num_samples']} samples from {info['num_groups']} {unit}")
 
 
 @bench_app.command("synth")

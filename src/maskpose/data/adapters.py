@@ -12,6 +12,9 @@ margin), resized to ``res``; keypoints and masks go through exactly the same tra
 image. The crop maps a source pixel ``(x, y)`` (pixel centres at integers, as everywhere in
 maskpose) to ``((x - x0 + 0.5) * res / side - 0.5, ...)`` with ``x0`` the crop's first source
 pixel (the crop is centred on the box to the nearest pixel); :func:`crop` returns that affine.
+A crop that reaches past the photo is zero-padded there; :func:`import_coco` and
+:func:`import_folder` store where it is not as the field ``valid`` (:func:`crop_valid`), so that a
+loss can leave the padding out (the camera never saw it, and the mask is 0 there).
 
 Joint conventions, mapped to H36M-17 (:data:`maskpose.conventions.H36M_JOINTS`) where
 possible. **Missing labels are explicit**: a label the source lacks is not written at all (the
@@ -192,6 +195,22 @@ def crop(image: np.ndarray, center: Sequence[float], side: float, res: int, mask
     s = res / side_px
     affine = np.array([[s, 0.0, (0.5 - x0) * s - 0.5], [0.0, s, (0.5 - y0) * s - 0.5]])
     return out, out_mask, affine
+
+
+def crop_valid(shape: Sequence[int], center: Sequence[float], side: float, res: int) -> np.ndarray:
+    """Where the crop :func:`crop` takes with these arguments sees the photo: ``(res, res)`` uint8,
+    1 on output pixels inside an image of ``shape`` ``(H, W, ...)``, 0 on its zero padding.
+
+    Computed exactly as :func:`crop` computes the mask, from an all-ones mask of the photo (same
+    canvas, same resizing, threshold 0.5), so a crop's mask is always inside its ``valid`` map."""
+    side_px = max(1, int(np.ceil(side)))
+    x0, y0 = int(round(center[0] - (side_px - 1) / 2)), int(round(center[1] - (side_px - 1) / 2))
+    shift = np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0]])
+    inside = np.ones((int(shape[0]), int(shape[1])), np.float32)
+    canvas = cv2.warpAffine(inside, shift, (side_px, side_px), flags=cv2.INTER_NEAREST,
+                            borderMode=cv2.BORDER_CONSTANT)
+    interp = cv2.INTER_AREA if side_px > res else cv2.INTER_LINEAR
+    return (cv2.resize(canvas, (res, res), interpolation=interp) > 0.5).astype(np.uint8)
 
 
 def transform_points(points: np.ndarray, affine: np.ndarray) -> np.ndarray:
@@ -545,7 +564,9 @@ def import_coco(
             ``segmentation``, ``keypoints``).
         image_dir: folder with the images (``file_name``).
         out_dir: dataset folder to write (fields ``image``, ``mask``, ``joints2d`` in H36M-17 with
-            NaN for joints COCO lacks or did not label; see the module docstring).
+            NaN for joints COCO lacks or did not label, see the module docstring; ``valid``, 1 where
+            the crop lies inside the photo, 0 on its padding; ``image_index``, the position of the
+            person's photo in the JSON's ``images`` list, shared by the people of one photo).
         res, margin: crop size and margin around the person's box.
         min_keypoints: skip annotations with fewer labelled keypoints; crowd annotations and
             annotations without a segmentation are always skipped.
@@ -571,11 +592,13 @@ def import_coco(
         if not isinstance(coco[key], list):
             raise DataError(f"{json_path}: {key!r} must be a list, got {type(coco[key]).__name__}")
     images: dict = {}
+    positions: dict = {}  # image id -> its position in the JSON's images list (the image_index field)
     for k, img in enumerate(coco["images"]):
         if not isinstance(img, dict) or not isinstance(img.get("id"), (int, str)) \
                 or not isinstance(img.get("file_name"), str):
             raise DataError(f"{json_path}: images[{k}] needs an 'id' and a 'file_name', got {_short(img)}")
         images[img["id"]] = img
+        positions[img["id"]] = k
     chosen = []
     for k, ann in enumerate(coco["annotations"]):
         where = f"{json_path}: annotation {ann.get('id', f'#{k}') if isinstance(ann, dict) else f'#{k}'}"
@@ -630,11 +653,13 @@ def import_coco(
     if not kept:
         raise DataError(f"{json_path}: no person annotation passes the filters"
                         + (f" ({empty} skipped for an empty mask)" if empty else ""))
-    fields = ["image", "mask", "joints2d"]
+    fields = ["image", "mask", "joints2d", "valid", "image_index"]
     attrs = {"source": str(json_path), "adapter": "coco", "margin": margin, "missing_joints": "NaN",
              "joints2d": "H36M-17 from COCO-17 (pelvis/thorax as midpoints; spine, head top missing)",
              "annotation_ids": [a.get("id") for a in kept], "skipped_empty_masks": empty,
-             "skipped_short_polygons": short_polygons}
+             "skipped_short_polygons": short_polygons,
+             "valid": "1 where the crop lies inside the photo, 0 on its zero padding",
+             "image_index": "position of the person's photo in the JSON's images list"}
     cache: dict = {}
     small = 0
     with DatasetWriter(out_dir, len(kept), (res, res), fields, domain, split, attrs) as writer:
@@ -655,7 +680,9 @@ def import_coco(
             small += not msk.any()  # a person too small to cover half an output pixel anywhere
             kp = np.asarray(ann.get("keypoints", [0] * 51), np.float64).reshape(1, 17, 3)
             joints = transform_points(coco_to_h36m(kp)[0], affine)
-            writer.write(i, {"image": img[None], "mask": msk[None], "joints2d": joints[None]})
+            writer.write(i, {"image": img[None], "mask": msk[None], "joints2d": joints[None],
+                             "valid": crop_valid(image.shape, (cx, cy), side, res)[None],
+                             "image_index": np.array([positions[ann["image_id"]]], np.int32)})
         if small:
             log.warning("%s: %d of %d mask(s) are empty after resizing to %d px (persons too small)",
                         json_path, small, len(kept), res)
@@ -712,7 +739,9 @@ def import_folder(
     With ``keypoints_dir``, ``<stem>.json`` there holds the person's 17 COCO keypoints in image
     pixels: ``[x1, y1, v1, ..., x17, y17, v17]`` or ``{"keypoints": [...]}`` (``v = 0``:
     unlabelled). They are stored as ``joints2d`` (H36M-17 in crop pixels, NaN where missing, as
-    :func:`import_coco` writes them); an image without a file gets all-NaN keypoints."""
+    :func:`import_coco` writes them); an image without a file gets all-NaN keypoints.
+
+    ``valid`` is written too: 1 where the crop lies inside the photo, 0 on its zero padding."""
     image_dir, mask_dir = Path(image_dir), Path(mask_dir)
     _check_common(res, margin)
     keypoints = _folder_keypoints(Path(keypoints_dir)) if keypoints_dir is not None else None
@@ -740,8 +769,9 @@ def import_folder(
         if len(ys) == 0:
             raise DataError(f"{masks[stem]}: mask is empty (no person to crop around)")
         boxes[stem] = (xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
-    attrs = {"source": [str(image_dir), str(mask_dir)], "adapter": "folder", "margin": margin, "stems": stems}
-    fields = ["image", "mask"]
+    attrs = {"source": [str(image_dir), str(mask_dir)], "adapter": "folder", "margin": margin, "stems": stems,
+             "valid": "1 where the crop lies inside the photo, 0 on its zero padding"}
+    fields = ["image", "mask", "valid"]
     if keypoints is not None:
         fields.append("joints2d")
         attrs["keypoints"] = str(keypoints_dir)
@@ -757,7 +787,7 @@ def import_folder(
                                 f"{masks[stem].name} is {mask.shape[1]}x{mask.shape[0]}")
             cx, cy, side = square_box(boxes[stem], margin)
             img, msk, affine = crop(image, (cx, cy), side, res, mask)
-            sample = {"image": img[None], "mask": msk[None]}
+            sample = {"image": img[None], "mask": msk[None], "valid": crop_valid(image.shape, (cx, cy), side, res)[None]}
             if keypoints is not None:
                 kp = keypoints.get(stem)
                 sample["joints2d"] = (np.full((1, 17, 2), np.nan, np.float32) if kp is None
@@ -810,7 +840,7 @@ def _image_size(path: Path) -> tuple[int, int]:
 
 
 __all__ = [
-    "COCO_TO_H36M", "MPI3DHP17_TO_H36M", "SPIN24_TO_H36M", "coco_to_h36m", "crop",
+    "COCO_TO_H36M", "MPI3DHP17_TO_H36M", "SPIN24_TO_H36M", "coco_to_h36m", "crop", "crop_valid",
     "check_image_size", "check_polygons", "decode_rle", "import_coco", "import_folder", "import_npz",
     "polygons_to_mask", "read_image",
     "read_mask", "spin24_to_h36m", "square_box", "transform_points",

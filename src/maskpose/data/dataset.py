@@ -18,6 +18,10 @@ Layout::
     DIR/smpl_pose.npy    (N, 72)      float32            SMPL axis-angle pose (SPIN's), NaN where unknown
     DIR/smpl_betas.npy   (N, 10)      float32            SMPL shape coefficients, NaN where unknown
     DIR/has_smpl.npy     (N,)         uint8              1 where the SMPL parameters are known
+    DIR/valid.npy        (N, H, W)    uint8 in {0, 1}    1 where the crop pixel lies inside the source photo
+                                                        (real-data adapters: 0 on a crop's zero padding)
+    DIR/image_index.npy  (N,)         int32              source photo of each crop (several people of one
+                                                        photo share it; COCO adapter)
 
 Missing labels are explicit: a field that is not in ``meta.json`` does not exist for that dataset
 (never zeros). Arrays are opened with ``mmap_mode="r"``, so datasets stream from disk and are never
@@ -87,6 +91,10 @@ def standard_fields(height: int, width: int) -> dict[str, FieldSpec]:
         "smpl_pose": FieldSpec((72,), "float32"),
         "smpl_betas": FieldSpec((10,), "float32"),
         "has_smpl": FieldSpec((), "uint8"),
+        # real photographs (maskpose.data.adapters): where a crop sees the photo (its padding is
+        # not seen by the camera, nor by the mask), and which photo a crop comes from
+        "valid": FieldSpec((height, width), "uint8"),
+        "image_index": FieldSpec((), "int32"),
     }
 
 

@@ -10,6 +10,7 @@ average gradients, so N processes match one process on the combined batch.
 from __future__ import annotations
 
 import contextlib
+import copy
 import errno
 import fcntl
 import json
@@ -38,7 +39,7 @@ from maskpose.models.regressor import MeshHeadOutput, PoseRegressor, RegressorOu
 from maskpose.render.silhouette import SilhouetteRenderer
 from maskpose.train.checkpoint import load_checkpoint, load_model, save_checkpoint
 from maskpose.train.config import DEFAULT_LOSSES, MASK_LOSSES, SUPERVISED_LOSSES, TrainConfig
-from maskpose.train.objectives import Objective
+from maskpose.train.objectives import ANCHOR_KEYS, Objective
 from maskpose.train.pipeline import batch_intrinsics, build_body, joint_prediction, mesh_prediction
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,9 @@ class Trainer:
             self._check_fields(self.source, self.source_objective, config.source_data)
 
         self.model = self._initial_model().to(self.device)
+        #: The ``anchor`` loss's reference: a frozen copy of the init checkpoint's model (eval mode,
+        #: no gradient, never trained or saved; a resumed run rebuilds it from init_checkpoint).
+        self.anchor_model = self._anchor_model()
         self.body = self.renderer = None
         if "mesh" in config.model.heads:
             self.body = build_body(config.body, self.device, config.smpl_model, config.h36m_regressor,
@@ -188,6 +192,27 @@ class Trainer:
             for p in model.encoder.parameters():
                 p.requires_grad_(False)
         return model
+
+    def _anchor_model(self) -> PoseRegressor | None:
+        """The source model the ``anchor`` loss compares with (adapt with an init checkpoint and a
+        positive anchor weight; the config validation enforces both), else None. Copied before any
+        resume, so it is the init checkpoint's model however far the run has got."""
+        if self.config.mode != "adapt" or self.config.losses.get("anchor", 0) <= 0:
+            return None
+        source = copy.deepcopy(self.model).eval()
+        for p in source.parameters():
+            p.requires_grad_(False)
+        return source
+
+    @torch.no_grad()
+    def add_anchor(self, batch: dict) -> dict:
+        """Add the source model's shape and camera scale on the batch's images (the ``anchor``
+        loss's :data:`~maskpose.train.objectives.ANCHOR_KEYS`) when the anchor loss is on; returns
+        the batch."""
+        if self.anchor_model is not None:
+            source = self.anchor_model(batch["image"]).mesh
+            batch[ANCHOR_KEYS[0]], batch[ANCHOR_KEYS[1]] = source.phenotypes, source.scale
+        return batch
 
     def _maybe_resume(self) -> None:
         path = self.out / CHECKPOINT_NAME
@@ -290,7 +315,7 @@ class Trainer:
         if len(indices) < self.world:  # every sample drawn has an empty mask: no update (no source batch)
             self.step += 1
             return {"step": self.step, "loss": 0.0, "empty_masks_skipped": self.empty_masks_skipped}
-        batch = load_batch(self.data, indices[self.rank :: self.world], self.res, self.device)
+        batch = self.add_anchor(load_batch(self.data, indices[self.rank :: self.world], self.res, self.device))
         if cfg.fit_every and self.step % cfg.fit_every == 0:
             with torch.no_grad():
                 mesh_out = self.model(batch["image"]).mesh
@@ -343,7 +368,7 @@ class Trainer:
                 indices = indices[~torch.from_numpy(self.empty_mask)[indices]]
                 if not len(indices):
                     continue
-            batch = load_batch(self.data, indices, self.res, self.device)
+            batch = self.add_anchor(load_batch(self.data, indices, self.res, self.device))
             loss, _ = self.objective(self.predict(batch), batch)
             total += float(loss) * len(indices)
             count += len(indices)

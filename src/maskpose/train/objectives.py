@@ -3,6 +3,29 @@
 Supervised terms need labels (source data, or the oracle); mask terms need only the target mask;
 regularisers need neither. The topology losses (method 1) and Mask-as-Supervision (method 2) come
 from ``maskpose.topology`` and ``maskpose.masks``; this module only wires them to predictions.
+
+Real photographs add two things to the silhouette losses (``ls``, ``lt``, ``l1``, ``l2``, ``bce``,
+``soft_iou``, ``chamfer_points``, and so ``silhouette_sup`` and fitting in the loop, which use the
+same terms):
+
+* **The crop's padding never counts.** When the batch has ``valid`` (``(B, 1, H, W)``, 1 where the
+  crop lies inside the photo: the real-data adapters write it), the loss compares the rendered
+  silhouette *times* ``valid`` with the mask: the camera saw only the photo, and so did the mask.
+  Silhouette pixels on the padding get no gradient at all. A batch without ``valid`` (synthetic
+  data) is scored exactly as before, bit for bit.
+* **Occlusion-aware weighting** (``TrainConfig.false_positive_weight`` ``w``, default 1: the plain
+  losses). A real mask covers the visible body only, so predicted pixels outside it (false
+  positives) may be a body hidden by an occluder. With ``w != 1`` they weigh ``w``: per pixel in
+  ``l1``/``l2``/``bce`` (weight ``w + (1 - w) * mask``) and in the union of ``soft_iou``
+  (``sum(m + w p (1 - m))``); in ``ls`` and ``lt`` the silhouette-to-mask term of
+  :func:`~maskpose.topology.chamfer_map_loss`, ``||S2D(1 - B) ⊙ A||_1 / |A|`` (zero unless ``A``
+  is outside ``B``), is multiplied by ``w`` and the mask-to-silhouette term is kept; in
+  ``chamfer_points`` the predicted-to-target term likewise.
+
+The ``anchor`` regulariser keeps the adapted model near the *source* model where masks say little:
+body shape (phenotypes, or SMPL betas) and camera distance (the log of the weak-perspective scale).
+It reads the source model's prediction on the same images from the batch (:data:`ANCHOR_KEYS`,
+added by :class:`~maskpose.train.loop.Trainer` from a frozen copy of the init checkpoint's model).
 """
 
 from __future__ import annotations
@@ -22,14 +45,70 @@ from maskpose.masks.physique import PhysiqueNet
 from maskpose.models.regressor import MeshHeadOutput
 from maskpose.topology import silhouette_alignment_loss, topology_alignment_loss
 from maskpose.topology.baselines import (
+    _boundary_weight,
+    _target_boundary_points,
     bce_loss,
     pixel_l1_loss,
     pixel_l2_loss,
     point_chamfer_loss,
     soft_iou_loss,
 )
+from maskpose.topology.distance import _binarize, _distance_of_binary
+from maskpose.topology.loss import GRADIENT_MARGIN
+from maskpose.topology.skeleton import skeleton_from_distance
 from maskpose.train.config import MASK_LOSSES, SUPERVISED_LOSSES, TrainConfig
 from maskpose.train.pipeline import Prediction
+
+#: Batch keys of the source model's prediction on the batch's images that the ``anchor`` loss
+#: reads: phenotypes ``(B, P)`` and weak-perspective scale ``(B,)``.
+ANCHOR_KEYS = ("anchor_phenotypes", "anchor_scale")
+
+_DIMS = (1, 2, 3)
+
+
+def _weighted_chamfer(pred: torch.Tensor, target: torch.Tensor, false_positive_weight: float) -> torch.Tensor:
+    """``w * ||S2D(1 - B) ⊙ A||_1 / |A| + ||S2D(1 - A) ⊙ B||_1 / |B|`` per sample for 0/1 maps:
+    :func:`maskpose.topology.loss.chamfer_of_binary` (octagonal, exact maps, the same early stop
+    and gradient margin) with its silhouette-to-target term weighted."""
+    pred_on, target_on = pred.detach() > 0.5, target.detach() > 0.5
+    to_target = _distance_of_binary(1.0 - target, "octagonal", None, needed=pred_on,
+                                    margin=GRADIENT_MARGIN if pred.requires_grad else 0)
+    to_pred = _distance_of_binary(1.0 - pred, "octagonal", None, needed=target_on,
+                                  margin=GRADIENT_MARGIN if target.requires_grad else 0)
+    pred_term = (to_target * pred).sum(_DIMS) / pred.sum(_DIMS).clamp_min(1.0)
+    target_term = (to_pred * target).sum(_DIMS) / target.sum(_DIMS).clamp_min(1.0)
+    return false_positive_weight * pred_term + target_term
+
+
+def _skeleton(binary: torch.Tensor) -> torch.Tensor:
+    return skeleton_from_distance(binary, _distance_of_binary(binary, "octagonal", None))
+
+
+def _weighted_point_chamfer(pred: torch.Tensor, target: torch.Tensor, false_positive_weight: float,
+                            num_points: int = 1024, temperature: float = 0.35) -> torch.Tensor:
+    """:func:`~maskpose.topology.baselines.point_chamfer_loss` (batch mean) with its
+    predicted-to-target term weighted."""
+    height, width = pred.shape[-2:]
+    weight_map = _boundary_weight(pred).flatten(1)
+    k = min(num_points, height * width)
+    top_weight, top_index = weight_map.detach().topk(k, dim=1)
+    xs = (top_index % width).to(pred.dtype)
+    ys = torch.div(top_index, width, rounding_mode="floor").to(pred.dtype)
+    pred_points = torch.stack((xs, ys), dim=-1)
+    pred_weight = weight_map.gather(1, top_index) * (top_weight > 1e-3)
+    losses = []
+    for b in range(pred.shape[0]):
+        target_points = _target_boundary_points(target[b, 0], num_points)
+        w = pred_weight[b]
+        if len(target_points) == 0 or float(w.detach().sum()) <= 0:
+            losses.append(0.0 * w.sum())
+            continue
+        dist = torch.cdist(pred_points[b], target_points)
+        pred_to_target = (w * dist.min(dim=1).values).sum() / w.sum()
+        logits = torch.log(w + 1e-12)[:, None] - dist.square() / (2 * temperature ** 2)
+        target_to_pred = (torch.softmax(logits, dim=0) * dist).sum(dim=0).mean()
+        losses.append(false_positive_weight * pred_to_target + target_to_pred)
+    return torch.stack(losses).mean()
 
 
 def landmark_bones(num_landmarks: int, num_joints: int = 17) -> tuple[tuple[int, int], ...]:
@@ -86,6 +165,8 @@ class Objective(nn.Module):
         self.mas_geodesic = config.mas_geodesic
         self.topology_options = dict(binarization=config.topology_binarization,
                                      temperature=config.topology_temperature)
+        #: weight of predicted silhouette pixels outside the mask (1: the plain losses; module docstring)
+        self.false_positive_weight = float(config.false_positive_weight)
 
     @property
     def needs_silhouette(self) -> bool:
@@ -133,26 +214,71 @@ class Objective(nn.Module):
         return self._bce(pred, batch)
 
     # ------------------------------------------------------------------ masks only (method 1 + baselines)
+    @staticmethod
+    def seen_silhouette(pred: Prediction, batch: dict) -> torch.Tensor:
+        """The rendered silhouette as the photo's camera saw it: times ``batch["valid"]`` (0 on a
+        real crop's padding) when the batch has it, else the silhouette itself (the same tensor)."""
+        valid = batch.get("valid")
+        if valid is None:
+            return pred.silhouette
+        return pred.silhouette * valid.reshape(pred.silhouette.shape)
+
+    @property
+    def _weighted(self) -> bool:
+        return self.false_positive_weight != 1.0
+
+    def _pixel_weight(self, mask: torch.Tensor) -> torch.Tensor:
+        """1 on the mask, ``false_positive_weight`` off it."""
+        return self.false_positive_weight + (1.0 - self.false_positive_weight) * mask
+
     def _ls(self, pred: Prediction, batch: dict) -> torch.Tensor:
-        return silhouette_alignment_loss(pred.silhouette, batch["mask"], **self.topology_options)
+        silhouette = self.seen_silhouette(pred, batch)
+        if not self._weighted:
+            return silhouette_alignment_loss(silhouette, batch["mask"], **self.topology_options)
+        a, b = (_binarize(m, **self.topology_options) for m in (silhouette, batch["mask"]))
+        return _weighted_chamfer(a, b, self.false_positive_weight).mean()
 
     def _lt(self, pred: Prediction, batch: dict) -> torch.Tensor:
-        return topology_alignment_loss(pred.silhouette, batch["mask"], **self.topology_options)
+        silhouette = self.seen_silhouette(pred, batch)
+        if not self._weighted:
+            return topology_alignment_loss(silhouette, batch["mask"], **self.topology_options)
+        a, b = (_skeleton(_binarize(m, **self.topology_options)) for m in (silhouette, batch["mask"]))
+        return _weighted_chamfer(a, b, self.false_positive_weight).mean()
 
     def _l1(self, pred: Prediction, batch: dict) -> torch.Tensor:
-        return pixel_l1_loss(pred.silhouette, batch["mask"])
+        silhouette, mask = self.seen_silhouette(pred, batch), batch["mask"]
+        if not self._weighted:
+            return pixel_l1_loss(silhouette, mask)
+        return (self._pixel_weight(mask) * (silhouette - mask).abs()).mean(_DIMS).mean()
 
     def _l2(self, pred: Prediction, batch: dict) -> torch.Tensor:
-        return pixel_l2_loss(pred.silhouette, batch["mask"])
+        silhouette, mask = self.seen_silhouette(pred, batch), batch["mask"]
+        if not self._weighted:
+            return pixel_l2_loss(silhouette, mask)
+        return (self._pixel_weight(mask) * (silhouette - mask).square()).mean(_DIMS).mean()
 
     def _bce(self, pred: Prediction, batch: dict) -> torch.Tensor:
-        return bce_loss(pred.silhouette, batch["mask"])
+        silhouette, mask = self.seen_silhouette(pred, batch), batch["mask"]
+        if not self._weighted:
+            return bce_loss(silhouette, mask)
+        eps = 1e-6  # bce_loss's clamp
+        per_pixel = F.binary_cross_entropy(silhouette.clamp(eps, 1.0 - eps), mask, reduction="none")
+        return (self._pixel_weight(mask) * per_pixel).mean(_DIMS).mean()
 
     def _soft_iou(self, pred: Prediction, batch: dict) -> torch.Tensor:
-        return soft_iou_loss(pred.silhouette, batch["mask"])
+        silhouette, mask = self.seen_silhouette(pred, batch), batch["mask"]
+        if not self._weighted:
+            return soft_iou_loss(silhouette, mask)
+        eps = 1e-6  # soft_iou_loss's
+        intersection = (silhouette * mask).sum(_DIMS)
+        union = (mask + self.false_positive_weight * silhouette * (1.0 - mask)).sum(_DIMS)
+        return (1.0 - (intersection + eps) / (union + eps)).mean()
 
     def _chamfer_points(self, pred: Prediction, batch: dict) -> torch.Tensor:
-        return point_chamfer_loss(pred.silhouette, batch["mask"])
+        silhouette = self.seen_silhouette(pred, batch)
+        if not self._weighted:
+            return point_chamfer_loss(silhouette, batch["mask"])
+        return _weighted_point_chamfer(silhouette, batch["mask"], self.false_positive_weight)
 
     # ------------------------------------------------------------------ masks only (method 2)
     def _mas(self, pred: Prediction, batch: dict) -> torch.Tensor:
@@ -163,6 +289,26 @@ class Objective(nn.Module):
         if not isinstance(pred.params, MeshHeadOutput):
             return pred.joints3d.new_zeros(())
         return pose_prior_loss(pred.params.pose)
+
+    def _anchor(self, pred: Prediction, batch: dict) -> torch.Tensor:
+        """Shape and camera distance near the source model's prediction on the same images:
+
+        ``mean_{b,k} (phenotypes - phenotypes_src)^2 + mean_b (log scale - log scale_src)^2``
+
+        with ``phenotypes_src``, ``scale_src`` the batch's :data:`ANCHOR_KEYS` (the Trainer's frozen
+        copy of the init checkpoint's model, in eval mode, without gradient). 0 while the model
+        equals its source. Masks constrain shape and distance poorly on real crops (an occluder or
+        a loose garment reads as a larger body, a smaller body nearer the camera fits the same
+        outline); this keeps both where the source put them and leaves the pose to the masks."""
+        params = pred.params
+        if not isinstance(params, MeshHeadOutput):
+            raise ConfigError("the anchor loss needs the mesh head")
+        if any(key not in batch for key in ANCHOR_KEYS):
+            raise ConfigError("the anchor loss needs the source model's prediction on the batch (batch keys "
+                              f"{', '.join(ANCHOR_KEYS)}; the Trainer adds them in adapt with an init_checkpoint)")
+        shape = (params.phenotypes - batch["anchor_phenotypes"]).square().mean()
+        distance = (torch.log(params.scale) - torch.log(batch["anchor_scale"])).square().mean()
+        return shape + distance
 
     def _phenotype_prior(self, pred: Prediction, batch: dict) -> torch.Tensor:
         if not isinstance(pred.params, MeshHeadOutput):
