@@ -403,4 +403,7 @@ class TrainConfig:
             explicit = set(yaml_fields) | ({"model"} if resolution is not None or heads else set())
             saved = load_checkpoint(config.init_checkpoint)["config"]
             config = config.inherit_from_checkpoint(saved, config.init_checkpoint, explicit)
+        if ("mesh" not in config.model.heads and "fit_every" in MODE_RECIPES.get(mode, {})
+                and "fit_every" not in yaml_fields and flags.get("fit_every") is None):
+            config.fit_every = 0  # the recipe fits body parameters: a joint-head model has none
         return config
