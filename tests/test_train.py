@@ -3,6 +3,7 @@
 import json
 import os
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -72,7 +73,7 @@ def test_adapt_with_topology_losses_raises_target_iou(tmp_path):
     from maskpose.apps.demo import SMALL_SOURCE, DemoConfig, shipped_checkpoint
     from maskpose.synth.generator import generate
 
-    demo = DemoConfig.small()
+    demo = DemoConfig()
     source = shipped_checkpoint(SMALL_SOURCE)
     assert source is not None, "the package ships its source checkpoint"
     target = generate(tmp_path / "thermal", "thermal", 24, 64, seed=5, split="train", labels=False,
@@ -358,10 +359,13 @@ def test_demo_templates_rebuild_the_shipped_source_config_and_share_the_pose_dis
     from maskpose.body.sampler import PoseDistribution, PoseSampler
     from maskpose.train.checkpoint import load_checkpoint
 
-    for demo in (DemoConfig(), DemoConfig.small()):
-        stored = load_checkpoint(shipped_checkpoint(demo.shipped()))["config"]
-        rebuilt = source_config(demo, tmp_path / "d", tmp_path / "o").to_dict()
-        assert {k: v for k, v in stored.items() if k not in ("data", "out") and rebuilt[k] != v} == {}
+    stored = load_checkpoint(shipped_checkpoint())["config"]
+    rebuilt = source_config(DemoConfig(), tmp_path / "d", tmp_path / "o").to_dict()
+    assert {k: v for k, v in stored.items() if k not in ("data", "out") and rebuilt[k] != v} == {}
+    # The realistic recipe of the demo is the documented command's (docs/configs/source_realistic_128.yaml).
+    documented = TrainConfig.from_yaml(Path(__file__).parents[1] / "docs/configs/source_realistic_128.yaml").to_dict()
+    rebuilt = source_config(DemoConfig.realistic(), tmp_path / "d", tmp_path / "o").to_dict()
+    assert {k: v for k, v in documented.items() if k not in ("data", "out") and rebuilt[k] != v} == {}
     assert DemoConfig().poses == BenchConfig().poses == PoseDistribution(spread=0.6, max_yaw_deg=45.0)
     explicit = PoseSampler(seed=7, spread=0.6, global_orient_range={"yaw": (-45.0, 45.0), "pitch": (-10.0, 10.0),
                                                                     "roll": (-8.0, 8.0)})

@@ -11,7 +11,7 @@ from maskpose.train.evaluate import evaluate_checkpoint
 from maskpose.train.loop import train
 
 torch.set_num_threads(1)
-demo = DemoConfig.small()
+demo = DemoConfig()
 src = shipped_checkpoint(SMALL_SOURCE)
 root = "demo_output/data/thermal"  # the folder `make demo` writes
 variants = {

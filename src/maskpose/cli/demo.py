@@ -20,8 +20,9 @@ def demo(out: Path = typer.Option(Path("demo_output"), "--out", help="Output fol
          adapt_steps: Optional[int] = typer.Option(None, "--adapt-steps", help="Adaptation steps."),
          retrain_source: bool = typer.Option(False, "--retrain-source",
                                              help="Pretrain the source model instead of loading the shipped one."),
-         small: bool = typer.Option(False, "--small",
-                                    help="The earlier small source model (64 px, studio-trained): about a minute."),
+         realistic: bool = typer.Option(False, "--realistic",
+                                        help="The 128 px realistic-domain source (not shipped: trained first, "
+                                             "about 80 minutes on 2 cores)."),
          device: str = typer.Option("cpu", help="cpu, cuda, ...")):
     """Source model -> adapt to a target domain with L_S + L_T on masks only -> evaluate -> report.html."""
     from maskpose.apps.demo import DemoConfig, check_output_folder, run_demo  # deferred: CLI start-up
@@ -35,7 +36,7 @@ def demo(out: Path = typer.Option(Path("demo_output"), "--out", help="Output fol
         raise ConfigError(f"--adapt-steps must be an int >= 1, got {adapt_steps}")
     check_output_folder(out)
     changes = {"out": str(out), "target_domain": target, "retrain_source": retrain_source, "device": device}
-    cfg = DemoConfig.small(**changes) if small else DemoConfig(**changes)
+    cfg = DemoConfig.realistic(**changes) if realistic else DemoConfig(**changes)
     if adapt_steps is not None:
         cfg.adapt.steps = adapt_steps
     run_demo(cfg)
