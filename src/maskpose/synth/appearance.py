@@ -241,20 +241,27 @@ _SKIN_TONES = np.array(
      [0.55, 0.38, 0.26], [0.40, 0.27, 0.18], [0.30, 0.20, 0.14]], dtype=np.float32)
 
 
-def _sample_appearance(rng: np.random.Generator, setting: str, res: int) -> dict[str, np.ndarray]:
-    P, S = len(PART_NAMES), len(SLOTS)
-    slots = np.zeros(P, dtype=np.int64)
+def _garment_slots(upper_arm: int, lower_arm: int, lower_leg: int) -> np.ndarray:
+    """``(P,)`` garment slot of every part: top on the torso, bottom on the thighs, shoes on the
+    feet, the given slots on both arms and shins, skin elsewhere."""
+    slots = np.zeros(len(PART_NAMES), dtype=np.int64)
     for name, slot in (("torso", _TOP), ("l_upper_leg", _BOTTOM), ("r_upper_leg", _BOTTOM),
                        ("l_foot", _SHOES), ("r_foot", _SHOES)):
         slots[PART_INDEX[name]] = slot
-    sleeves = rng.random()
-    upper_arm = _TOP if sleeves > 0.15 else _SKIN
-    lower_arm = _TOP if sleeves > 0.55 else _SKIN
-    lower_leg = _BOTTOM if rng.random() > 0.35 else _SKIN
     for side in ("l_", "r_"):
         slots[PART_INDEX[side + "upper_arm"]] = upper_arm
         slots[PART_INDEX[side + "lower_arm"]] = lower_arm
         slots[PART_INDEX[side + "lower_leg"]] = lower_leg
+    return slots
+
+
+def _sample_appearance(rng: np.random.Generator, setting: str, res: int) -> dict[str, np.ndarray]:
+    S = len(SLOTS)
+    sleeves = rng.random()
+    upper_arm = _TOP if sleeves > 0.15 else _SKIN
+    lower_arm = _TOP if sleeves > 0.55 else _SKIN
+    lower_leg = _BOTTOM if rng.random() > 0.35 else _SKIN
+    slots = _garment_slots(upper_arm, lower_arm, lower_leg)
     patterns = _PATTERNS[setting]
     base = np.zeros((S, 3), np.float32)
     alt = np.zeros((S, 3), np.float32)
@@ -345,21 +352,14 @@ def _sample_realistic(rng: np.random.Generator, res: int) -> dict[str, np.ndarra
     natural hair colours, mostly dark or white shoes, one to three lights of warm or cool tint
     from any direction in front, above or beside, and a tinted ambient. No sensor noise here: the
     domain adds camera effects after compositing."""
-    S, P = len(SLOTS), len(PART_NAMES)
-    slots = np.zeros(P, dtype=np.int64)
-    for name, slot in (("torso", _TOP), ("l_upper_leg", _BOTTOM), ("r_upper_leg", _BOTTOM),
-                       ("l_foot", _SHOES), ("r_foot", _SHOES)):
-        slots[PART_INDEX[name]] = slot
+    S = len(SLOTS)
     sleeves, legs, dress = rng.random(3)
     upper_arm = _TOP if sleeves > 0.15 else _SKIN
     lower_arm = _TOP if sleeves > 0.5 else _SKIN
     lower_leg = _BOTTOM if legs > 0.3 else _SKIN
+    slots = _garment_slots(upper_arm, lower_arm, lower_leg)
     if dress < 0.1:  # a dress or a long coat: the top's garment goes down the thighs
         slots[PART_INDEX["l_upper_leg"]] = slots[PART_INDEX["r_upper_leg"]] = _TOP
-    for side in ("l_", "r_"):
-        slots[PART_INDEX[side + "upper_arm"]] = upper_arm
-        slots[PART_INDEX[side + "lower_arm"]] = lower_arm
-        slots[PART_INDEX[side + "lower_leg"]] = lower_leg
     base = np.zeros((S, 3), np.float32)
     alt = np.zeros((S, 3), np.float32)
     k = rng.uniform(0, len(_SKIN_TONES) - 1)
