@@ -379,3 +379,47 @@ def test_folder_import_with_keypoints_maps_them_into_the_crop(tmp_path):
         import_folder(images, masks, tmp_path / "ds2", res=36, keypoints_dir=keypoints)
     with pytest.raises(DataError, match="keypoint folder does not exist"):
         import_folder(images, masks, tmp_path / "ds3", res=36, keypoints_dir=tmp_path / "none")
+
+
+def test_iou_and_its_floor_count_only_the_pixels_inside_the_photo(tmp_path):
+    """Real crops carry ``valid`` (the crop pixels inside the photo): the silhouette IoU and the
+    mean-mask floor ignore the padding, where the mask is unknown. Hand case, 8x8, 2-fold: sample 0's
+    mask is columns 0-3, sample 1's columns 0-5; the padding is columns 4-7 of sample 1 only."""
+    from maskpose.train.evaluate import floor_metrics
+
+    masks = np.zeros((2, 8, 8), np.uint8)
+    masks[0, :, :4] = 1
+    masks[1, :, :6] = 1
+    valid = np.ones((2, 8, 8), np.uint8)
+    valid[1, :, 4:] = 0
+    masks[1] *= valid[1]  # a real mask is cropped by the photo too: columns 0-3 seen
+    rng = np.random.default_rng(0)
+    batch = {"image": rng.integers(0, 255, (2, 8, 8, 3), dtype=np.uint8), "mask": masks, "valid": valid,
+             "joints2d": np.full((2, 17, 2), 4.0, np.float32)}
+    with DatasetWriter(tmp_path / "v", 2, (8, 8), list(batch), domain="real", split="test") as writer:
+        writer.write(0, batch)
+    # fold 1: sample 1's mask (columns 0-3) predicted for sample 0 -> IoU 1; fold 2: sample 0's
+    # mask (columns 0-3) for sample 1, inside the photo (columns 0-3) -> IoU 1. Without valid the
+    # second would still be 1 here, so also check a prediction that covers the padding:
+    assert floor_metrics(tmp_path / "v", mask_res=8)["floor_mean_mask_iou"] == pytest.approx(100.0)
+    masks2 = masks.copy()
+    masks2[0, :, :] = 1  # sample 0 all on: its mean predicted for sample 1 covers the padding
+    batch["mask"] = masks2
+    with DatasetWriter(tmp_path / "w", 2, (8, 8), list(batch), domain="real", split="test") as writer:
+        writer.write(0, batch)
+    # fold 1: columns 0-3 against all-on sample 0 -> 32/64; fold 2: all-on x valid = columns 0-3
+    # against sample 1's columns 0-3 -> 1 (it would be 32/64 if the padding counted).
+    assert floor_metrics(tmp_path / "w", mask_res=8)["floor_mean_mask_iou"] == pytest.approx(100.0 * (0.5 + 1.0) / 2)
+
+
+def test_the_silhouette_iou_of_a_real_crop_ignores_the_padding(coco64):
+    """The model's silhouette over the crop's padding (``valid`` = 0) is not a false positive."""
+    from maskpose.eval import silhouette_iou
+    from maskpose.train.checkpoint import load_model
+
+    data = MaskposeDataset(coco64)
+    assert data.has("valid")
+    model, _ = load_model(SHIPPED)
+    preds = collect_predictions(model, data)
+    inside = 100.0 * float(silhouette_iou(preds["silhouette"] * preds["valid"], preds["mask"]))
+    assert evaluate_checkpoint(SHIPPED, coco64)["silhouette_iou"] == pytest.approx(inside)

@@ -52,12 +52,15 @@ def collect_predictions(model: PoseRegressor, data: MaskposeDataset, device="cpu
     focal_px = focal_px or default_focal(res)
     if "mesh" in model.config.heads and body is None:
         body = build_body("anny", device)
-    out: dict[str, list] = {"joints3d": [], "joints2d": [], "silhouette": [], "vertices": [], "mask": []}
+    out: dict[str, list] = {"joints3d": [], "joints2d": [], "silhouette": [], "vertices": [], "mask": [],
+                            "valid": []}
     for start in range(0, len(data), batch_size):
         indices = torch.arange(start, min(start + batch_size, len(data)))
         batch = load_batch(data, indices, res, device)
         if "mask" in batch:  # kept at the model resolution, for the silhouette IoU
             out["mask"].append(batch["mask"].cpu())
+        if "valid" in batch:  # real crops: the pixels inside the photo
+            out["valid"].append(batch["valid"].cpu())
         heads = model(batch["image"])
         if heads.mesh is not None:
             K = batch_intrinsics(batch, res, focal_px, device)
@@ -101,7 +104,10 @@ def evaluate_model(model: PoseRegressor, data_path: str | Path, device="cpu", ba
             raise DataError(f"{data_path}: joints3d holds infinite values (NaN marks a missing joint; Inf is refused)")
         metrics = joint_metrics(preds["joints3d"], gt, str(data_path))
     if "silhouette" in preds and "mask" in preds:
-        metrics["silhouette_iou"] = 100.0 * float(silhouette_iou(preds["silhouette"], preds["mask"]))
+        silhouette = preds["silhouette"]
+        if "valid" in preds:  # real crops: the mask is known inside the photo only, padding never counts
+            silhouette = silhouette * preds["valid"]
+        metrics["silhouette_iou"] = 100.0 * float(silhouette_iou(silhouette, preds["mask"]))
     metrics["num_samples"] = len(data)
     if gt2d is not None:
         pred2d = to_data_pixels(preds["joints2d"][:, :gt2d.shape[1]], model.config.resolution, data.resolution)
@@ -189,10 +195,11 @@ def _floor_split(floor_data: str | Path, data: MaskposeDataset, name) -> Maskpos
     return split
 
 
-def _masks(data: MaskposeDataset, rows: np.ndarray, res: int) -> torch.Tensor:
-    """The masks of samples ``rows`` (positions in ``data``) as ``(n, 1, res, res)`` float32 in
-    {0, 1}, resized as :func:`~maskpose.data.batching.load_batch` resizes them (nearest)."""
-    raw = mask_values(np.asarray(data.arrays["mask"][data.indices[rows]]), data.path / "mask.npy")
+def _masks(data: MaskposeDataset, rows: np.ndarray, res: int, field: str = "mask") -> torch.Tensor:
+    """The masks (or another binary field, e.g. ``valid``) of samples ``rows`` (positions in
+    ``data``) as ``(n, 1, res, res)`` float32 in {0, 1}, resized as
+    :func:`~maskpose.data.batching.load_batch` resizes them (nearest)."""
+    raw = mask_values(np.asarray(data.arrays[field][data.indices[rows]]), data.path / f"{field}.npy")
     mask = torch.from_numpy(raw.astype(np.float32))[:, None]
     if mask.shape[-2:] != (res, res):
         mask = F.interpolate(mask, size=(res, res), mode="nearest")
@@ -263,8 +270,12 @@ def floor_metrics(data: MaskposeDataset | str | os.PathLike,
             for train, train_rows, test_rows in folds:
                 mean = _mean_mask(train, train_rows, mask_res)
                 for start in range(0, len(test_rows), _MASK_CHUNK):
-                    masks = _masks(data, test_rows[start:start + _MASK_CHUNK], mask_res)
-                    total += float(silhouette_iou(mean.expand(len(masks), -1, -1, -1), masks, reduction="sum"))
+                    rows = test_rows[start:start + _MASK_CHUNK]
+                    masks = _masks(data, rows, mask_res)
+                    pred = mean.expand(len(masks), -1, -1, -1)
+                    if data.has("valid"):  # inside the photo only, as silhouette_iou
+                        pred = pred * _masks(data, rows, mask_res, "valid")
+                    total += float(silhouette_iou(pred, masks, reduction="sum"))
             iou = 100.0 * total / n
         out["floor_mean_mask_iou"] = iou
     out["floor_source"] = source
