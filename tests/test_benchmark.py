@@ -82,6 +82,14 @@ def test_resume_skips_finished_cells(micro_run, monkeypatch):
 
     with pytest.raises(ConfigError, match="another configuration"):
         run_adapt_benchmark(MICRO.updated({"adapt": {"lr": 1e-3}}), run, printer=lines.append, plots=False)
+    # a folder written before a run field existed resumes when the field is at its default, and only then
+    state = json.loads((run / "bench_adapt.json").read_text())
+    del state["config"]["adapt"]["false_positive_weight"]
+    (run / "bench_adapt.json").write_text(json.dumps(state))
+    assert run_adapt_benchmark(MICRO, run, printer=lines.append, plots=False)["complete"]
+    with pytest.raises(ConfigError, match=r"another configuration.*false_positive_weight"):
+        run_adapt_benchmark(MICRO.updated({"adapt": {"false_positive_weight": 0.5}}), run, printer=lines.append,
+                            plots=False)
 
 
 def test_bench_config_constructors():

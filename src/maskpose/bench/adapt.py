@@ -336,6 +336,13 @@ def _load_state(path: Path, cfg: BenchConfig, kind: str, log: _Log) -> dict:
             *(f"{name}.device" for name in RUN_SECTIONS)}  # the runs take the benchmark's device
     mine = _dotted(json.loads(json.dumps(cfg.to_dict())))
     saved = _dotted(state.get("config", {}))
+    # A run field added since the folder was written ran at its default (new fields default to the
+    # old behaviour), so a saved config without it matches a config at that default.
+    run_defaults = json.loads(json.dumps(TrainConfig().to_dict()))
+    for key in mine:
+        section, _, name = key.partition(".")
+        if key not in saved and section in RUN_SECTIONS and name in run_defaults:
+            saved[key] = run_defaults[name]
     differing = sorted(k for k in mine if k not in free and saved.get(k) != mine[k])
     if differing:
         raise ConfigError(f"{path}: a {kind} benchmark with another configuration is there (differs in "
