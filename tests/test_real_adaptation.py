@@ -23,7 +23,7 @@ from maskpose.topology.baselines import bce_loss, pixel_l1_loss, pixel_l2_loss, 
 from maskpose.topology.loss import chamfer_of_binary
 from maskpose.train.config import TrainConfig
 from maskpose.train.loop import Trainer
-from maskpose.train.objectives import Objective, _weighted_chamfer
+from maskpose.train.objectives import Objective
 from maskpose.train.pipeline import Prediction
 
 SILHOUETTE_LOSSES = ("ls", "lt", "l1", "l2", "bce", "soft_iou", "chamfer_points")
@@ -159,10 +159,19 @@ def test_batches_without_valid_are_scored_as_before(name):
         assert torch.equal(loss, plain.detach()) and torch.equal(grad, reference.grad)
 
 
-def test_the_weighted_chamfer_at_weight_one_is_the_chamfer():
+def test_the_weighted_chamfer_at_weight_one_is_the_chamfer_and_weighs_one_term():
+    """``chamfer_of_binary(A, B, w) = w ||S2D(1-B) A|| / |A| + ||S2D(1-A) B|| / |B|``: bit for bit the
+    plain loss at w = 1; at w = 0 the mask-to-silhouette term alone, which with the same term of
+    (B, A) sums to the plain loss; linear in w between."""
     silhouette, mask, _ = _scene()
     a, b = (silhouette > 0.5).float(), mask
-    assert torch.equal(_weighted_chamfer(a, b, 1.0), chamfer_of_binary(a, b))
+    plain = chamfer_of_binary(a, b)
+    assert torch.equal(chamfer_of_binary(a, b, false_positive_weight=1.0), plain)
+    target_term = chamfer_of_binary(a, b, false_positive_weight=0.0)
+    pred_term = chamfer_of_binary(b, a, false_positive_weight=0.0)
+    assert float(pred_term.sum()) > 0 and float(target_term.sum()) > 0
+    torch.testing.assert_close(target_term + pred_term, plain)
+    torch.testing.assert_close(chamfer_of_binary(a, b, false_positive_weight=0.3), 0.3 * pred_term + target_term)
 
 
 @pytest.mark.parametrize("name", ["ls", "lt", "l1", "l2", "bce", "chamfer_points"])

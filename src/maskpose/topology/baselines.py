@@ -38,7 +38,15 @@ def _prepare(pred: torch.Tensor, target: torch.Tensor, reduction: Reduction) -> 
     check_reduction(reduction)
 
 
-def pixel_l1_loss(pred: torch.Tensor, target: torch.Tensor, reduction: Reduction = "mean") -> torch.Tensor:
+def _weighted(per_pixel: torch.Tensor, target: torch.Tensor, false_positive_weight: float) -> torch.Tensor:
+    """``per_pixel`` weighted 1 on the target and ``false_positive_weight`` off it (unchanged at 1)."""
+    if false_positive_weight == 1.0:
+        return per_pixel
+    return (false_positive_weight + (1.0 - false_positive_weight) * target) * per_pixel
+
+
+def pixel_l1_loss(pred: torch.Tensor, target: torch.Tensor, reduction: Reduction = "mean",
+                  false_positive_weight: float = 1.0) -> torch.Tensor:
     r"""Mean absolute pixel difference per sample.
 
     .. math::
@@ -49,6 +57,8 @@ def pixel_l1_loss(pred: torch.Tensor, target: torch.Tensor, reduction: Reduction
         pred: predicted soft silhouette :math:`p` in [0, 1].
         target: target silhouette :math:`t` in [0, 1].
         reduction: ``"mean"`` or ``"sum"`` over the batch, or ``"none"``.
+        false_positive_weight: weight ``w`` of the predicted pixels outside the target (a body
+            an occluder hides in a real mask); 1 (default) is the plain loss.
 
     Shape:
         - pred, target: :math:`(B, 1, H, W)`.
@@ -61,10 +71,11 @@ def pixel_l1_loss(pred: torch.Tensor, target: torch.Tensor, reduction: Reduction
         0.375
     """
     _prepare(pred, target, reduction)
-    return reduce((pred - target).abs().mean(_DIMS), reduction)
+    return reduce(_weighted((pred - target).abs(), target, false_positive_weight).mean(_DIMS), reduction)
 
 
-def pixel_l2_loss(pred: torch.Tensor, target: torch.Tensor, reduction: Reduction = "mean") -> torch.Tensor:
+def pixel_l2_loss(pred: torch.Tensor, target: torch.Tensor, reduction: Reduction = "mean",
+                  false_positive_weight: float = 1.0) -> torch.Tensor:
     r"""Mean squared pixel difference per sample.
 
     .. math::
@@ -75,6 +86,8 @@ def pixel_l2_loss(pred: torch.Tensor, target: torch.Tensor, reduction: Reduction
         pred: predicted soft silhouette :math:`p` in [0, 1].
         target: target silhouette :math:`t` in [0, 1].
         reduction: ``"mean"`` or ``"sum"`` over the batch, or ``"none"``.
+        false_positive_weight: weight ``w`` of the predicted pixels outside the target (a body
+            an occluder hides in a real mask); 1 (default) is the plain loss.
 
     Shape:
         - pred, target: :math:`(B, 1, H, W)`.
@@ -87,11 +100,11 @@ def pixel_l2_loss(pred: torch.Tensor, target: torch.Tensor, reduction: Reduction
         0.3125
     """
     _prepare(pred, target, reduction)
-    return reduce((pred - target).square().mean(_DIMS), reduction)
+    return reduce(_weighted((pred - target).square(), target, false_positive_weight).mean(_DIMS), reduction)
 
 
 def bce_loss(pred: torch.Tensor, target: torch.Tensor, reduction: Reduction = "mean",
-             eps: float = 1e-6) -> torch.Tensor:
+             eps: float = 1e-6, false_positive_weight: float = 1.0) -> torch.Tensor:
     r"""Binary cross-entropy per sample, ``pred`` clamped to ``[eps, 1 - eps]`` so logs stay finite.
 
     .. math::
@@ -102,6 +115,8 @@ def bce_loss(pred: torch.Tensor, target: torch.Tensor, reduction: Reduction = "m
         pred: predicted soft silhouette :math:`p` in [0, 1].
         target: target silhouette :math:`t` in [0, 1].
         reduction: ``"mean"`` or ``"sum"`` over the batch, or ``"none"``.
+        false_positive_weight: weight ``w`` of the predicted pixels outside the target (a body
+            an occluder hides in a real mask); 1 (default) is the plain loss.
         eps: clamp of ``pred`` away from 0 and 1.
 
     Shape:
@@ -116,11 +131,11 @@ def bce_loss(pred: torch.Tensor, target: torch.Tensor, reduction: Reduction = "m
     """
     _prepare(pred, target, reduction)
     per_pixel = F.binary_cross_entropy(pred.clamp(eps, 1.0 - eps), target, reduction="none")
-    return reduce(per_pixel.mean(_DIMS), reduction)
+    return reduce(_weighted(per_pixel, target, false_positive_weight).mean(_DIMS), reduction)
 
 
 def soft_iou_loss(pred: torch.Tensor, target: torch.Tensor, reduction: Reduction = "mean",
-                  eps: float = 1e-6) -> torch.Tensor:
+                  eps: float = 1e-6, false_positive_weight: float = 1.0) -> torch.Tensor:
     r"""``1 - soft IoU`` per sample; two empty masks count as a perfect match (loss 0).
 
     .. math::
@@ -131,6 +146,8 @@ def soft_iou_loss(pred: torch.Tensor, target: torch.Tensor, reduction: Reduction
         pred: predicted soft silhouette :math:`p` in [0, 1].
         target: target silhouette :math:`t` in [0, 1].
         reduction: ``"mean"`` or ``"sum"`` over the batch, or ``"none"``.
+        false_positive_weight: weight ``w`` of the predicted pixels outside the target (a body
+            an occluder hides in a real mask); 1 (default) is the plain loss.
         eps: added to both sums.
 
     Shape:
@@ -145,7 +162,10 @@ def soft_iou_loss(pred: torch.Tensor, target: torch.Tensor, reduction: Reduction
     """
     _prepare(pred, target, reduction)
     intersection = (pred * target).sum(_DIMS)
-    union = (pred + target - pred * target).sum(_DIMS)
+    if false_positive_weight == 1.0:
+        union = (pred + target - pred * target).sum(_DIMS)
+    else:  # the predicted part outside the target weighs w: t + w p (1 - t)
+        union = (target + false_positive_weight * pred * (1.0 - target)).sum(_DIMS)
     return reduce(1.0 - (intersection + eps) / (union + eps), reduction)
 
 
@@ -178,7 +198,8 @@ def _target_boundary_points(target: torch.Tensor, num_points: int) -> torch.Tens
 
 
 def point_chamfer_loss(pred: torch.Tensor, target: torch.Tensor, num_points: int = 1024,
-                       temperature: float = 0.35, reduction: Reduction = "mean") -> torch.Tensor:
+                       temperature: float = 0.35, reduction: Reduction = "mean",
+                       false_positive_weight: float = 1.0) -> torch.Tensor:
     r"""Symmetric Chamfer distance between boundary point sets, in pixels (see module docstring).
 
     .. math::
@@ -198,6 +219,8 @@ def point_chamfer_loss(pred: torch.Tensor, target: torch.Tensor, num_points: int
         temperature: soft-min scale in pixels of the target-to-prediction term (weights
             ``w exp(-d^2 / (2 temperature^2))``); near 0 for a perfect match.
         reduction: ``"mean"`` or ``"sum"`` over the batch, or ``"none"``.
+        false_positive_weight: weight ``w`` of the predicted pixels outside the target (a body
+            an occluder hides in a real mask); 1 (default) is the plain loss.
 
     Shape:
         - pred, target: :math:`(B, 1, H, W)`.
@@ -230,7 +253,8 @@ def point_chamfer_loss(pred: torch.Tensor, target: torch.Tensor, num_points: int
         pred_to_target = (w * dist.min(dim=1).values).sum() / w.sum()
         logits = torch.log(w + 1e-12)[:, None] - dist.square() / (2 * temperature ** 2)
         target_to_pred = (torch.softmax(logits, dim=0) * dist).sum(dim=0).mean()
-        losses.append(pred_to_target + target_to_pred)
+        losses.append(pred_to_target + target_to_pred if false_positive_weight == 1.0
+                      else false_positive_weight * pred_to_target + target_to_pred)
     return reduce(torch.stack(losses), reduction)
 
 

@@ -38,13 +38,16 @@ GRADIENT_MARGIN = 3
 
 
 def chamfer_of_binary(pred: torch.Tensor, target: torch.Tensor, kernel: Kernel = "octagonal",
-                      iterations: int | None = None) -> torch.Tensor:
+                      iterations: int | None = None, false_positive_weight: float = 1.0) -> torch.Tensor:
     """``L(A, B)`` per sample for maps that are already 0/1.
 
     Args:
         pred: ``(B, 1, H, W)`` 0/1 float ``A`` (may carry a gradient).
         target: ``(B, 1, H, W)`` 0/1 float ``B`` (may carry a gradient).
         kernel, iterations: of the outward distance maps.
+        false_positive_weight: weight ``w`` of the ``A``-to-``B`` term
+            ``||S2D(1 - B) ⊙ A||_1 / |A|`` (zero unless ``A`` lies outside ``B``: a body an
+            occluder hides in a real mask); 1 (default) is the plain loss.
 
     Returns:
         ``(B,)`` the loss per sample, in pixels.
@@ -58,7 +61,9 @@ def chamfer_of_binary(pred: torch.Tensor, target: torch.Tensor, kernel: Kernel =
                                   margin=GRADIENT_MARGIN if target.requires_grad else 0)
     pred_term = (to_target * pred).sum(dims) / pred.sum(dims).clamp_min(1.0)
     target_term = (to_pred * target).sum(dims) / target.sum(dims).clamp_min(1.0)
-    return pred_term + target_term
+    if false_positive_weight == 1.0:
+        return pred_term + target_term
+    return false_positive_weight * pred_term + target_term
 
 
 def _skeleton_of_binary(binary: torch.Tensor, kernel: Kernel, iterations: int | None) -> torch.Tensor:
@@ -67,7 +72,8 @@ def _skeleton_of_binary(binary: torch.Tensor, kernel: Kernel, iterations: int | 
 
 def chamfer_map_loss(pred: torch.Tensor, target: torch.Tensor, kernel: Kernel = "octagonal",
                      iterations: int | None = None, binarization: Binarization = DEFAULT_BINARIZATION,
-                     temperature: float = DEFAULT_TEMPERATURE, reduction: Reduction = "mean") -> torch.Tensor:
+                     temperature: float = DEFAULT_TEMPERATURE, reduction: Reduction = "mean",
+                     false_positive_weight: float = 1.0) -> torch.Tensor:
     r"""Symmetric Chamfer distance between two maps, computed from S2D distance maps.
 
     .. math::
@@ -86,6 +92,8 @@ def chamfer_map_loss(pred: torch.Tensor, target: torch.Tensor, kernel: Kernel = 
             gradient through the threshold.
         temperature: sharpness of the ``"soft"`` gradient (default :data:`DEFAULT_TEMPERATURE`).
         reduction: ``"mean"`` or ``"sum"`` over the batch, or ``"none"``.
+        false_positive_weight: weight of the first (``A``-to-``B``) term, as in
+            :func:`chamfer_of_binary`; 1 (default) is the plain loss.
 
     Shape:
         - pred, target: :math:`(B, 1, H, W)`, float.
@@ -102,14 +110,15 @@ def chamfer_map_loss(pred: torch.Tensor, target: torch.Tensor, kernel: Kernel = 
     check_options(kernel, iterations, binarization, temperature)
     check_reduction(reduction)
     per_sample = chamfer_of_binary(_binarize(pred, binarization, temperature),
-                                   _binarize(target, binarization, temperature), kernel, iterations)
+                                   _binarize(target, binarization, temperature), kernel, iterations,
+                                   false_positive_weight)
     return reduce(per_sample, reduction)
 
 
 def silhouette_alignment_loss(pred: torch.Tensor, target: torch.Tensor, kernel: Kernel = "octagonal",
                               iterations: int | None = None, binarization: Binarization = DEFAULT_BINARIZATION,
-                              temperature: float = DEFAULT_TEMPERATURE,
-                              reduction: Reduction = "mean") -> torch.Tensor:
+                              temperature: float = DEFAULT_TEMPERATURE, reduction: Reduction = "mean",
+                              false_positive_weight: float = 1.0) -> torch.Tensor:
     r"""``L_S``: the Chamfer map loss between a predicted and a target silhouette.
 
     .. math::
@@ -119,7 +128,8 @@ def silhouette_alignment_loss(pred: torch.Tensor, target: torch.Tensor, kernel: 
     Args:
         pred: predicted silhouette :math:`\hat S` in [0, 1] (e.g. from a soft renderer).
         target: target silhouette :math:`S` (binary).
-        kernel, iterations, binarization, temperature, reduction: as in :func:`chamfer_map_loss`.
+        kernel, iterations, binarization, temperature, reduction, false_positive_weight: as in
+            :func:`chamfer_map_loss`.
 
     Shape:
         - pred, target: :math:`(B, 1, H, W)`.
@@ -131,12 +141,14 @@ def silhouette_alignment_loss(pred: torch.Tensor, target: torch.Tensor, kernel: 
         >>> silhouette_alignment_loss(a, b)
         tensor(0.6667)
     """
-    return chamfer_map_loss(pred, target, kernel, iterations, binarization, temperature, reduction)
+    return chamfer_map_loss(pred, target, kernel, iterations, binarization, temperature, reduction,
+                            false_positive_weight)
 
 
 def topology_alignment_loss(pred: torch.Tensor, target: torch.Tensor, kernel: Kernel = "octagonal",
                             iterations: int | None = None, binarization: Binarization = DEFAULT_BINARIZATION,
-                            temperature: float = DEFAULT_TEMPERATURE, reduction: Reduction = "mean") -> torch.Tensor:
+                            temperature: float = DEFAULT_TEMPERATURE, reduction: Reduction = "mean",
+                            false_positive_weight: float = 1.0) -> torch.Tensor:
     r"""``L_T``: the Chamfer map loss between the D2T skeletons of two silhouettes.
 
     .. math::
@@ -148,6 +160,8 @@ def topology_alignment_loss(pred: torch.Tensor, target: torch.Tensor, kernel: Ke
         target: target silhouette :math:`S` (binary).
         kernel, iterations, binarization, temperature, reduction: as in :func:`chamfer_map_loss`
             (``kernel`` and ``iterations`` apply to the inward maps of D2T and to the Chamfer maps).
+        false_positive_weight: weight of the predicted-to-target skeleton term, as in
+            :func:`chamfer_of_binary`; 1 (default) is the plain loss.
 
     Shape:
         - pred, target: :math:`(B, 1, H, W)`.
@@ -164,7 +178,8 @@ def topology_alignment_loss(pred: torch.Tensor, target: torch.Tensor, kernel: Ke
     check_reduction(reduction)
     pred_skeleton = _skeleton_of_binary(_binarize(pred, binarization, temperature), kernel, iterations)
     target_skeleton = _skeleton_of_binary(_binarize(target, binarization, temperature), kernel, iterations)
-    return reduce(chamfer_of_binary(pred_skeleton, target_skeleton, kernel, iterations), reduction)
+    return reduce(chamfer_of_binary(pred_skeleton, target_skeleton, kernel, iterations, false_positive_weight),
+                  reduction)
 
 
 def silhouette_topology_loss(pred: torch.Tensor, target: torch.Tensor, topology_weight: float = 1.0,

@@ -20,7 +20,8 @@ same terms):
   (``sum(m + w p (1 - m))``); in ``ls`` and ``lt`` the silhouette-to-mask term of
   :func:`~maskpose.topology.chamfer_map_loss`, ``||S2D(1 - B) ⊙ A||_1 / |A|`` (zero unless ``A``
   is outside ``B``), is multiplied by ``w`` and the mask-to-silhouette term is kept; in
-  ``chamfer_points`` the predicted-to-target term likewise.
+  ``chamfer_points`` the predicted-to-target term likewise. The weighting lives in the loss
+  functions themselves (their ``false_positive_weight`` argument).
 
 The ``anchor`` regulariser keeps the adapted model near the *source* model where masks say little:
 body shape (phenotypes, or SMPL betas) and camera distance (the log of the weak-perspective scale).
@@ -45,71 +46,18 @@ from maskpose.masks.physique import PhysiqueNet
 from maskpose.models.regressor import MeshHeadOutput
 from maskpose.topology import silhouette_alignment_loss, topology_alignment_loss
 from maskpose.topology.baselines import (
-    _boundary_weight,
-    _target_boundary_points,
     bce_loss,
     pixel_l1_loss,
     pixel_l2_loss,
     point_chamfer_loss,
     soft_iou_loss,
 )
-from maskpose.topology.distance import _binarize, _distance_of_binary
-from maskpose.topology.loss import GRADIENT_MARGIN
-from maskpose.topology.skeleton import skeleton_from_distance
 from maskpose.train.config import MASK_LOSSES, SUPERVISED_LOSSES, TrainConfig
 from maskpose.train.pipeline import Prediction
 
 #: Batch keys of the source model's prediction on the batch's images that the ``anchor`` loss
 #: reads: phenotypes ``(B, P)`` and weak-perspective scale ``(B,)``.
 ANCHOR_KEYS = ("anchor_phenotypes", "anchor_scale")
-
-_DIMS = (1, 2, 3)
-
-
-def _weighted_chamfer(pred: torch.Tensor, target: torch.Tensor, false_positive_weight: float) -> torch.Tensor:
-    """``w * ||S2D(1 - B) ⊙ A||_1 / |A| + ||S2D(1 - A) ⊙ B||_1 / |B|`` per sample for 0/1 maps:
-    :func:`maskpose.topology.loss.chamfer_of_binary` (octagonal, exact maps, the same early stop
-    and gradient margin) with its silhouette-to-target term weighted."""
-    pred_on, target_on = pred.detach() > 0.5, target.detach() > 0.5
-    to_target = _distance_of_binary(1.0 - target, "octagonal", None, needed=pred_on,
-                                    margin=GRADIENT_MARGIN if pred.requires_grad else 0)
-    to_pred = _distance_of_binary(1.0 - pred, "octagonal", None, needed=target_on,
-                                  margin=GRADIENT_MARGIN if target.requires_grad else 0)
-    pred_term = (to_target * pred).sum(_DIMS) / pred.sum(_DIMS).clamp_min(1.0)
-    target_term = (to_pred * target).sum(_DIMS) / target.sum(_DIMS).clamp_min(1.0)
-    return false_positive_weight * pred_term + target_term
-
-
-def _skeleton(binary: torch.Tensor) -> torch.Tensor:
-    return skeleton_from_distance(binary, _distance_of_binary(binary, "octagonal", None))
-
-
-def _weighted_point_chamfer(pred: torch.Tensor, target: torch.Tensor, false_positive_weight: float,
-                            num_points: int = 1024, temperature: float = 0.35) -> torch.Tensor:
-    """:func:`~maskpose.topology.baselines.point_chamfer_loss` (batch mean) with its
-    predicted-to-target term weighted."""
-    height, width = pred.shape[-2:]
-    weight_map = _boundary_weight(pred).flatten(1)
-    k = min(num_points, height * width)
-    top_weight, top_index = weight_map.detach().topk(k, dim=1)
-    xs = (top_index % width).to(pred.dtype)
-    ys = torch.div(top_index, width, rounding_mode="floor").to(pred.dtype)
-    pred_points = torch.stack((xs, ys), dim=-1)
-    pred_weight = weight_map.gather(1, top_index) * (top_weight > 1e-3)
-    losses = []
-    for b in range(pred.shape[0]):
-        target_points = _target_boundary_points(target[b, 0], num_points)
-        w = pred_weight[b]
-        if len(target_points) == 0 or float(w.detach().sum()) <= 0:
-            losses.append(0.0 * w.sum())
-            continue
-        dist = torch.cdist(pred_points[b], target_points)
-        pred_to_target = (w * dist.min(dim=1).values).sum() / w.sum()
-        logits = torch.log(w + 1e-12)[:, None] - dist.square() / (2 * temperature ** 2)
-        target_to_pred = (torch.softmax(logits, dim=0) * dist).sum(dim=0).mean()
-        losses.append(false_positive_weight * pred_to_target + target_to_pred)
-    return torch.stack(losses).mean()
-
 
 def landmark_bones(num_landmarks: int, num_joints: int = 17) -> tuple[tuple[int, int], ...]:
     """Skeleton over ``L`` landmarks: H36M bones on the first 17, and each further landmark
@@ -223,62 +171,33 @@ class Objective(nn.Module):
             return pred.silhouette
         return pred.silhouette * valid.reshape(pred.silhouette.shape)
 
-    @property
-    def _weighted(self) -> bool:
-        return self.false_positive_weight != 1.0
-
-    def _pixel_weight(self, mask: torch.Tensor) -> torch.Tensor:
-        """1 on the mask, ``false_positive_weight`` off it."""
-        return self.false_positive_weight + (1.0 - self.false_positive_weight) * mask
-
     def _ls(self, pred: Prediction, batch: dict) -> torch.Tensor:
-        silhouette = self.seen_silhouette(pred, batch)
-        if not self._weighted:
-            return silhouette_alignment_loss(silhouette, batch["mask"], **self.topology_options)
-        a, b = (_binarize(m, **self.topology_options) for m in (silhouette, batch["mask"]))
-        return _weighted_chamfer(a, b, self.false_positive_weight).mean()
+        return silhouette_alignment_loss(self.seen_silhouette(pred, batch), batch["mask"], **self.topology_options,
+                                         false_positive_weight=self.false_positive_weight)
 
     def _lt(self, pred: Prediction, batch: dict) -> torch.Tensor:
-        silhouette = self.seen_silhouette(pred, batch)
-        if not self._weighted:
-            return topology_alignment_loss(silhouette, batch["mask"], **self.topology_options)
-        a, b = (_skeleton(_binarize(m, **self.topology_options)) for m in (silhouette, batch["mask"]))
-        return _weighted_chamfer(a, b, self.false_positive_weight).mean()
+        return topology_alignment_loss(self.seen_silhouette(pred, batch), batch["mask"], **self.topology_options,
+                                       false_positive_weight=self.false_positive_weight)
 
     def _l1(self, pred: Prediction, batch: dict) -> torch.Tensor:
-        silhouette, mask = self.seen_silhouette(pred, batch), batch["mask"]
-        if not self._weighted:
-            return pixel_l1_loss(silhouette, mask)
-        return (self._pixel_weight(mask) * (silhouette - mask).abs()).mean(_DIMS).mean()
+        return pixel_l1_loss(self.seen_silhouette(pred, batch), batch["mask"],
+                             false_positive_weight=self.false_positive_weight)
 
     def _l2(self, pred: Prediction, batch: dict) -> torch.Tensor:
-        silhouette, mask = self.seen_silhouette(pred, batch), batch["mask"]
-        if not self._weighted:
-            return pixel_l2_loss(silhouette, mask)
-        return (self._pixel_weight(mask) * (silhouette - mask).square()).mean(_DIMS).mean()
+        return pixel_l2_loss(self.seen_silhouette(pred, batch), batch["mask"],
+                             false_positive_weight=self.false_positive_weight)
 
     def _bce(self, pred: Prediction, batch: dict) -> torch.Tensor:
-        silhouette, mask = self.seen_silhouette(pred, batch), batch["mask"]
-        if not self._weighted:
-            return bce_loss(silhouette, mask)
-        eps = 1e-6  # bce_loss's clamp
-        per_pixel = F.binary_cross_entropy(silhouette.clamp(eps, 1.0 - eps), mask, reduction="none")
-        return (self._pixel_weight(mask) * per_pixel).mean(_DIMS).mean()
+        return bce_loss(self.seen_silhouette(pred, batch), batch["mask"],
+                        false_positive_weight=self.false_positive_weight)
 
     def _soft_iou(self, pred: Prediction, batch: dict) -> torch.Tensor:
-        silhouette, mask = self.seen_silhouette(pred, batch), batch["mask"]
-        if not self._weighted:
-            return soft_iou_loss(silhouette, mask)
-        eps = 1e-6  # soft_iou_loss's
-        intersection = (silhouette * mask).sum(_DIMS)
-        union = (mask + self.false_positive_weight * silhouette * (1.0 - mask)).sum(_DIMS)
-        return (1.0 - (intersection + eps) / (union + eps)).mean()
+        return soft_iou_loss(self.seen_silhouette(pred, batch), batch["mask"],
+                             false_positive_weight=self.false_positive_weight)
 
     def _chamfer_points(self, pred: Prediction, batch: dict) -> torch.Tensor:
-        silhouette = self.seen_silhouette(pred, batch)
-        if not self._weighted:
-            return point_chamfer_loss(silhouette, batch["mask"])
-        return _weighted_point_chamfer(silhouette, batch["mask"], self.false_positive_weight)
+        return point_chamfer_loss(self.seen_silhouette(pred, batch), batch["mask"],
+                                  false_positive_weight=self.false_positive_weight)
 
     # ------------------------------------------------------------------ masks only (method 2)
     def _mas(self, pred: Prediction, batch: dict) -> torch.Tensor:
