@@ -1,12 +1,13 @@
 """The shipped source models on synthetic test splits and on real person crops (docs/benchmark.md,
 "Real photographs").
 
-    python docs/scripts/source_models.py OUT_DIR [--real NAME=DATASET ...] [--json PATH]
+    python docs/scripts/source_models.py OUT_DIR [--realistic CKPT] [--real NAME=DATASET ...] [--json PATH]
 
 Renders the studio test split at 64 and 128 px (the same people: one seed, one pose sampler) and
-the realistic test split at 128 px, then evaluates the small 64 px studio model and the default
-128 px realistic model on each (each model at its own resolution; the 64 px model reads the 64 px
-studio split), and on every real dataset given (COCO imports: 2D keypoints and masks, floors 2-fold).
+the realistic test split at 128 px, then evaluates the shipped 64 px studio model and, when given,
+the 128 px realistic model (``--realistic``: not shipped; docs/configs/source_realistic_128.yaml
+trains it) on each (each model at its own resolution; the 64 px model reads the 64 px studio
+split), and on every real dataset given (COCO imports: 2D keypoints and masks, floors 2-fold).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from maskpose.apps.demo import SHIPPED_SOURCE, SMALL_SOURCE, shipped_checkpoint
+from maskpose.apps.demo import shipped_checkpoint
 from maskpose.body.sampler import PoseDistribution
 from maskpose.synth.generator import SynthesisConfig, generate
 from maskpose.train.evaluate import evaluate_checkpoint
@@ -27,6 +28,7 @@ KEYS = ("mpjpe", "pa_mpjpe", "pck", "silhouette_iou", "pck2d@0.05", "pck2d@0.1",
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("out", type=Path)
+    parser.add_argument("--realistic", type=Path, help="checkpoint of the 128 px realistic model")
     parser.add_argument("--real", action="append", default=[], help="NAME=DATASET (a COCO import)")
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--json", type=Path)
@@ -46,11 +48,11 @@ def main() -> None:
     for item in args.real:
         name, _, folder = item.partition("=")
         splits[name] = Path(folder)
-    models = {"studio-64 (small)": shipped_checkpoint(SMALL_SOURCE), "realistic-128 (default)": shipped_checkpoint(SHIPPED_SOURCE)}
+    models = {"studio-64 (shipped)": shipped_checkpoint(), "realistic-128": args.realistic}
     results: dict = {}
     for model_name, checkpoint in models.items():
         if checkpoint is None:
-            print(f"{model_name}: not shipped")
+            print(f"{model_name}: no checkpoint (give --realistic CKPT)")
             continue
         for split_name, path in splits.items():
             if split_name.startswith("studio@") and (split_name == "studio@64") != model_name.startswith("studio-64"):
