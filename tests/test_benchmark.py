@@ -11,6 +11,7 @@ import torch
 
 from maskpose.bench import adapt as bench
 from maskpose.bench.adapt import BenchConfig, run_adapt_benchmark
+from maskpose.errors import ConfigError
 
 MICRO = BenchConfig().updated(dict(
     resolution=32, width=8, hidden=32, source_train=12, source_heldout=8, source={"steps": 3, "batch_size": 4},
@@ -217,28 +218,50 @@ def test_bench_config_from_yaml_overrides_and_refuses_bad_files(tmp_path):
         BenchConfig.quick().updated({"adapt": {"topology_binarization": "hard"}}).validate()
 
 
-def test_micro_unsup_benchmark_on_the_mesh_head(tmp_path):
-    """Both heads run end to end; on the mesh head the mask-only variants also carry the pose prior."""
-    from maskpose.bench.adapt import run_unsup_benchmark
+def test_micro_unsup_benchmark_runs_the_two_stage_protocol_on_both_heads(tmp_path):
+    """One stage-1 model per head; stage 2 from it with source batches; SPP on the full model; the
+    control from scratch; ``results[target][head][variant]`` with the documented keys."""
+    from maskpose.bench.unsup import run_unsup_benchmark
     from maskpose.train.checkpoint import load_checkpoint
 
-    micro = MICRO.updated(dict(unsup_train=6, unsup_test=5, unsup={"steps": 2, "batch_size": 2}, unsup_seeds=(0,),
-                               unsup_variants=("supervised", "mas_no_psi"), unsup_head="mesh"))
+    micro = MICRO.updated(dict(unsup_train=8, unsup_target_train=8, unsup_test=5, unsup_stage1={"steps": 2, "batch_size": 4},
+                               unsup={"steps": 2, "batch_size": 2}, unsup_seeds=(0,), unsup_targets=("thermal",),
+                               unsup_variants=("stage1", "full", "no_psi_no_g", "no_masks", "spp_5", "scratch")))
     lines: list[str] = []
     payload = run_unsup_benchmark(micro, tmp_path / "run", json_path=tmp_path / "u.json", printer=lines.append)
     assert payload["complete"]
-    for variant in ("supervised", "mas_no_psi"):
-        entry = payload["results"][variant]
-        for key in ("mpjpe_mean", "mpjpe_flip_mean", "pa_mpjpe_mean", "ambiguity_ratio_mean"):
-            assert np.isfinite(entry[key]), (variant, key)
-        assert entry["mpjpe_flip_mean"] <= entry["mpjpe_mean"] + 1e-6  # the flip picks the better side
-    saved = {v: load_checkpoint(tmp_path / "run" / "runs" / v / "seed0" / "checkpoint.pt")["config"]
-             for v in ("supervised", "mas_no_psi")}
-    assert saved["mas_no_psi"]["losses"] == {"mas": 1.0, "prior": micro.prior_weight}
-    assert saved["mas_no_psi"]["model"]["heads"] == ["mesh"] and not saved["mas_no_psi"]["mas_physique"]
-    assert "prior" not in saved["supervised"]["losses"]
-    with pytest.raises(Exception, match="unsup_head"):
-        replace(micro, unsup_head="both").validate()
+    saved = json.loads((tmp_path / "u.json").read_text())
+    for head in ("joints", "mesh"):
+        for variant in ("stage1", "full", "no_psi_no_g", "no_masks", "spp_5", "scratch"):
+            entry = saved["results"]["thermal"][head][variant]
+            for key in ("mpjpe_mean", "mpjpe_flip_mean", "pa_mpjpe_mean", "ambiguity_ratio_mean"):
+                assert np.isfinite(entry[key]), (head, variant, key)
+            assert entry["mpjpe_flip_mean"] <= entry["mpjpe_mean"] + 1e-6  # the flip picks the better side
+        runs = tmp_path / "run" / "runs"
+        stage1 = runs / "stage1" / head / "checkpoint.pt"
+        full = load_checkpoint(runs / "thermal" / head / "full" / "seed0" / "checkpoint.pt")["config"]
+        assert full["init_checkpoint"] == str(stage1) and full["source_ratio"] == 1.0
+        assert full["mas_style"] == "released" and full["mas_skeleton_term"] == "one_sided"
+        assert full["losses"] == {"mas": micro.unsup_mas_weight, "symmetry": micro.unsup_symmetry_weight,
+                                  **({"prior": micro.prior_weight} if head == "mesh" else {})}
+        bare = load_checkpoint(runs / "thermal" / head / "no_psi_no_g" / "seed0" / "checkpoint.pt")["config"]
+        assert not bare["mas_physique"] and not bare["mas_geodesic"]
+        assert "mas" not in load_checkpoint(runs / "thermal" / head / "no_masks" / "seed0" / "checkpoint.pt")["config"]["losses"]
+        scratch = load_checkpoint(runs / "thermal" / head / "scratch" / "seed0" / "checkpoint.pt")["config"]
+        assert scratch["init_checkpoint"] == "" and scratch["source_ratio"] == 0.0
+    assert saved["config"]["unsup_heads"] == ["joints", "mesh"]
+    assert load_checkpoint(tmp_path / "run" / "runs" / "stage1" / "joints" / "checkpoint.pt")["config"]["model"][
+        "joint_head"] == "integral"
+    assert any("two-stage protocol" in line for line in lines)
+    # the run resumes: every cell is found and nothing is trained again
+    again = run_unsup_benchmark(micro, tmp_path / "run", printer=lines.append)
+    assert again["cells"] == payload["cells"]
+    with pytest.raises(ConfigError, match="unsup_heads"):
+        replace(micro, unsup_heads=("both",)).validate()
+    with pytest.raises(ConfigError, match="unsup_head -> unsup_heads"):
+        micro.updated({"unsup_head": "mesh"})
+    with pytest.raises(ConfigError, match="unsup target"):
+        replace(micro, unsup_targets=("uap-8",)).validate()
 
 
 def test_degraded_target_adapts_on_degraded_masks_and_tests_on_clean_labels(tmp_path):

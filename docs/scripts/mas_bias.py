@@ -2,27 +2,46 @@
 
 Start from the ground-truth 2D joints of a labelled dataset, minimise the skeleton term
 ``‖G ⊙ (M − M_skel)‖²`` over the joints alone (Adam, lr 0.1, 200 steps) and print how far its
-minimum lies from the truth, in pixels, with and without the geodesic weights G.
+minimum lies from the truth, in pixels, with and without the geodesic weights G (the dataset's
+stored ones, the paper's form).
 
-    python docs/scripts/mas_bias.py DATASET [SIGMA]
+    python docs/scripts/mas_bias.py DATASET [SIGMA] [--style paper|released]
+        [--skeleton-term two_sided|one_sided] [--threshold 0.1]
+
+``--style released`` draws the released code's mask (max over the bones and its extension lines,
+arms at σ/√2); ``--skeleton-term one_sided`` gates the squared error by ``M_skel > threshold``, as
+the released code does. SIGMA defaults to 2.0 px (``released`` gives σ ≈ 1.75 px at 64 px).
 """
-import sys
+import argparse
 
 import torch
 
 from maskpose.conventions import H36M_BONES
 from maskpose.data.batching import load_batch
 from maskpose.data.dataset import MaskposeDataset
-from maskpose.masks.loss import JointMaskSupervision
+from maskpose.masks.loss import SKELETON_THRESHOLD, JointMaskSupervision
+from maskpose.masks.skeleton import RELEASED_SIGMA_64
+from maskpose.typing import SKELETON_TERMS
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("dataset")
+parser.add_argument("sigma", nargs="?", default="2.0", help="line width in px, or 'released' (≈ 1.75 px at 64 px)")
+parser.add_argument("--style", choices=("paper", "released"), default="paper")
+parser.add_argument("--skeleton-term", choices=SKELETON_TERMS, default="two_sided")
+parser.add_argument("--threshold", type=float, default=SKELETON_THRESHOLD)
+args = parser.parse_args()
 
 torch.set_num_threads(1)
-data = MaskposeDataset(sys.argv[1])
-sigma = float(sys.argv[2]) if len(sys.argv) > 2 else 2.0
+data = MaskposeDataset(args.dataset)
 res = data.resolution[0]  # square crops
+sigma = RELEASED_SIGMA_64 * res / 64 if args.sigma == "released" else float(args.sigma)
 batch = load_batch(data, torch.arange(min(32, len(data))), res, "cpu")
 truth = batch["joints2d"][:, :17]
 for geodesic in (True, False):
-    supervision = JointMaskSupervision(size=(res, res), sigma=sigma, bones=H36M_BONES, physique=None)
+    supervision = JointMaskSupervision(
+        size=(res, res), sigma=sigma, bones=H36M_BONES, style=args.style, physique=None,
+        skeleton_term=args.skeleton_term, skeleton_threshold=args.threshold,
+    )
     joints = truth.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([joints], lr=0.1)
     for _ in range(200):
@@ -31,5 +50,6 @@ for geodesic in (True, False):
         loss.backward()
         optimizer.step()
     drift = (joints.detach() - truth).norm(dim=-1)
-    print(f"sigma {sigma} px, G {'on' if geodesic else 'off'}: the minimum lies {float(drift.mean()):.2f} px "
-          f"(median {float(drift.median()):.2f}, max {float(drift.max()):.2f}) from the true joints")
+    print(f"{args.style} style, {args.skeleton_term}, sigma {sigma:.3g} px, G {'on' if geodesic else 'off'}: "
+          f"the minimum lies {float(drift.mean()):.2f} px (median {float(drift.median()):.2f}, "
+          f"max {float(drift.max()):.2f}) from the true joints")

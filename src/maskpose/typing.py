@@ -26,8 +26,20 @@ BINARIZATIONS: tuple[str, ...] = get_args(Binarization)
 SkeletonReduce = Literal["sum", "max"]
 SKELETON_REDUCES: tuple[str, ...] = get_args(SkeletonReduce)
 
-#: Geodesic weighting of Mask-as-Supervision: the paper's, or the released code's form.
-GeodesicMode = Literal["paper", "released"]
+#: The skeleton mask a training run draws: the paper's (sum over the 17 bones) or the released
+#: code's (max over 25 lines, arms thinner).
+SkeletonStyle = Literal["paper", "released"]
+SKELETON_STYLES: tuple[str, ...] = get_args(SkeletonStyle)
+
+#: The skeleton term of the mask loss: the paper's two-sided squared error, or the released code's,
+#: gated to the skeleton's support (``M_skel > 0.1``) so uncovered mask pixels cost nothing.
+SkeletonTerm = Literal["two_sided", "one_sided"]
+SKELETON_TERMS: tuple[str, ...] = get_args(SkeletonTerm)
+
+#: Geodesic weighting of Mask-as-Supervision: the paper's (``D / D_max``), the released code's
+#: (``exp(2 D / D_max) + 1`` inside, ``3 D_bg / max + 20`` everywhere), or ``1 + D / D_max``
+#: (``offset``, what ``released`` meant before the released code was read).
+GeodesicMode = Literal["paper", "released", "offset"]
 GEODESIC_MODES: tuple[str, ...] = get_args(GeodesicMode)
 
 #: Differentiable silhouette formulation (exact contour, or a Gaussian splat of face centroids).
@@ -42,6 +54,10 @@ RENDER_BACKENDS: tuple[str, ...] = get_args(RenderBackend)
 Head = Literal["mesh", "joints"]
 HEADS: tuple[str, ...] = get_args(Head)
 
+#: The joint head's form: a global-pool MLP, or heatmaps read out by soft-argmax (integral regression).
+JointHeadKind = Literal["mlp", "integral"]
+JOINT_HEADS: tuple[str, ...] = get_args(JointHeadKind)
+
 #: Training modes.
 TrainMode = Literal["pretrain", "adapt", "train-unsup", "oracle"]
 TRAIN_MODES: tuple[str, ...] = get_args(TrainMode)
@@ -54,8 +70,9 @@ LR_SCHEDULES: tuple[str, ...] = get_args(LrSchedule)
 SupervisedLoss = Literal["joints3d", "joints2d", "params", "silhouette_sup"]
 MaskLoss = Literal["l1", "l2", "bce", "soft_iou", "chamfer_points", "ls", "lt", "mas"]
 #: ``anchor``: shape and camera distance near the source model's prediction on the same image
-#: (adapt from an init checkpoint; ``maskpose.train.objectives.Objective``).
-Regulariser = Literal["prior", "phenotype_prior", "anchor"]
+#: (adapt from an init checkpoint; ``maskpose.train.objectives.Objective``). ``symmetry``: equal
+#: left and right bone lengths of the predicted 3D joints (Mask as Supervision's released recipe).
+Regulariser = Literal["prior", "phenotype_prior", "anchor", "symmetry"]
 LossName = Literal[SupervisedLoss, MaskLoss, Regulariser]
 SUPERVISED_LOSSES: tuple[str, ...] = get_args(SupervisedLoss)
 MASK_LOSSES: tuple[str, ...] = get_args(MaskLoss)
@@ -71,10 +88,16 @@ DOMAIN_NAMES: tuple[str, ...] = get_args(DomainName)
 Setting = Literal["studio", "scene", "thermal", "realistic"]
 SETTINGS: tuple[str, ...] = get_args(Setting)
 
+#: Precision of the network's forward pass in training (``torch.autocast``): ``float32`` (no
+#: autocast), ``bf16`` (CUDA or CPU) or ``fp16`` (CUDA only, with a gradient scaler). The body
+#: model, the silhouette renderer and the losses always run in float32.
+Precision = Literal["float32", "bf16", "fp16"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+
 __all__ = [
     "BINARIZATIONS", "Binarization", "DOMAIN_NAMES", "DomainName", "GEODESIC_MODES", "GeodesicMode", "HEADS", "LR_SCHEDULES", "LrSchedule",
-    "Head", "KERNELS", "Kernel", "LOSS_NAMES", "LossName", "MASK_LOSSES", "MaskLoss", "REDUCTIONS",
+    "Head", "JOINT_HEADS", "JointHeadKind", "KERNELS", "Kernel", "LOSS_NAMES", "LossName", "MASK_LOSSES", "MaskLoss", "REDUCTIONS",
     "REGULARISERS", "RENDER_BACKENDS", "Reduction", "Regulariser", "RenderBackend", "SETTINGS",
-    "SILHOUETTE_MODES", "SKELETON_REDUCES", "SUPERVISED_LOSSES", "Setting", "SilhouetteMode",
-    "SkeletonReduce", "SupervisedLoss", "TRAIN_MODES", "TrainMode",
+    "SILHOUETTE_MODES", "SKELETON_REDUCES", "SKELETON_STYLES", "SkeletonStyle", "SUPERVISED_LOSSES", "Setting", "SilhouetteMode",
+    "SkeletonReduce", "SKELETON_TERMS", "SkeletonTerm", "SupervisedLoss", "TRAIN_MODES", "TrainMode", "PRECISIONS", "Precision",
 ]

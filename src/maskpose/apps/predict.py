@@ -1,10 +1,17 @@
 """Predictions for images, folders and datasets (per-image JSON of 3D joints, PLY meshes, overlays), for
-every person of full photographs given their masks or boxes, and for static-camera videos."""
+every person of full photographs given their masks or boxes, and for static-camera videos.
+
+The mesh head is posed with the body model its checkpoint was trained with (:func:`checkpoint_bodies`):
+Anny, or SMPL from a model file the user supplies (``smpl_model``, else the path saved in the
+checkpoint, else ``$MASKPOSE_SMPL_MODEL``). Records name the shape parameters by the body's
+``shape_name``: ``phenotypes`` (Anny) or ``betas`` (SMPL, whose records also say ``"body": "smpl"``).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import tempfile
 from collections.abc import Callable
@@ -17,7 +24,8 @@ import torch
 import trimesh
 from PIL import Image, ImageDraw
 
-from maskpose.body.anny_body import AnnyBody
+from maskpose.body.registry import make_body
+from maskpose.body.smpl_body import SMPL_MODEL_ENV
 from maskpose.conventions import H36M_BONES, default_focal
 from maskpose.data.adapters import (
     MARGIN_RANGE,
@@ -33,8 +41,8 @@ from maskpose.data.video import CODECS, ExtractionConfig, FrameSource, count_fra
 from maskpose.device import resolve_device
 from maskpose.errors import ConfigError, DataError
 from maskpose.render.zbuffer import silhouette_mask
-from maskpose.train.checkpoint import load_model
-from maskpose.train.pipeline import intrinsics, joint_prediction, mesh_prediction
+from maskpose.train.checkpoint import load_model, saved_body
+from maskpose.train.pipeline import build_body, intrinsics, joint_prediction, mesh_prediction
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -130,26 +138,79 @@ def draw_overlay(image: torch.Tensor, joints2d: torch.Tensor, silhouette: torch.
     return pil
 
 
+def _smpl_model_path(config: dict, smpl_model: str | Path | None) -> str:
+    """The SMPL model file of a checkpoint: ``smpl_model`` when given, else the path saved in its
+    config when that file exists here (or nothing else is set), else ``""`` (``$MASKPOSE_SMPL_MODEL``)."""
+    if smpl_model:
+        return str(smpl_model)
+    saved = config.get("smpl_model", "") or ""
+    if saved and (Path(saved).expanduser().exists() or not os.environ.get(SMPL_MODEL_ENV)):
+        return saved
+    return ""
+
+
+def checkpoint_bodies(checkpoint: str | Path, state: dict, device="cpu", smpl_model: str | Path | None = None,
+                      meshes: bool = False):
+    """``(body, export_body)``: the body models that pose a loaded checkpoint's mesh head.
+
+    ``body`` is the model the checkpoint was trained with, as training built it
+    (:func:`~maskpose.train.pipeline.build_body` of its saved ``body``, none: Anny, with the saved
+    ``h36m_regressor`` and ``smpl_topology``); it gives the joints and the rendered silhouette.
+    ``export_body`` (``meshes``) is the same body at its full topology, for PLY export (Anny's
+    ``"anny"`` mesh, SMPL's 6,890 vertices). The SMPL model file is ``smpl_model`` (``--smpl-model``),
+    else the path saved in the checkpoint when it exists on this machine, else
+    ``$MASKPOSE_SMPL_MODEL``. ``(None, None)`` for a model without a mesh head; a one-line
+    ``ConfigError`` naming the checkpoint when the ``smpl`` extra or a model file is missing."""
+    config = state["config"]
+    if "mesh" not in config["model"].get("heads", ("mesh",)):
+        return None, None
+    name = saved_body(config)
+    if name == "anny":  # the rendering mesh, and the full 13,718-vertex mesh for PLY files
+        return build_body("anny", device), (make_body("anny", topology="anny", device=device) if meshes else None)
+    settings = {"smpl_model": _smpl_model_path(config, smpl_model),
+                "h36m_regressor": config.get("h36m_regressor", "") or ""}
+    topology = config.get("smpl_topology", "decimated")
+    try:
+        body = build_body(name, device, smpl_topology=topology, **settings)
+        export_body = None
+        if meshes:
+            export_body = body if topology == "full" else build_body(name, device, smpl_topology="full", **settings)
+    except ConfigError as err:
+        hint = "" if "--smpl-model" in str(err) else f" (give --smpl-model PATH or set {SMPL_MODEL_ENV})"
+        raise ConfigError(f"checkpoint {checkpoint} was trained with body {name!r}: {err}{hint}") from None
+    return body, export_body
+
+
+def shape_entries(record: dict) -> dict:
+    """The shape entries of a crop record for its JSON: ``phenotypes`` (Anny) or ``betas`` and
+    ``body`` (SMPL), rounded to 5 decimals; empty for the joint head."""
+    entries = {}
+    for key in ("phenotypes", "betas"):
+        if key in record:
+            entries[key] = np.round(np.asarray(record[key], np.float64), 5).tolist()
+    if "body" in record:
+        entries["body"] = record["body"]
+    return entries
+
+
 @torch.no_grad()
 def predict_to_folder(checkpoint: str | Path, inputs: str | Path, out: str | Path, device="cpu",
-                      write_ply: bool = True, batch_size: int = 16) -> int:
+                      write_ply: bool = True, batch_size: int = 16, smpl_model: str | Path | None = None) -> int:
     """Predictions for each image of ``inputs`` (:func:`read_inputs`: one person crop per image;
     a non-square image padded to a centred square), written to ``out``: ``<name>.json`` (joints2d
     in the input's pixels), ``<name>.ply`` (mesh head, ``write_ply``), ``<name>_overlay.png``.
+    The body model is the checkpoint's (:func:`checkpoint_bodies`; ``smpl_model`` for SMPL).
     Returns the number of images."""
     device = resolve_device(device)
     model, state = load_model(checkpoint, device)
     model.eval()
     res = model.config.resolution
     focal = state["config"].get("focal") or default_focal(res)
+    body, export_body = checkpoint_bodies(checkpoint, state, device, smpl_model, meshes=write_ply)
     names, images, sizes = read_inputs(inputs, res)
     padded = not is_dataset(inputs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    body = export_body = None
-    if "mesh" in model.config.heads:
-        body = AnnyBody(device=device)
-        export_body = AnnyBody("anny", device=device) if write_ply else None
     for start in range(0, len(names), batch_size):
         batch = images[start : start + batch_size].to(device)
         heads = model(batch)
@@ -172,7 +233,9 @@ def predict_to_folder(checkpoint: str | Path, inputs: str | Path, out: str | Pat
                       "input_size_hw": list(size), "joint_order": "h36m-17"}
             if pred.translation is not None:
                 record["translation_m"] = pred.translation[i].cpu().tolist()
-                record["phenotypes"] = heads.mesh.phenotypes[i].cpu().tolist()
+                record[body.shape_name] = heads.mesh.phenotypes[i].cpu().tolist()
+                if body.name != "anny":
+                    record["body"] = body.name
             (out / f"{name}.json").write_text(json.dumps(record, indent=1))
             draw_overlay(batch[i].cpu(), pred.joints2d[i, :17].cpu(),
                          None if silhouettes is None else silhouettes[i]).save(out / f"{name}_overlay.png")
@@ -192,20 +255,20 @@ class CropPredictor:
     Args:
         checkpoint: model checkpoint.
         device: torch device.
-        meshes: also pose the full-topology Anny mesh (for PLY export; mesh head only).
+        meshes: also pose the full-topology mesh (for PLY export; mesh head only).
+        smpl_model: the SMPL model file of a checkpoint trained with body ``smpl``
+            (:func:`checkpoint_bodies`).
     """
 
-    def __init__(self, checkpoint: str | Path, device="cpu", meshes: bool = False):
+    def __init__(self, checkpoint: str | Path, device="cpu", meshes: bool = False,
+                 smpl_model: str | Path | None = None):
         self.model, state = load_model(checkpoint, device)
         self.model.eval()
         self.device = device
         self.res = self.model.config.resolution
         self.focal = float(state["config"].get("focal") or default_focal(self.res))
         self.has_mesh = "mesh" in self.model.config.heads
-        self.body = self.export_body = None
-        if self.has_mesh:
-            self.body = AnnyBody(device=device)
-            self.export_body = AnnyBody("anny", device=device) if meshes else None
+        self.body, self.export_body = checkpoint_bodies(checkpoint, state, device, smpl_model, meshes)
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> list[dict]:
@@ -219,7 +282,8 @@ def predict_crops(model, images: torch.Tensor, focal: float, body=None, export_b
     Returns one record per crop (numpy arrays): ``joints3d`` ``(17, 3)`` metres in the crop camera
     (a centred pinhole of focal ``focal`` px; root-relative for the joint head), ``joints2d``
     ``(17, 2)`` crop pixels, and for the mesh head ``silhouette`` ``(res, res)`` bool,
-    ``translation`` ``(3,)``, ``phenotypes`` ``(6,)``, plus ``vertices`` ``(V, 3)`` and ``faces``
+    ``translation`` ``(3,)``, the shape parameters under the body's ``shape_name`` (``phenotypes``
+    ``(6,)`` for Anny, ``betas`` ``(10,)`` for SMPL), plus ``vertices`` ``(V, 3)`` and ``faces``
     of ``export_body``'s topology when it is given (``body`` is required for the mesh head).
     """
     res = images.shape[-1]
@@ -236,7 +300,9 @@ def predict_crops(model, images: torch.Tensor, focal: float, body=None, export_b
             full = export_body(heads.mesh.pose, heads.mesh.phenotypes, pred.translation)
         for i, record in enumerate(records):
             record.update(silhouette=silhouettes[i].cpu().numpy(), translation=pred.translation[i].cpu().numpy(),
-                          phenotypes=heads.mesh.phenotypes[i].cpu().numpy())
+                          **{body.shape_name: heads.mesh.phenotypes[i].cpu().numpy()})
+            if body.name != "anny":
+                record["body"] = body.name
             if full is not None:
                 record.update(vertices=full.vertices[i].cpu().numpy(), faces=export_body.faces.cpu().numpy())
     else:
@@ -314,7 +380,7 @@ def person_record(record: dict, track_id: int, box, res: int, focal: float) -> d
     }
     if "translation" in record:
         entry["translation_m"] = np.round(record["translation"].astype(np.float64), 5).tolist()
-        entry["phenotypes"] = np.round(record["phenotypes"].astype(np.float64), 5).tolist()
+        entry.update(shape_entries(record))
     return entry
 
 
@@ -336,7 +402,8 @@ class VideoPrediction:
 def predict_video(checkpoint: str | Path, video: str | Path, out_video: str | Path,
                   json_dir: str | Path | None = None, ply_dir: str | Path | None = None, device="cpu",
                   extraction=None, batch_size: int = 16,
-                  progress: Callable[[str, int], None] | None = None) -> VideoPrediction:
+                  progress: Callable[[str, int], None] | None = None,
+                  smpl_model: str | Path | None = None) -> VideoPrediction:
     """Person crops and tracks from a static-camera video, a prediction per crop, and
 
     * ``out_video`` (``.mp4`` or ``.avi``): the source frames with every person's mesh silhouette
@@ -345,8 +412,8 @@ def predict_video(checkpoint: str | Path, video: str | Path, out_video: str | Pa
       entry per person (``person_record``: track id, crop box, 3D joints in the crop camera frame,
       2D joints in frame pixels, the crop camera's full-frame intrinsics, translation and
       phenotypes for the mesh head); frames without anyone have an empty list;
-    * ``ply_dir/frame_NNNNNN_trackK.ply``: the full-topology Anny mesh of each person (mesh head),
-      in the crop camera frame.
+    * ``ply_dir/frame_NNNNNN_trackK.ply``: the full-topology mesh of each person (mesh head; the
+      checkpoint's body model, ``smpl_model`` for SMPL: :func:`checkpoint_bodies`), in the crop camera frame.
 
     ``extraction`` is a :class:`maskpose.data.video.ExtractionConfig` (its resolution is replaced
     by the model's). Crops are extracted into a temporary folder, then predicted in order of
@@ -357,7 +424,7 @@ def predict_video(checkpoint: str | Path, video: str | Path, out_video: str | Pa
     if Path(out_video).suffix.lower() not in CODECS:
         raise DataError(f"{out_video}: the overlay video must end in {' or '.join(CODECS)}")
     source = FrameSource(video, (extraction or ExtractionConfig()).max_frames)  # fails early on a bad video
-    predictor = CropPredictor(checkpoint, resolve_device(device), meshes=ply_dir is not None)
+    predictor = CropPredictor(checkpoint, resolve_device(device), meshes=ply_dir is not None, smpl_model=smpl_model)
     if ply_dir is not None and not predictor.has_mesh:
         raise DataError(f"{checkpoint}: the model has no mesh head, so there are no meshes to write (drop --ply-dir)")
     config = dataclasses.replace(extraction or ExtractionConfig(), resolution=predictor.res)
@@ -679,14 +746,14 @@ def photo_person_record(record: dict, person: Person, photo: Path, size: tuple[i
     }
     if "translation" in record:
         entry["translation_m"] = np.round(record["translation"].astype(np.float64), 5).tolist()
-        entry["phenotypes"] = np.round(record["phenotypes"].astype(np.float64), 5).tolist()
+        entry.update(shape_entries(record))
     return entry
 
 
 @torch.no_grad()
 def predict_photos(checkpoint: str | Path, inputs: str | Path, out: str | Path, masks: str | Path | None = None,
                    boxes: str | Path | None = None, device="cpu", write_ply: bool = True, batch_size: int = 16,
-                   margin: float = PHOTO_MARGIN) -> PhotoPrediction:
+                   margin: float = PHOTO_MARGIN, smpl_model: str | Path | None = None) -> PhotoPrediction:
     """Predictions for every person of full photographs, given their masks or boxes.
 
     ``inputs`` is a photo or a folder of photos; ``masks`` a folder of binary masks
@@ -702,6 +769,7 @@ def predict_photos(checkpoint: str | Path, inputs: str | Path, out: str | Path, 
     masks and a mesh head the silhouette IoU against the person's mask), ``<stem>_person<k>.ply``
     (mesh head, ``write_ply``), and ``<stem>_overlay.png``: the photo with every person's tinted
     silhouette and skeleton. Every photo's masks or boxes are checked before anything is written.
+    The body model is the checkpoint's (:func:`checkpoint_bodies`; ``smpl_model`` for SMPL).
     """
     if (masks is None) == (boxes is None):
         raise ConfigError("give the people of the photos as --masks or as --boxes (one of them)")
@@ -731,7 +799,7 @@ def predict_photos(checkpoint: str | Path, inputs: str | Path, out: str | Path, 
     first = people_of(photos[0])  # kept; the other photos are read again when they are predicted
     for photo in photos[1:]:
         people_of(photo)
-    predictor = CropPredictor(checkpoint, resolve_device(device), meshes=write_ply)
+    predictor = CropPredictor(checkpoint, resolve_device(device), meshes=write_ply, smpl_model=smpl_model)
     res, focal = predictor.res, predictor.focal
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -23,11 +23,8 @@ source > l2 > ls > ls_lt first, targets as columns, PA-MPJPE mean ± std over se
 Target train splits are generated *with* labels so the oracle can use them; the adaptation
 variants never read labels (``TrainConfig.validate`` refuses supervised losses in ``adapt``).
 
-``unsup``: Mask-as-Supervision from scratch (``train-unsup``) with the joint head or, with
-``unsup_head: mesh``, the mesh head (whose body model fixes the 3D structure that a mask cannot),
-with and without ψ (physique net) and G (geodesic weights), against the same network trained with
-3D labels on the same images; MPJPE / PA-MPJPE with and without the flip to the better side, and the
-left-right ambiguity ratio.
+``unsup`` (Mask as Supervision, the released two-stage protocol) lives in :mod:`maskpose.bench.unsup`
+and shares :class:`BenchConfig`, the data generation and the resumable state of this module.
 """
 
 from __future__ import annotations
@@ -82,20 +79,13 @@ ABLATION_ORDER = ("source", "l2", "ls", "ls_lt")
 #: The paper's numbers for the same rows (PA-MPJPE mm, synthetic -> 3DPW; docs/design.md §1.1).
 PAPER_ABLATION = {"source": 134.7, "l2": 129.6, "ls": 106.2, "ls_lt": 95.1}
 ALL_TARGETS = ("lowres-32", "lowres-52", "thermal", "uap-8", "uap-16", "scene")
+#: ``bench unsup`` rows (maskpose.bench.unsup): stage 1 alone; stage 2 full and its ablations; stage 2
+#: without the mask terms (what the extra source steps alone give); SPP on 1 % and 5 % of the target's
+#: labels (on the full model); masks only from scratch (the control).
+UNSUP_VARIANTS = ("stage1", "full", "no_g", "no_psi", "no_psi_no_g", "no_symmetry", "no_masks", "spp_1", "spp_5",
+                  "scratch")
 METRICS = ("mpjpe", "pa_mpjpe", "n_mpjpe", "pck", "auc", "silhouette_iou", "mpjpe_flip", "pa_mpjpe_flip",
            "ambiguity_ratio")
-#: Unsupervised variants: (mode, TrainConfig overrides).
-UNSUP_VARIANTS: dict[str, dict] = {
-    "supervised": {"mode": "pretrain", "losses": {"joints3d": 1.0, "joints2d": 1.0}},
-    "mas": {"mode": "train-unsup", "losses": {"mas": 1.0}},
-    "mas_no_g": {"mode": "train-unsup", "losses": {"mas": 1.0}, "mas_geodesic": False},
-    "mas_no_psi": {"mode": "train-unsup", "losses": {"mas": 1.0}, "mas_physique": False},
-    "mas_no_psi_no_g": {"mode": "train-unsup", "losses": {"mas": 1.0}, "mas_physique": False, "mas_geodesic": False},
-}
-#: The paper's MaS ablation (H36M MPJPE, ambiguity ratio %; docs/design.md §1.2).
-PAPER_MAS = {"mas_no_psi_no_g": (127.4, None), "mas_no_g": (102.6, None), "mas": (95.9, 20.3)}
-
-
 def bench_source_run() -> TrainConfig:
     """The benchmark's source pretraining run (data, out, seed, device and the model are filled in)."""
     return TrainConfig(mode="pretrain", steps=1500, batch_size=32, lr=1e-3, log_every=25, checkpoint_every=100)
@@ -110,15 +100,24 @@ def bench_adapt_run() -> TrainConfig:
                        log_every=10, checkpoint_every=10**9)
 
 
+def bench_unsup_stage1_run() -> TrainConfig:
+    """``bench unsup``'s stage 1: supervised on the labelled studio split, one model per head (the
+    released recipe's stage 1; its data, out, seed, device, losses and model are filled in)."""
+    return TrainConfig(mode="pretrain", steps=1500, batch_size=32, lr=1e-3, log_every=25, checkpoint_every=10**9)
+
+
 def bench_unsup_run() -> TrainConfig:
-    """Every ``bench unsup`` cell's run (mode and losses come from the variant)."""
-    return TrainConfig(mode="train-unsup", steps=1500, batch_size=32, lr=1e-3, log_every=25,
-                       checkpoint_every=10**9)
+    """``bench unsup``'s stage 2 (and, without source batches and init, the from-scratch control):
+    the released recipe (docs/design.md §1.2): the one-sided skeleton term on the released skeleton
+    mask, a supervised studio batch in every step, from the stage-1 model; losses and the ψ / G
+    switches come from the variant."""
+    return TrainConfig(mode="train-unsup", steps=300, batch_size=16, lr=3e-4, source_ratio=1.0, mas_style="released",
+                       mas_skeleton_term="one_sided", log_every=25, checkpoint_every=10**9)
 
 
 #: The ``TrainConfig`` templates of a ``BenchConfig`` and their defaults (whose mode each must keep).
 RUN_SECTIONS: dict[str, Callable[[], TrainConfig]] = {"source": bench_source_run, "adapt": bench_adapt_run,
-                                                      "unsup": bench_unsup_run}
+                                                      "unsup_stage1": bench_unsup_stage1_run, "unsup": bench_unsup_run}
 #: Keys of the flat configuration before the runs became ``TrainConfig`` templates -> their new place.
 MOVED_KEYS = {
     "pose_spread": "poses.spread", "max_yaw_deg": "poses.max_yaw_deg",
@@ -127,6 +126,7 @@ MOVED_KEYS = {
     "fit_every": "adapt.fit_every", "fit_iterations": "adapt.fit_iterations",
     "topology_binarization": "adapt.topology_binarization", "topology_temperature": "adapt.topology_temperature",
     "unsup_steps": "unsup.steps", "unsup_batch": "unsup.batch_size", "unsup_lr": "unsup.lr",
+    "unsup_head": "unsup_heads",
 }
 
 
@@ -162,21 +162,28 @@ class BenchConfig:
     oracle_lr: float = 1e-4  # the oracle runs adapt's steps and batch size at this learning rate
     curve_variants: tuple[str, ...] = ("l2", "ls_lt")
     curve_points: int = 3  # evaluations along each curve-variant run (the last is the run's end)
-    # unsup (Mask-as-Supervision ablation)
-    unsup_variants: tuple[str, ...] = tuple(UNSUP_VARIANTS)
-    unsup_train: int = 3000
+    # unsup (Mask as Supervision, the released two-stage protocol: maskpose.bench.unsup)
+    unsup_targets: tuple[str, ...] = ("thermal", "lowres-32")
+    unsup_heads: tuple[str, ...] = ("joints", "mesh")
+    unsup_variants: tuple[str, ...] = UNSUP_VARIANTS
+    unsup_train: int = 3000  # labelled studio samples of stage 1 (and of stage 2's source batches)
+    unsup_target_train: int = 400  # target images and masks of stage 2 (labelled only for SPP)
     unsup_test: int = 200
+    unsup_stage1: TrainConfig = field(default_factory=bench_unsup_stage1_run)
     unsup: TrainConfig = field(default_factory=bench_unsup_run)
     unsup_seeds: tuple[int, ...] = (0, 1)
-    # "joints": free 3D landmarks (masks constrain only their projection, so depth is learned from
-    # nothing); "mesh": the body model's joints, with the pose prior (prior_weight) added to every
-    # mask-only variant.
-    unsup_head: str = "joints"
+    unsup_mas_weight: float = 1.0
+    unsup_symmetry_weight: float = 0.1  # the released recipe's weight
+    # The joint head of the "joints" rows: the integral (heatmap) head, as the released code; "mlp" is
+    # the global-pool head of earlier versions.
+    unsup_joint_head: str = "integral"
+    unsup_landmarks: int = 17
     device: str = "cpu"
     eval_batch: int = 32
 
     def __post_init__(self):
-        for name in ("targets", "variants", "seeds", "curve_variants", "unsup_variants", "unsup_seeds"):
+        for name in ("targets", "variants", "seeds", "curve_variants", "unsup_variants", "unsup_seeds",
+                     "unsup_targets", "unsup_heads"):
             setattr(self, name, tuple(getattr(self, name)))
         if isinstance(self.poses, Mapping):
             self.poses = _pose_distribution(self.poses)
@@ -196,15 +203,18 @@ class BenchConfig:
         ``chamfer_points`` and ``ls_lt_mas`` (keeps source, l2, ls, ls_lt, mas, oracle), fitting in
         the loop; and shrinks everything (source 1500 samples / 600 steps, targets 200 train / 100
         test, 60 adaptation steps of batch 8, UAP 60 steps on 128 held-out images, a narrower
-        network; unsup 1500 samples / 300 steps, one seed)."""
+        network; unsup: 1500 studio samples, stage 1 600 steps, stage 2 100 steps of batch 8, one seed and
+        the rows stage1, full, no_psi_no_g, spp_5, scratch)."""
         return BenchConfig(
             width=16, hidden=128, source_train=1500, source_heldout=128,
             source=replace(bench_source_run(), steps=600, batch_size=16),
             targets=("lowres-32", "thermal", "uap-16", "scene"), target_train=200, target_test=100,
             uap_steps=60, uap_batch=16, variants=("source", "l2", "ls", "ls_lt", "mas", "oracle"),
             adapt=replace(bench_adapt_run(), steps=60, batch_size=8), curve_points=3,
-            unsup_train=1500, unsup_test=100, unsup=replace(bench_unsup_run(), steps=300, batch_size=16),
-            unsup_seeds=(0,),
+            unsup_train=1500, unsup_target_train=200, unsup_test=100,
+            unsup_stage1=replace(bench_unsup_stage1_run(), steps=600, batch_size=16),
+            unsup=replace(bench_unsup_run(), steps=100, batch_size=8), unsup_seeds=(0,),
+            unsup_variants=("stage1", "full", "no_psi_no_g", "spp_5", "scratch"),
         )
 
     def model(self, heads=("mesh",)):
@@ -250,6 +260,13 @@ class BenchConfig:
         bad = [v for v in self.unsup_variants if v not in UNSUP_VARIANTS]
         if bad:
             raise ConfigError(f"unknown unsup variant(s) {bad}; known: {list(UNSUP_VARIANTS)}")
+        bad = [h for h in self.unsup_heads if h not in ("joints", "mesh")]
+        if bad or not self.unsup_heads:
+            raise ConfigError(f"unsup_heads must name joints and/or mesh, got {list(self.unsup_heads)}")
+        bad = [t for t in self.unsup_targets if t.partition("+")[0] not in DOMAINS or t.startswith(("studio", "uap"))]
+        if bad:
+            raise ConfigError(f"unknown unsup target(s) {bad}: a synthetic domain other than studio and the UAP "
+                              f"ones (they need a source model first), optionally +<degradation>")
         check_topology_gradient(self.adapt.topology_binarization, self.adapt.topology_temperature)
         register_uap_domains()
         bad = [t for t in self.targets if t.partition("+")[0] not in DOMAINS or t.partition("+")[0] == "studio"]
@@ -260,8 +277,6 @@ class BenchConfig:
             parse_target(target)
         if not self.seeds or not self.unsup_seeds:
             raise ConfigError("at least one seed is needed")
-        if self.unsup_head not in ("joints", "mesh"):
-            raise ConfigError(f"unsup_head must be 'joints' or 'mesh', got {self.unsup_head!r}")
         if self.curve_points < 1:
             raise ConfigError("curve_points must be >= 1")
         return self
@@ -332,7 +347,8 @@ def _load_state(path: Path, cfg: BenchConfig, kind: str, log: _Log) -> dict:
     if not path.exists():
         return {"cells": {}}
     state = json.loads(path.read_text())
-    free = {"targets", "variants", "seeds", "curve_variants", "unsup_variants", "unsup_seeds", "device", "eval_batch",
+    free = {"targets", "variants", "seeds", "curve_variants", "unsup_variants", "unsup_seeds", "unsup_targets",
+            "unsup_heads", "device", "eval_batch",
             *(f"{name}.device" for name in RUN_SECTIONS)}  # the runs take the benchmark's device
     mine = _dotted(json.loads(json.dumps(cfg.to_dict())))
     saved = _dotted(state.get("config", {}))
@@ -676,69 +692,5 @@ def plot_curves(payload: dict, cfg: BenchConfig, path: Path) -> Path | None:
     return path
 
 
-# ---------------------------------------------------------------------- bench unsup
-def run_unsup_benchmark(cfg: BenchConfig, out, json_path=None, printer: Callable[[str], None] | None = None,
-                        threads: int | None = None) -> dict:
-    """Mask-as-Supervision ablation (joint head): ``supervised`` (3D labels, same images and network),
-    ``mas`` (ψ + G), ``mas_no_g``, ``mas_no_psi``, ``mas_no_psi_no_g``; evaluated on a labelled studio
-    test split with and without the flip to the better side. Resumable per cell
-    (``out/bench_unsup.json``). ``threads``: ``torch.set_num_threads`` first."""
-    out, log, state_path, state, body = _start(cfg, out, "unsup", printer, threads)
-    res, seed = cfg.resolution, cfg.data_seed
-    poses = cfg.poses
-    train_split = _generate(out / "data" / "studio" / "unsup_train", "studio", cfg.unsup_train, res, seed,
-                            "unsup_train", True, body, log, poses=poses)
-    test_split = _generate(out / "data" / "studio" / "unsup_test", "studio", cfg.unsup_test, res, seed,
-                           "unsup_test", True, body, log, poses=poses)
-    cells = state["cells"]
-    todo = [(v, s) for v in cfg.unsup_variants for s in cfg.unsup_seeds]
-    for i, (v, s) in enumerate(todo, 1):
-        key = f"studio|{v}|{s}"
-        if key in cells:
-            continue
-        log(f"cell {i}/{len(todo)}: {v}, seed {s} ({cfg.unsup.steps} steps)")
-        start = time.time()
-        spec = dict(UNSUP_VARIANTS[v])
-        if cfg.unsup_head == "mesh" and spec["mode"] == "train-unsup" and cfg.prior_weight > 0:
-            spec["losses"] = {**spec["losses"], "prior": cfg.prior_weight}
-        run_dir = out / "runs" / v / f"seed{s}"
-        shutil.rmtree(run_dir, ignore_errors=True)
-        trained = train(replace(cfg.unsup, data=str(train_split), out=str(run_dir), seed=s, device=cfg.device,
-                                model=cfg.model(heads=(cfg.unsup_head,)), **spec), progress=False)
-        cells[key] = _metrics(evaluate_checkpoint(trained.checkpoint, test_split, cfg.device, cfg.eval_batch))
-        cells[key]["seconds"] = round(time.time() - start, 1)
-        c = cells[key]
-        log(f"  {v} seed {s}: MPJPE {c['mpjpe']:.1f} (flip {c['mpjpe_flip']:.1f}) mm, "
-            f"PA-MPJPE {c['pa_mpjpe']:.1f} (flip {c['pa_mpjpe_flip']:.1f}) mm, ambiguity {c['ambiguity_ratio']:.1f} %")
-        _write_json(state_path, {"benchmark": "unsup", "config": cfg.to_dict(), "cells": cells})
-    results = aggregate(cells, ("studio",), cfg.unsup_variants, cfg.unsup_seeds).get("studio", {})
-    payload = {"benchmark": "unsup", "config": cfg.to_dict(), "cells": cells, "results": results,
-               "paper_mas_ablation": {k: {"mpjpe": a, "ambiguity_ratio": b} for k, (a, b) in PAPER_MAS.items()},
-               "complete": all(f"studio|{v}|{s}" in cells for v, s in todo),
-               "seconds_this_run": round(time.time() - log.start, 1)}
-    _write_json(state_path, payload)
-    md = unsup_markdown(results, cfg)
-    (out / "bench_unsup.md").write_text(md + "\n")
-    if json_path is not None:
-        _write_json(Path(json_path), payload)
-    print(md, flush=True) if printer is None else printer(md)
-    return payload
-
-
-def unsup_markdown(results: dict, cfg: BenchConfig) -> str:
-    cols = (("mpjpe", "MPJPE"), ("mpjpe_flip", "MPJPE flip"), ("pa_mpjpe", "PA-MPJPE"),
-            ("pa_mpjpe_flip", "PA-MPJPE flip"), ("ambiguity_ratio", "ambiguity %"))
-    lines = [f"**Mask-as-Supervision ablation** (studio test split, mm; mean ± std over seeds {list(cfg.unsup_seeds)})",
-             "", "| variant | " + " | ".join(c[1] for c in cols) + " | paper MPJPE |", "|---" * (len(cols) + 2) + "|"]
-    for v in UNSUP_VARIANTS:
-        if v not in results:
-            continue
-        e = results[v]
-        cells = [f"{e[f'{k}_mean']:.1f} ± {e[f'{k}_std']:.1f}" if f"{k}_mean" in e else "–" for k, _ in cols]
-        paper = PAPER_MAS.get(v, (None,))[0]
-        lines.append(f"| {v} | " + " | ".join(cells) + f" | {paper if paper is not None else '–'} |")
-    return "\n".join(lines)
-
-
 __all__ = ["ADAPT_LOSSES", "ALL_TARGETS", "BenchConfig", "UNSUP_VARIANTS", "VARIANT_ORDER", "ablation_order_check",
-           "aggregate", "markdown_table", "run_adapt_benchmark", "run_unsup_benchmark"]
+           "aggregate", "markdown_table", "run_adapt_benchmark"]

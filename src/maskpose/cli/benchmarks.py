@@ -84,13 +84,24 @@ def bench_adapt(
 def bench_unsup(quick: bool = QUICK, json_path: Path = JSON, out: Path = OUT, device: str = DEVICE,
                 seeds: Optional[str] = typer.Option(None, help="Comma-separated seeds (default: the config's "
                                                                "unsup_seeds)."),
+                targets: Optional[str] = typer.Option(None, help="Comma-separated targets (default: the config's "
+                                                                 "unsup_targets)."),
+                heads: Optional[str] = typer.Option(None, help="Comma-separated heads: joints, mesh."),
+                variants: Optional[str] = typer.Option(None, help="Comma-separated rows (default: all of "
+                                                                  "stage1, full, no_g, no_psi, no_psi_no_g, "
+                                                                  "no_symmetry, spp_1, spp_5, scratch)."),
                 threads: Optional[int] = THREADS, config: Optional[Path] = CONFIG) -> None:
-    """Mask-as-Supervision with / without ψ and G against a 3D-supervised model (joint head):
-    MPJPE with and without the left-right flip, and the ambiguity ratio."""
+    """Mask as Supervision, the released two-stage protocol: stage 1 supervised on studio, stage 2
+    with masks on shifted targets (full, without G, ψ, both, symmetry), SPP on 1 % / 5 % of the
+    labels, and the masks-only run from scratch; both heads; MPJPE with and without the flip."""
     from maskpose.bench import adapt as bench  # deferred: CLI start-up
+    from maskpose.bench.unsup import run_unsup_benchmark  # deferred: CLI start-up
 
     cfg = _bench_config(bench.BenchConfig, quick, device, seeds=seeds, config=config, seeds_field="unsup_seeds")
-    bench.run_unsup_benchmark(cfg, out, json_path, threads=threads)
+    changes = {name: _split(value) for name, value in (("unsup_targets", targets), ("unsup_heads", heads),
+                                                      ("unsup_variants", variants)) if value is not None}
+    cfg = cfg.updated(changes).validate() if changes else cfg
+    run_unsup_benchmark(cfg, out, json_path, threads=threads)
 
 
 @bench_app.command("peers")
@@ -140,3 +151,85 @@ def bench_peers(
     if json_path is not None:
         changes["json_path"] = str(json_path)
     bench.run_peers(replace(cfg, **changes).validate())
+
+
+def _write_result(json_path: Optional[Path], result: dict) -> None:
+    if json_path is not None:
+        from maskpose.io import atomic_write_json  # deferred: CLI start-up
+
+        atomic_write_json(json_path, result)
+        typer.echo(f"wrote {json_path}")
+
+
+def _check_json(json_path: Optional[Path]) -> None:
+    if json_path is not None:  # before the run, not after it
+        from maskpose.io import check_output_file  # deferred: CLI start-up
+
+        check_output_file(json_path, "--json")
+
+
+@bench_app.command("step")
+@friendly
+def bench_step(
+    res: int = typer.Option(128, "--res", help="Model input resolution (px; 128: the new default)."),
+    batch: int = typer.Option(16, "--batch", help="Batch size."),
+    repeats: int = typer.Option(5, "--repeats", help="Timed rounds (medians reported)."),
+    warmup: int = typer.Option(1, "--warmup", help="Untimed rounds first."),
+    device: str = DEVICE, threads: Optional[int] = THREADS,
+    memory: bool = typer.Option(False, "--memory/--no-memory", help="Also the peak RSS of `maskpose pretrain` and "
+                                                                    "`maskpose adapt` run as subprocesses."),
+    memory_steps: int = typer.Option(8, "--memory-steps", help="Steps of each --memory run."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the results JSON here."),
+) -> None:
+    """One optimisation step of pretrain (supervised) and adapt (L_S + L_T + prior), with and without
+    fitting in the loop: the ratio adapt/supervised and the time of every stage."""
+    from maskpose.bench import step as bench  # deferred: CLI start-up
+
+    _check_json(json_path)
+    result = bench.bench_step(res=res, batch=batch, repeats=repeats, warmup=warmup, device=device, threads=threads,
+                 memory=memory, memory_steps=memory_steps)
+    typer.echo(bench.format_step(result))
+    _write_result(json_path, result)
+
+
+@bench_app.command("train")
+@friendly
+def bench_train(
+    quick: bool = typer.Option(False, "--quick", help="A small grid (32 and 48 px, batch 2 and 4, one round)."),
+    res: Optional[str] = typer.Option(None, "--res", help="Comma-separated resolutions (default 64,128,224)."),
+    batch: Optional[str] = typer.Option(None, "--batch", help="Comma-separated batches (default 8,16,32,64)."),
+    repeats: Optional[int] = typer.Option(None, "--repeats", help="Timed rounds per cell (default 3)."),
+    warmup: Optional[int] = typer.Option(None, "--warmup", help="Untimed rounds per cell (default 1)."),
+    peak_size: Optional[int] = typer.Option(None, "--peak-size", help="Side of the float32 matmul of the peak "
+                                                                      "(default 2048)."),
+    mode: str = typer.Option("pretrain", "--mode", help="The step timed: pretrain, or adapt (without fitting)."),
+    device: str = DEVICE, threads: Optional[int] = THREADS,
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the results JSON here."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write the cost curves (PNG) here."),
+) -> None:
+    """Training images/s and FLOPs per image of the default model, as a share of the measured matmul
+    peak, over resolutions and batches."""
+    from maskpose.bench import train as bench  # deferred: CLI start-up
+
+    _check_json(json_path)
+    if plot is not None:
+        from maskpose.io import check_output_file  # deferred: CLI start-up
+
+        check_output_file(plot, "--plot", (".png",))
+    settings = dict(bench.QUICK) if quick else {}
+    try:
+        if res is not None:
+            settings["resolutions"] = tuple(int(r) for r in _split(res))
+        if batch is not None:
+            settings["batches"] = tuple(int(b) for b in _split(batch))
+    except ValueError:
+        raise ConfigError("--res and --batch take integers separated by commas (e.g. 64,128)") from None
+    for name, value in (("repeats", repeats), ("warmup", warmup), ("peak_size", peak_size)):
+        if value is not None:
+            settings[name] = value
+    result = bench.bench_train(device=device, threads=threads, mode=mode, **settings,
+                               progress=lambda cell: typer.echo(bench.format_cell(cell)))
+    typer.echo(bench.format_train(result))
+    _write_result(json_path, result)
+    if plot is not None:
+        typer.echo(f"wrote {bench.plot_train(result, plot)}")

@@ -57,6 +57,8 @@ RES = typer.Option(None, "--res", help="Model input resolution (pixels).")
 BODY = typer.Option(None, "--body", help="Body model: anny (default) or smpl (needs the smpl extra and --smpl-model).")
 SMPL_MODEL = typer.Option(None, "--smpl-model", help="SMPL model file (e.g. SMPL_NEUTRAL.pkl; default "
                           "$MASKPOSE_SMPL_MODEL); with --body smpl.")
+PRECISION = typer.Option(None, "--precision", help="Network forward precision: float32 (default), bf16 (CUDA or CPU) "
+                         "or fp16 (CUDA only); the body model, renderer and losses stay float32.")
 SMPL_MODEL_READ = typer.Option(None, "--smpl-model", help="SMPL model file for a checkpoint trained with body smpl "
                                "(default: the path saved in the checkpoint, else $MASKPOSE_SMPL_MODEL).")
 
@@ -79,13 +81,14 @@ def _report(result) -> None:
 def pretrain(data: Path = DATA, out: Path = OUT, steps: Optional[int] = STEPS, batch_size: Optional[int] = BATCH,
              lr: Optional[float] = LR, seed: Optional[int] = SEED, device: Optional[str] = DEVICE,
              loss: Optional[list[str]] = LOSS, config: Optional[Path] = CONFIG, res: Optional[int] = RES,
-             body: Optional[str] = BODY, smpl_model: Optional[Path] = SMPL_MODEL):
+             body: Optional[str] = BODY, smpl_model: Optional[Path] = SMPL_MODEL,
+             precision: Optional[str] = PRECISION):
     """Train on the source domain with full supervision (3D and 2D joints, body parameters)."""
     from maskpose.train.loop import TrainConfig, train  # deferred: CLI start-up
 
     cfg = TrainConfig.from_flags("pretrain", config, data=str(data), out=str(out), steps=steps, batch_size=batch_size,
                                  lr=lr, seed=seed, device=device, losses=_losses(loss), resolution=res,
-                                 **_body_flags(body, smpl_model))
+                                 precision=precision, **_body_flags(body, smpl_model))
     _report(train(cfg))
 
 
@@ -102,7 +105,8 @@ def adapt(init: Path = typer.Option(..., "--init", help="Source checkpoint to ad
                                                "crops and masks are extracted into OUT/extracted first."),
           method: str = typer.Option("mog2", "--method", help="With --video: background subtractor, mog2 or knn."),
           warmup: int = typer.Option(30, "--warmup", min=0, help="With --video: frames that prime the background."),
-          body: Optional[str] = BODY, smpl_model: Optional[Path] = SMPL_MODEL):
+          body: Optional[str] = BODY, smpl_model: Optional[Path] = SMPL_MODEL,
+          precision: Optional[str] = PRECISION):
     """Adapt a source model to a target domain from its images and masks only (L_S + L_T by default).
 
     The target is a dataset (--data) or a static-camera video (--video), whose person crops and masks
@@ -119,7 +123,7 @@ def adapt(init: Path = typer.Option(..., "--init", help="Source checkpoint to ad
                                  steps=steps, batch_size=batch_size, lr=lr, seed=seed, device=device,
                                  losses=_losses(loss), init_checkpoint=str(init),
                                  source_data=str(source_data) if source_data else None, source_ratio=source_ratio,
-                                 **_body_flags(body, smpl_model))
+                                 precision=precision, **_body_flags(body, smpl_model))
     if video is not None:
         extracted, reused = extract_for_training(video, out / "extracted", cfg.model.resolution, method, warmup)
         typer.echo(f"{'reusing' if reused else 'extracted'} person crops and masks of {video} in {extracted}")
@@ -132,13 +136,30 @@ def adapt(init: Path = typer.Option(..., "--init", help="Source checkpoint to ad
 def train_unsup(data: Path = DATA, out: Path = OUT, steps: Optional[int] = STEPS, batch_size: Optional[int] = BATCH,
                 lr: Optional[float] = LR, seed: Optional[int] = SEED, device: Optional[str] = DEVICE,
                 loss: Optional[list[str]] = LOSS, config: Optional[Path] = CONFIG, res: Optional[int] = RES,
+                head: Optional[str] = typer.Option(None, "--head", help="joints (free landmarks; the default from "
+                                                   "scratch) or mesh (the body model's joints)."),
+                init: Optional[Path] = typer.Option(None, "--init", help="Stage-1 checkpoint to start stage 2 from."),
+                source_data: Optional[Path] = typer.Option(None, help="Labelled source dataset: stage 1 trains on "
+                                                           "it, stage 2 mixes its supervised batches in."),
+                source_ratio: Optional[float] = typer.Option(None, help="Share of stage-2 steps with a supervised "
+                                                             "source batch (released recipe: 1)."),
+                stage1_steps: Optional[int] = typer.Option(None, help="Supervised stage-1 steps on --source-data "
+                                                           "before stage 2 (written to OUT/stage1)."),
                 body: Optional[str] = BODY, smpl_model: Optional[Path] = SMPL_MODEL):
-    """Mask-as-Supervision from scratch: a joint head trained from masks only."""
+    """Mask as Supervision. From scratch on masks only (the negative control), or the released
+    two-stage recipe: stage 1 supervised on --source-data (--stage1-steps, or --init a stage-1
+    model), stage 2 the mask terms on --data with supervised source batches mixed in
+    (--source-ratio). docs/configs/paper004_stage2.yaml holds the released recipe's options."""
     from maskpose.train.loop import TrainConfig, train  # deferred: CLI start-up
 
+    if head is not None and head not in ("joints", "mesh"):
+        raise ConfigError(f"--head must be joints or mesh, got {head!r}")
+    heads = [head] if head else (None if init else ["joints"])  # an --init model keeps its own heads
     cfg = TrainConfig.from_flags("train-unsup", config, data=str(data), out=str(out), steps=steps,
                                  batch_size=batch_size, lr=lr, seed=seed, device=device, losses=_losses(loss),
-                                 resolution=res, heads=["joints"], **_body_flags(body, smpl_model))
+                                 resolution=res, heads=heads, init_checkpoint=str(init) if init else None,
+                                 source_data=str(source_data) if source_data else None, source_ratio=source_ratio,
+                                 stage1_steps=stage1_steps, **_body_flags(body, smpl_model))
     _report(train(cfg))
 
 
@@ -186,24 +207,43 @@ def evaluate(checkpoint: Path = typer.Argument(..., help="Model checkpoint."),
              device: str = typer.Option("cpu"), batch_size: int = typer.Option(32, "--batch-size"),
              smpl_model: Optional[Path] = SMPL_MODEL_READ,
              floor_data: Optional[Path] = typer.Option(None, "--floor-data", help="Training split whose mean pose "
-                                                       "and mean mask give the floors (default: 2-fold on --data).")):
+                                                       "and mean mask give the floors (default: 2-fold on --data)."),
+             spp_data: Optional[Path] = typer.Option(None, "--spp-data", help="Labelled split (the target's training "
+                                                     "split) to fit supervised post-processing (SPP) on."),
+             spp_fraction: float = typer.Option(0.05, "--spp-fraction", help="Share of --spp-data's labels SPP "
+                                                "is fitted on (Mask as Supervision: 1 % to 5 %)."),
+             spp_kind: str = typer.Option("linear", "--spp-kind", help="SPP map: linear (ridge) or mlp.")):
     """MPJPE, PA-MPJPE, N-MPJPE, PCK@150, AUC, silhouette IoU, ambiguity ratio; with 2D keypoints,
     PCK in 2D and the pixel error, each beside the floor of a constant mean pose (docs/evaluation.md).
 
-    The body model is the checkpoint's (SMPL: its model file from --smpl-model)."""
+    The body model is the checkpoint's (SMPL: its model file from --smpl-model). With --spp-data,
+    the 3D keys again after SPP (``spp_mpjpe`` ...): a map from the model's landmarks to the joints
+    fitted on --spp-fraction of that split's labels."""
     from maskpose.device import resolve_device  # deferred: CLI start-up
     from maskpose.io import atomic_write_text  # deferred: CLI start-up
-    from maskpose.train.evaluate import evaluate_checkpoint  # deferred: CLI start-up
+    from maskpose.train.evaluate import evaluate_checkpoint, spp_metrics  # deferred: CLI start-up
 
     resolve_device(device)
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be an int >= 1, got {batch_size}")
     if json_path is not None:
         check_output_file(json_path, "--json")
-    metrics = evaluate_checkpoint(checkpoint, data, device, batch_size,
-                                  str(smpl_model) if smpl_model is not None else None, floor_data)
+    if not 0 < spp_fraction <= 1:
+        raise ConfigError(f"--spp-fraction must lie in (0, 1], got {spp_fraction}")
+    if spp_kind not in ("linear", "mlp"):
+        raise ConfigError(f"--spp-kind must be linear or mlp, got {spp_kind!r}")
+    smpl = str(smpl_model) if smpl_model is not None else None
+    metrics = evaluate_checkpoint(checkpoint, data, device, batch_size, smpl, floor_data)
     for line in _metric_lines(metrics):
         typer.echo(line)
+    if spp_data is not None:
+        spp = spp_metrics(checkpoint, data, spp_data, spp_fraction, device, batch_size, spp_kind, smpl_model=smpl)
+        typer.echo(f"after SPP ({spp_kind}, fitted on {spp['spp_labelled']} labelled samples of {spp_data}):")
+        for key in ("mpjpe", "pa_mpjpe", "mpjpe_flip", "ambiguity_ratio"):
+            unit = "%" if key == "ambiguity_ratio" else "mm"
+            typer.echo(f"  {key}: {spp[key]:.1f} {unit}")
+        metrics.update({f"spp_{key}": value for key, value in spp.items() if not key.startswith("spp_")})
+        metrics.update({key: value for key, value in spp.items() if key.startswith("spp_")})
     if json_path:
         atomic_write_text(json_path, json.dumps(metrics, indent=2))
 
@@ -243,6 +283,9 @@ def predict(checkpoint: Path = typer.Argument(..., help="Model checkpoint."),
     extract``), each crop is predicted, and OUT is the video with every person's mesh silhouette and
     skeleton drawn; per-frame JSON (track id, crop box, 3D joints in the crop camera frame) and
     optional PLY meshes go beside it.
+
+    Meshes are posed with the checkpoint's body model: Anny, or SMPL (the smpl extra, and its model
+    file from --smpl-model, else the path saved in the checkpoint, else $MASKPOSE_SMPL_MODEL).
     """
     from maskpose.apps.predict import (  # deferred: CLI start-up
         ExtractionConfig,
@@ -263,15 +306,14 @@ def predict(checkpoint: Path = typer.Argument(..., help="Model checkpoint."),
         raise ConfigError("--masks and --boxes go with --input PHOTO|FOLDER, not with --video")
     if masks is not None and boxes is not None:
         raise ConfigError("give either --masks or --boxes, not both")
-    trained_with = saved_body(load_checkpoint(checkpoint)["config"])
-    if trained_with != "anny":  # maskpose.apps.predict poses Anny meshes only (issue 15)
-        raise ConfigError(f"checkpoint {checkpoint} was trained with body {trained_with!r}; predict supports "
-                          "body 'anny' only so far (evaluate supports both)"
-                          + (f"; --smpl-model {smpl_model} is not used" if smpl_model is not None else ""))
+    trained_with = saved_body(load_checkpoint(checkpoint)["config"])  # the apps pose this body's meshes
+    if smpl_model is not None and trained_with != "smpl":
+        typer.echo(f"note: --smpl-model {smpl_model} is not used: checkpoint {checkpoint} was trained with body "
+                   f"{trained_with!r}", err=True)
     if video is not None:
         json_dir = json_dir if json_dir is not None else out.with_name(out.stem + "_json")
         result = predict_video(checkpoint, video, out, json_dir=json_dir, ply_dir=ply_dir, device=device,
-                               extraction=ExtractionConfig(method=method.lower(), warmup=warmup))
+                               extraction=ExtractionConfig(method=method.lower(), warmup=warmup), smpl_model=smpl_model)
         typer.echo(f"{result.frames} frames, {result.tracks} track(s), {result.samples} person crops: "
                    f"overlay video {result.video} ({result.fourcc}); per-frame JSON in {result.json_dir}"
                    + (f"; PLY meshes in {result.ply_dir}" if result.ply_dir else ""))
@@ -279,8 +321,9 @@ def predict(checkpoint: Path = typer.Argument(..., help="Model checkpoint."),
     if ply_dir is not None or json_dir is not None:
         raise ConfigError("--ply-dir and --json-dir go with --video (with --input, everything goes to --out)")
     if masks is not None or boxes is not None:
-        result = predict_photos(checkpoint, inputs, out, masks=masks, boxes=boxes, device=device, write_ply=ply)
+        result = predict_photos(checkpoint, inputs, out, masks=masks, boxes=boxes, device=device, write_ply=ply,
+                                smpl_model=smpl_model)
         typer.echo(f"wrote predictions for {result.people} person(s) in {result.photos} photo(s) to {out}")
         return
-    written = predict_to_folder(checkpoint, inputs, out, device=device, write_ply=ply)
+    written = predict_to_folder(checkpoint, inputs, out, device=device, write_ply=ply, smpl_model=smpl_model)
     typer.echo(f"wrote predictions for {written} image(s) to {out}")

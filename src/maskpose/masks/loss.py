@@ -5,10 +5,22 @@
 Normalisation: each squared norm is divided by the number of pixels ``H·W`` (a mean over pixels),
 then averaged over the batch; so the value does not depend on the image size and a loss weight
 tuned at 64 px carries to 224 px.
+
+Skeleton term (``skeleton_term``): ``"two_sided"`` (the paper, default) counts every pixel, so
+the lines are pulled to fill the silhouette. ``"one_sided"`` is the released code's (``use_clip``
+in its ``compute_mask_reconstruction_loss``): the squared error counts only on the skeleton's
+support ``M_skel > τ`` (τ = 0.1), so mask pixels the lines do not reach cost nothing; lines that
+stray outside the mask cost ``M_skel²`` there and their flanks inside it ``(1 − M_skel)²`` (so it
+is not strictly one-sided: a soft line inside the mask still costs its flanks). The gate is a
+constant in the backward pass. The physique term stays two-sided. At 64 px the gate changes
+little: a line's support reaches ``1.5 σ`` either side, about a limb's width, and
+docs/scripts/mas_bias.py finds the same 2.6–3 px offset of the term's minimum from the true
+joints with either form.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -18,13 +30,27 @@ from maskpose.conventions import H36M_BONES
 from maskpose.errors import MaskposeError, check_reduction, check_tensor, reduce
 from maskpose.masks.physique import PhysiqueNet
 from maskpose.masks.skeleton import SkeletonMask
-from maskpose.typing import Reduction
+from maskpose.typing import SKELETON_TERMS, Reduction, SkeletonTerm
+
+#: The released code's support threshold of the one-sided skeleton term: ``M_skel > 0.1``.
+SKELETON_THRESHOLD = 0.1
 
 
 def _check_map(name: str, x: torch.Tensor, like: torch.Tensor | None = None) -> None:
     check_tensor(name, x, (None, 1, None, None))
     if like is not None and x.shape != like.shape:
         raise MaskposeError(f"{name} has shape {tuple(x.shape)}, expected {tuple(like.shape)} like mask")
+
+
+def _check_skeleton_term(skeleton_term: str, skeleton_threshold: float) -> None:
+    if skeleton_term not in SKELETON_TERMS:
+        raise MaskposeError(f"skeleton_term must be one of {SKELETON_TERMS}, got {skeleton_term!r}")
+    try:
+        ok = math.isfinite(float(skeleton_threshold)) and float(skeleton_threshold) >= 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise MaskposeError(f"skeleton_threshold must be a finite number >= 0, got {skeleton_threshold!r}")
 
 
 def mask_supervision_loss(
@@ -35,13 +61,17 @@ def mask_supervision_loss(
     lambda_s: float = 1.0,
     lambda_p: float = 1.0,
     reduction: Reduction = "mean",
+    skeleton_term: SkeletonTerm = "two_sided",
+    skeleton_threshold: float = SKELETON_THRESHOLD,
 ) -> torch.Tensor:
     r"""Mask-as-Supervision loss: weighted squared error of the skeleton and physique masks.
 
     .. math::
 
-        L = \frac{\lambda_s}{HW} \lVert G \odot (M - M_{skel}) \rVert^2
-          + \frac{\lambda_p}{HW} \lVert G \odot (M - M_{phys}) \rVert^2
+        L = \frac{\lambda_s}{HW} \sum_p g(p) \big(G(p) (M(p) - M_{skel}(p))\big)^2
+          + \frac{\lambda_p}{HW} \lVert G \odot (M - M_{phys}) \rVert^2, \qquad
+        g = \begin{cases} 1 & \text{two-sided (paper)} \\
+        [M_{skel} > \tau] & \text{one-sided (released code)} \end{cases}
 
     Args:
         mask: ``(B, 1, H, W)`` ground-truth mask ``M`` in [0, 1].
@@ -50,6 +80,10 @@ def mask_supervision_loss(
         weights: ``(B, 1, H, W)`` geodesic weights ``G``, or ``None`` for uniform weights (ablation).
         lambda_s, lambda_p: term weights.
         reduction: ``"mean"`` over the batch, ``"sum"``, or ``"none"`` for ``(B,)``.
+        skeleton_term: ``"two_sided"`` (paper) or ``"one_sided"`` (released code: only the
+            skeleton's support ``M_skel > τ`` counts; see the module docstring).
+        skeleton_threshold: τ of the one-sided term (released code 0.1); the gate passes no
+            gradient.
 
     Shape:
         - mask, skel, phys, weights: :math:`(B, 1, H, W)`.
@@ -65,6 +99,9 @@ def mask_supervision_loss(
         >>> skel = torch.full((1, 1, 2, 2), 0.5)
         >>> mask_supervision_loss(mask, skel)
         tensor(0.2500)
+        >>> skel = torch.tensor([[[[1.0, 0.05], [0.5, 0.0]]]])  # covers one mask pixel, strays out once
+        >>> mask_supervision_loss(mask, skel, skeleton_term="one_sided")  # the 0.05 and 0 pixels do not count
+        tensor(0.0625)
     """
     _check_map("mask", mask)
     _check_map("skel", skel, mask)
@@ -73,6 +110,7 @@ def mask_supervision_loss(
     if weights is not None:
         _check_map("weights", weights, mask)
     check_reduction(reduction)
+    _check_skeleton_term(skeleton_term, skeleton_threshold)
     # Ground truth and weights come from data: a NaN there is a data bug, not a training state.
     if not torch.isfinite(mask).all():
         raise MaskposeError("mask contains NaN or infinite values")
@@ -80,13 +118,18 @@ def mask_supervision_loss(
         raise MaskposeError("weights contains NaN or infinite values")
     mask = mask.to(skel.dtype)
 
-    def term(pred: torch.Tensor) -> torch.Tensor:
+    def term(pred: torch.Tensor, gate: torch.Tensor | None = None) -> torch.Tensor:
         diff = mask - pred
         if weights is not None:
             diff = weights * diff
-        return diff.square().mean(dim=(1, 2, 3))
+        squared = diff.square()
+        if gate is not None:
+            squared = squared * gate
+        return squared.mean(dim=(1, 2, 3))
 
-    loss = lambda_s * term(skel)
+    # The released code's gate is a hard step of the prediction: a constant for autograd.
+    gate = (skel.detach() > skeleton_threshold).to(skel.dtype) if skeleton_term == "one_sided" else None
+    loss = lambda_s * term(skel, gate)
     if phys is not None and lambda_p != 0:
         loss = loss + lambda_p * term(phys)
     return reduce(loss, reduction)
@@ -97,11 +140,13 @@ class MaskSupervisionLoss(nn.Module):
 
     .. math::
 
-        L = \frac{\lambda_s}{HW} \lVert G \odot (M - M_{skel}) \rVert^2
-          + \frac{\lambda_p}{HW} \lVert G \odot (M - M_{phys}) \rVert^2
+        L = \frac{\lambda_s}{HW} \sum_p g(p) \big(G(p) (M(p) - M_{skel}(p))\big)^2
+          + \frac{\lambda_p}{HW} \lVert G \odot (M - M_{phys}) \rVert^2,
+        \qquad g = 1 \ \text{or} \ [M_{skel} > \tau]
 
     Args:
-        lambda_s, lambda_p, reduction: as in :func:`mask_supervision_loss`.
+        lambda_s, lambda_p, reduction, skeleton_term, skeleton_threshold: as in
+            :func:`mask_supervision_loss`.
 
     Shape:
         - mask, skel, phys, weights: :math:`(B, 1, H, W)` (``phys`` and ``weights`` optional).
@@ -113,10 +158,19 @@ class MaskSupervisionLoss(nn.Module):
         tensor(0.2500)
     """
 
-    def __init__(self, lambda_s: float = 1.0, lambda_p: float = 1.0, reduction: Reduction = "mean") -> None:
+    def __init__(
+        self,
+        lambda_s: float = 1.0,
+        lambda_p: float = 1.0,
+        reduction: Reduction = "mean",
+        skeleton_term: SkeletonTerm = "two_sided",
+        skeleton_threshold: float = SKELETON_THRESHOLD,
+    ) -> None:
         super().__init__()
         check_reduction(reduction)
+        _check_skeleton_term(skeleton_term, skeleton_threshold)
         self.lambda_s, self.lambda_p, self.reduction = float(lambda_s), float(lambda_p), reduction
+        self.skeleton_term, self.skeleton_threshold = skeleton_term, float(skeleton_threshold)
 
     def forward(
         self,
@@ -125,10 +179,16 @@ class MaskSupervisionLoss(nn.Module):
         phys: torch.Tensor | None = None,
         weights: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        return mask_supervision_loss(mask, skel, phys, weights, self.lambda_s, self.lambda_p, self.reduction)
+        return mask_supervision_loss(
+            mask, skel, phys, weights, self.lambda_s, self.lambda_p, self.reduction,
+            self.skeleton_term, self.skeleton_threshold,
+        )
 
     def extra_repr(self) -> str:
-        return f"lambda_s={self.lambda_s}, lambda_p={self.lambda_p}, reduction={self.reduction!r}"
+        text = f"lambda_s={self.lambda_s}, lambda_p={self.lambda_p}, reduction={self.reduction!r}"
+        if self.skeleton_term != "two_sided":
+            text += f", skeleton_term={self.skeleton_term!r}, skeleton_threshold={self.skeleton_threshold}"
+        return text
 
 
 class JointMaskSupervision(nn.Module):
@@ -137,8 +197,9 @@ class JointMaskSupervision(nn.Module):
     .. math::
 
         M_{skel} = \operatorname{skel}(x), \quad M_{phys} = \psi(M_{skel}), \quad
-        L = \frac{\lambda_s}{HW} \lVert G \odot (M - M_{skel}) \rVert^2
-          + \frac{\lambda_p}{HW} \lVert G \odot (M - M_{phys}) \rVert^2
+        L = \frac{\lambda_s}{HW} \sum_p g(p) \big(G(p) (M(p) - M_{skel}(p))\big)^2
+          + \frac{\lambda_p}{HW} \lVert G \odot (M - M_{phys}) \rVert^2,
+        \qquad g = 1 \ \text{or} \ [M_{skel} > \tau]
 
     ``physique=None`` drops the physique term (the "without ψ" ablation). ψ is a submodule, so
     its parameters train jointly with the pose network when they are given to the optimiser.
@@ -147,6 +208,9 @@ class JointMaskSupervision(nn.Module):
         size, sigma, bones, style: of the :class:`~maskpose.masks.SkeletonMask`.
         physique: the U-Net ψ, or ``None``.
         lambda_s, lambda_p: term weights, as in :func:`mask_supervision_loss`.
+        skeleton_term, skeleton_threshold: the skeleton term's form, as in
+            :func:`mask_supervision_loss` (``"one_sided"`` with ``style="released"`` is the
+            released code's recipe).
 
     Shape:
         - joints_2d: :math:`(B, J, 2)`; mask: :math:`(B, 1, H, W)`; weights: :math:`(B, 1, H, W)` or ``None``.
@@ -169,11 +233,15 @@ class JointMaskSupervision(nn.Module):
         physique: PhysiqueNet | None = None,
         lambda_s: float = 1.0,
         lambda_p: float = 1.0,
+        skeleton_term: SkeletonTerm = "two_sided",
+        skeleton_threshold: float = SKELETON_THRESHOLD,
     ) -> None:
         super().__init__()
         self.skeleton = SkeletonMask(size, sigma, bones, style)
         self.physique = physique
-        self.loss = MaskSupervisionLoss(lambda_s, lambda_p)
+        self.loss = MaskSupervisionLoss(
+            lambda_s, lambda_p, skeleton_term=skeleton_term, skeleton_threshold=skeleton_threshold
+        )
 
     def forward(
         self, joints_2d: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor | None = None

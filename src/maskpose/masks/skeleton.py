@@ -4,10 +4,19 @@ Each bone ``b`` between projected joints ``x_i, x_j`` is drawn as ``B_b(p) = exp
 with ``d_b(p)`` the distance from pixel centre ``p`` to the segment. Two ways to combine bones:
 
 * ``reduce="sum"`` — the paper: ``M_skel = Σ_b B_b``. Values exceed 1 where bones meet or cross.
-* ``reduce="max"`` — the released code: the union ``max_b B_b``, in [0, 1]. Together with thinner
-  arm bones and extra torso lines (:func:`released_style`) this is our reading of the released
-  implementation (its exact widths are not published in the paper; the defaults are documented
-  below and are parameters).
+* ``reduce="max"`` — the released code: the union ``max_b B_b``, in [0, 1]. Together with its 8
+  extension lines and thinner arms (:func:`released_style`) this is the released skeleton mask.
+
+The released code (``Charrrrrlie/X-as-Supervision``, ``modules/util.py`` and ``modules/model.py``)
+draws ``exp(-d² / 0.003)`` with ``d`` in [-1, 1] image coordinates on its 256 px mask: σ = 6.98 px
+there, :data:`RELEASED_SIGMA_64` ≈ 1.75 px at a 64 px heatmap (:func:`released_sigma` for other
+sizes). The arm lines (upper and lower arms) get twice the exponent, i.e. σ/√2
+(:data:`RELEASED_ARM_WIDTH`). Its 25 lines are its 17 bones over 18 landmarks plus 8 extension
+lines: spine ("torso", 7) to both hips and both shoulders, pelvis to both knees, each hip to the
+shoulder on its side (:data:`RELEASED_EXTENSION_BONES`, the same indices in H36M-17). Its 18th
+landmark is a thorax between the shoulders, with H36M's joint 8 as a neck above it; H36M-17 has
+no separate neck, so its thorax → neck → nose chain is one line here and :func:`released_style`
+draws 16 + 8 = 24 lines, the same mask up to the bend at the neck.
 
 Joints may lie outside the image (a prediction early in training often does): the lines are drawn
 clipped to the image, values stay finite. Non-finite joints raise :class:`MaskposeError`.
@@ -15,6 +24,7 @@ clipped to the image, values stay finite. Non-finite joints raise :class:`Maskpo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -25,25 +35,72 @@ from maskpose.errors import MaskposeError, check_tensor
 from maskpose.render.stick import segment_squared_distance_map
 from maskpose.typing import SKELETON_REDUCES, SkeletonReduce
 
-#: Extra torso lines of the released-code style, H36M-17 indices: hip-to-shoulder on each side,
-#: hip-to-hip and shoulder-to-shoulder, so the torso reads as a filled quadrilateral outline.
-H36M_TORSO_EXTRA_BONES: tuple[tuple[int, int], ...] = ((1, 14), (4, 11), (1, 4), (11, 14))
+#: The released code's 8 extension lines (``cal_links`` in its ``modules/model.py``), whose joint
+#: order is H36M-17's: spine (7, its "torso") to r_hip, l_hip, l_shoulder and r_shoulder; pelvis to
+#: r_knee and l_knee; r_hip to r_shoulder and l_hip to l_shoulder (the torso's sides). The
+#: specification's "each hip to the opposite shoulder" does not match the code's indices (1, 14) and
+#: (4, 11); the code is followed.
+RELEASED_EXTENSION_BONES: tuple[tuple[int, int], ...] = (
+    (7, 1), (7, 4), (7, 11), (7, 14), (0, 2), (0, 5), (1, 14), (4, 11),
+)
 
-#: Width multiplier of the arm bones in the released-code style (thinner than legs and torso).
-RELEASED_ARM_WIDTH = 0.5
+#: Width multiplier of the arm bones in the released code: twice the exponent, so σ/√2.
+RELEASED_ARM_WIDTH = 1.0 / math.sqrt(2.0)
+
+#: The released code's line exponent: ``exp(-d² / 0.003)`` with ``d`` in [-1, 1] image coordinates.
+RELEASED_LINE_EXPONENT = 3e-3
+
+
+def released_sigma(size: int) -> float:
+    r"""The released code's line width σ in pixels on a ``size``-pixel mask.
+
+    .. math::
+
+        \sigma = \sqrt{0.003} \cdot \frac{\text{size} - 1}{2}
+
+    (``exp(-d²/0.003)`` in [-1, 1] coordinates, which span ``size - 1`` pixels.)
+
+    Example:
+        >>> round(released_sigma(256), 3)
+        6.983
+    """
+    if int(size) < 2:
+        raise MaskposeError(f"size must be at least 2 pixels, got {size}")
+    return math.sqrt(RELEASED_LINE_EXPONENT) * (int(size) - 1) / 2
+
+
+#: The released line width expressed at a 64 px heatmap: its 256 px mask's σ, divided by 4
+#: (≈ 1.75 px). The default ``sigma`` of :func:`skeleton_mask` stays 2.0; pass this to match.
+RELEASED_SIGMA_64 = released_sigma(256) / 4
 
 
 def released_style(
     bones: Sequence[tuple[int, int]] = H36M_BONES,
     arm_bones: Sequence[int] = H36M_ARM_BONES,
-    extra_bones: Sequence[tuple[int, int]] = H36M_TORSO_EXTRA_BONES,
+    extra_bones: Sequence[tuple[int, int]] = RELEASED_EXTENSION_BONES,
     arm_width: float = RELEASED_ARM_WIDTH,
 ) -> tuple[tuple[tuple[int, int], ...], torch.Tensor]:
-    """Bones and per-bone width multipliers of the released-code skeleton mask.
+    r"""Lines and per-line width multipliers of the released-code skeleton mask.
+
+    .. math::
+
+        M_{skel} = \max_{b \in \text{bones} \cup \text{extra}} \exp\big(-d_b^2 / (w_b \sigma)^2\big),
+        \qquad w_b = \text{arm\_width} \ (b \in \text{arm\_bones}), \ 1 \text{ otherwise}
+
+    Args:
+        bones: the skeleton's ``K`` bones (default the 16 H36M-17 bones).
+        arm_bones: indices into ``bones`` drawn thinner (default upper and lower arms).
+        extra_bones: ``E`` extension lines (default :data:`RELEASED_EXTENSION_BONES`).
+        arm_width: width multiplier of the arm lines (default ``1/√2``: twice the exponent).
 
     Returns:
         ``(bones + extra_bones, widths)`` with ``widths`` a ``(K + E,)`` tensor: ``arm_width`` on
         ``arm_bones``, 1 elsewhere. Use with ``reduce="max"``.
+
+    Example:
+        >>> lines, widths = released_style()
+        >>> len(lines), lines[16:18], [round(float(w), 4) for w in widths[10:13]]
+        (24, ((7, 1), (7, 4)), [1.0, 0.7071, 0.7071])
     """
     all_bones = tuple(tuple(b) for b in bones) + tuple(tuple(b) for b in extra_bones)
     widths = torch.ones(len(all_bones))
@@ -88,7 +145,7 @@ def skeleton_mask(
         sigma: line width σ in pixels: a pixel at distance σ from a bone gets ``exp(-1)``.
         size: ``(H, W)`` of the mask.
         reduce: ``"sum"`` (paper) or ``"max"`` (released code), over bones.
-        limb_widths: optional ``(K,)`` multipliers of σ per bone (released code: arms 0.5).
+        limb_widths: optional ``(K,)`` multipliers of σ per bone (released code: arms ``1/√2``).
 
     Shape:
         - joints_2d: :math:`(B, J, 2)`.
@@ -144,9 +201,10 @@ class SkeletonMask(nn.Module):
         M_{skel} = \sum_b \exp\big(-d_b(p)^2 / \sigma_b^2\big) \ \text{(paper)} \quad \text{or} \quad
         \max_b \exp\big(-d_b(p)^2 / \sigma_b^2\big) \ \text{(released)}
 
-    ``style="paper"`` sums the bones; ``style="released"`` takes the max, draws arm bones thinner
-    and adds torso lines (:func:`released_style`); ``style="custom"`` uses ``bones``, ``reduce`` and
-    ``limb_widths`` as given.
+    ``style="paper"`` sums the bones; ``style="released"`` takes the max, draws the arm bones at
+    ``σ/√2`` and adds the 8 extension lines (:func:`released_style`; pass
+    ``sigma=RELEASED_SIGMA_64`` at 64 px for the released width); ``style="custom"`` uses
+    ``bones``, ``reduce`` and ``limb_widths`` as given.
 
     Args:
         size, sigma, bones: as in :func:`skeleton_mask`.

@@ -61,7 +61,9 @@ class ResNetEncoder(nn.Module):
         stem_pool: a 3x3 stride-2 max-pool after the stem (a standard ResNet's), so the stages
             work at a quarter of the pixels.
 
-    Forward: ``(B, 3, H, W)`` images in [0, 1] -> ``(B, feature_dim)`` pooled features.
+    Forward: ``(B, 3, H, W)`` images in [0, 1] -> ``(B, feature_dim)`` pooled features, the mean
+    over the pixels of :meth:`feature_map` ``(B, feature_dim, h, w)``, whose ``h`` is
+    ``ceil(H / stride)`` (``stride``: ``2 ** len(blocks)``, twice that with ``stem_pool``).
     """
 
     def __init__(self, width: int = 32, blocks: tuple[int, ...] = (1, 1, 1, 1), bottleneck: bool = False,
@@ -80,11 +82,17 @@ class ResNetEncoder(nn.Module):
                 c_in = c_stage * block.expansion
         self.layers = nn.Sequential(*layers)
         self.feature_dim = c_in
+        #: the downsampling of the last feature map (one stride 2 per stage and the stem, and the pool)
+        self.stride = 2 ** (len(blocks) + bool(stem_pool))
         # Image normalisation as a fixed affine map, so callers pass plain [0, 1] images.
         self.register_buffer("mean", torch.tensor([0.45, 0.45, 0.45]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor([0.25, 0.25, 0.25]).view(1, 3, 1, 1), persistent=False)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def feature_map(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` images in [0, 1] -> the last stage's ``(B, feature_dim, h, w)`` features
+        (before the pooling of :meth:`forward`)."""
         x = (images - self.mean) / self.std
-        x = self.layers(self.stem(x))
-        return x.mean(dim=(2, 3))
+        return self.layers(self.stem(x))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.feature_map(images).mean(dim=(2, 3))

@@ -19,7 +19,7 @@ from maskpose.errors import ConfigError
 from maskpose.models.regressor import ModelConfig
 from maskpose.topology import BINARIZATIONS
 from maskpose.train.checkpoint import check_body, load_checkpoint
-from maskpose.typing import LR_SCHEDULES
+from maskpose.typing import GEODESIC_MODES, LR_SCHEDULES, PRECISIONS, SKELETON_STYLES, SKELETON_TERMS
 from maskpose.typing import REGULARISERS as _REGULARISERS
 
 #: Loss terms a config may name, and what each needs from a batch.
@@ -31,14 +31,16 @@ KNOWN_LOSSES = SUPERVISED_LOSSES + MASK_LOSSES + REGULARISERS
 #: Integer fields of ``TrainConfig`` with their allowed range (inclusive; ``None``: unbounded).
 #: ``steps`` >= 1: a run of 0 steps would write a checkpoint trained on nothing.
 INT_RANGES = {"steps": (1, None), "batch_size": (1, None), "seed": (0, 2**32 - 1), "log_every": (1, None),
-              "checkpoint_every": (1, None), "fit_every": (0, None), "fit_iterations": (0, None)}
+              "checkpoint_every": (1, None), "fit_every": (0, None), "fit_iterations": (0, None),
+              "stage1_steps": (0, None)}
 #: Real-valued fields with their lower bound and whether the bound itself is allowed; all must be finite.
 FLOAT_BOUNDS = {"source_ratio": (0.0, True), "lr": (0.0, False), "weight_decay": (0.0, True),
                 "focal": (0.0, True), "mas_sigma": (0.0, False), "topology_temperature": (0.0, False),
                 "fit_lr": (0.0, False), "fit_weight": (0.0, True), "false_positive_weight": (0.0, True)}
-BOOL_FIELDS = ("mas_physique", "mas_geodesic", "freeze_encoder")
+BOOL_FIELDS = ("mas_physique", "mas_geodesic", "freeze_encoder", "masked_input")
 STR_FIELDS = ("mode", "data", "source_data", "init_checkpoint", "out", "device", "topology_binarization",
-              "lr_schedule", "body", "smpl_model", "h36m_regressor", "smpl_topology")
+              "lr_schedule", "body", "smpl_model", "h36m_regressor", "smpl_topology", "mas_style",
+              "mas_skeleton_term", "mas_geodesic_form", "mas_physique_checkpoint", "precision")
 MODES = ("pretrain", "adapt", "train-unsup", "oracle")
 
 
@@ -167,6 +169,22 @@ class TrainConfig:
     # and the geodesic weights G (uniform weights when off).
     mas_physique: bool = True
     mas_geodesic: bool = True
+    # The released code of method 2 (docs/design.md §1.2): its skeleton mask (``mas_style``
+    # "released": the max over its 24 lines on H36M-17, arms at σ/√2), its one-sided skeleton term
+    # (``mas_skeleton_term`` "one_sided": the squared error only where M_skel > 0.1, so mask pixels
+    # away from the skeleton do not pull a thin skeleton to fill the silhouette) and its geodesic
+    # form (``mas_geodesic_form`` "released", computed from the batch's mask; "paper" reads the
+    # dataset's stored weights).
+    mas_style: str = "paper"
+    mas_skeleton_term: str = "two_sided"
+    mas_geodesic_form: str = "paper"
+    mas_physique_checkpoint: str = ""  # a pretrained ψ (``maskpose masks train-physique``); empty: a fresh ψ
+    masked_input: bool = False  # the network sees the image times the mask (released; needs masks at test time)
+    # train-unsup's two-stage recipe: ``stage1_steps`` supervised steps on ``source_data`` (written to
+    # ``out/stage1``), then stage 2 from that model: the mask terms on ``data`` with a supervised
+    # source batch on a ``source_ratio`` share of the steps. 0: no stage 1 (from ``init_checkpoint``,
+    # or from scratch: the masks-only negative control).
+    stage1_steps: int = 0
     # Gradient through the 0.5 threshold of the topology losses (ls, lt): "soft" (the gradient of a
     # sigmoid of this temperature) adapts better than "straight_through" in our benchmark
     # (docs/benchmark.md, "Binarisation"); both are kept. The forward pass is hard either way.
@@ -198,6 +216,10 @@ class TrainConfig:
     smpl_model: str = ""
     h36m_regressor: str = ""
     smpl_topology: str = "decimated"
+    # Mixed precision (maskpose.typing.PRECISIONS): the network's forward pass under torch.autocast
+    # in "bf16" (CUDA or CPU) or "fp16" (CUDA only, with a gradient scaler); the body model, the
+    # silhouette renderer and the losses stay float32. "float32" (the default) uses no autocast.
+    precision: str = "float32"
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self):
@@ -240,6 +262,11 @@ class TrainConfig:
         check_topology_gradient(self.topology_binarization, self.topology_temperature)
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.precision == "fp16" and resolve_device(self.device).type != "cuda":
+            raise ConfigError(f"precision fp16 needs a CUDA device, device is {self.device!r} "
+                              "(on the CPU use bf16 or float32)")
         if self.fit_every and (self.mode != "adapt" or "mesh" not in self.model.heads):
             raise ConfigError("fitting in the loop (fit_every > 0) is for adapt with the mesh head")
         if not 0.0 <= self.source_ratio <= 1.0:
@@ -248,12 +275,32 @@ class TrainConfig:
             raise ConfigError("source_ratio > 0 needs source_data")
         if "mas" in self.losses and "joints" not in self.model.heads and "mesh" not in self.model.heads:
             raise ConfigError("the mas loss needs a joint or mesh head")
+        self._check_mas()
         if self.losses.get("anchor", 0) > 0:
             if self.mode != "adapt" or not self.init_checkpoint or "mesh" not in self.model.heads:
                 raise ConfigError("the anchor loss keeps shape and camera near the source model's prediction: it needs "
                                   "adapt with an init_checkpoint and the mesh head")
         resolve_device(self.device)
         return self
+
+    def _check_mas(self) -> None:
+        """``ConfigError`` for unknown Mask-as-Supervision options or an inconsistent two-stage run."""
+        for name, allowed in (("mas_style", SKELETON_STYLES), ("mas_skeleton_term", SKELETON_TERMS),
+                              ("mas_geodesic_form", GEODESIC_MODES)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.mas_physique_checkpoint and not Path(self.mas_physique_checkpoint).is_file():
+            raise ConfigError(f"mas_physique_checkpoint {self.mas_physique_checkpoint}: file does not exist")
+        if self.source_ratio > 0 and self.mode not in ("adapt", "train-unsup"):
+            raise ConfigError(f"source_ratio mixes source batches into adapt or train-unsup, not {self.mode}")
+        if self.stage1_steps:
+            if self.mode != "train-unsup":
+                raise ConfigError("stage1_steps is train-unsup's supervised first stage; other modes have none")
+            if not self.source_data:
+                raise ConfigError("stage1_steps > 0 needs source_data (the labelled set stage 1 trains on)")
+            if self.init_checkpoint:
+                raise ConfigError("stage1_steps > 0 trains stage 1 itself; with init_checkpoint (a stage-1 model "
+                                  "already trained) set stage1_steps to 0")
 
     def _check_body(self) -> None:
         """``ConfigError`` for an unknown body, a mesh head of another body's sizes, or what the

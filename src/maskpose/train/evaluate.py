@@ -33,20 +33,23 @@ from maskpose.eval import (
     pck_2d_flip,
     silhouette_iou,
 )
+from maskpose.eval.spp import fit_spp
 from maskpose.models.regressor import PoseRegressor
 from maskpose.render.zbuffer import silhouette_mask
 from maskpose.train.checkpoint import load_model, saved_body
-from maskpose.train.pipeline import batch_intrinsics, build_body, joint_prediction, mesh_prediction
+from maskpose.train.pipeline import batch_intrinsics, build_body, joint_prediction, masked_images, mesh_prediction
 
 
 @torch.no_grad()
 def collect_predictions(model: PoseRegressor, data: MaskposeDataset, device="cpu", batch_size: int = 32,
-                        focal_px: float | None = None, body=None, with_silhouettes: bool = True) -> dict:
+                        focal_px: float | None = None, body=None, with_silhouettes: bool = True,
+                        masked_input: bool = False) -> dict:
     """Run the model over a dataset in order. Returns stacked ``joints3d`` ``(N, 17, 3)``,
     ``joints2d``, for the mesh head ``silhouette`` ``(N, 1, H, W)`` (exact raster) and ``vertices``, and
     the dataset's ``mask`` at the model resolution when it has masks. ``body``: the body model of
     the mesh head (default Anny; an SMPL model needs the SMPL body, e.g.
-    :func:`~maskpose.train.pipeline.build_body`)."""
+    :func:`~maskpose.train.pipeline.build_body`). ``masked_input``: the model sees the image times
+    the mask, as it was trained (``TrainConfig.masked_input``)."""
     model.eval()
     res = model.config.resolution
     focal_px = focal_px or default_focal(res)
@@ -61,7 +64,7 @@ def collect_predictions(model: PoseRegressor, data: MaskposeDataset, device="cpu
             out["mask"].append(batch["mask"].cpu())
         if "valid" in batch:  # real crops: the pixels inside the photo
             out["valid"].append(batch["valid"].cpu())
-        heads = model(batch["image"])
+        heads = model(masked_images(batch, masked_input))
         if heads.mesh is not None:
             K = batch_intrinsics(batch, res, focal_px, device)
             pred = mesh_prediction(heads.mesh, body, K, res)
@@ -70,6 +73,7 @@ def collect_predictions(model: PoseRegressor, data: MaskposeDataset, device="cpu
                 out["silhouette"].append(silhouette_mask(pred.vertices, pred.faces, K, (res, res), behind="cull").cpu())
         else:
             pred = joint_prediction(heads.joints, res)
+            out.setdefault("landmarks", []).append(heads.joints.landmarks.cpu())  # all L, for SPP
         out["joints3d"].append(pred.joints3d.cpu())
         out["joints2d"].append(pred.joints2d.cpu())
     return {k: torch.cat(v) for k, v in out.items() if v}
@@ -77,7 +81,8 @@ def collect_predictions(model: PoseRegressor, data: MaskposeDataset, device="cpu
 
 def evaluate_model(model: PoseRegressor, data_path: str | Path, device="cpu", batch_size: int = 32,
                    focal_px: float | None = None, body=None,
-                   floor_data: str | Path | None = None) -> dict[str, float | int | str | None]:
+                   floor_data: str | Path | None = None,
+                   masked_input: bool = False) -> dict[str, float | int | str | None]:
     """Metrics of ``model`` on a labelled dataset (3D errors in mm, PCK/AUC/IoU/ratio in %).
 
     The dataset needs ``joints3d`` (the 3D keys of :func:`joint_metrics`) or ``joints2d`` with at
@@ -96,7 +101,7 @@ def evaluate_model(model: PoseRegressor, data_path: str | Path, device="cpu", ba
         if not bool(torch.isfinite(gt2d[:, list(LIMB_JOINTS)]).all(-1).any()):
             raise DataError(f"{data_path}: no joints3d and no labelled limb keypoint in joints2d; nothing to score")
     floor_split = _floor_split(floor_data, data, data_path) if floor_data is not None else None
-    preds = collect_predictions(model, data, device, batch_size, focal_px, body)
+    preds = collect_predictions(model, data, device, batch_size, focal_px, body, masked_input=masked_input)
     metrics: dict = {}
     if data.has("joints3d"):
         gt = torch.from_numpy(data.arrays["joints3d"][data.indices].astype("float32"))
@@ -333,6 +338,47 @@ def joint_metrics(pred: torch.Tensor, gt: torch.Tensor, name: str = "gt") -> dic
     return metrics
 
 
+def spp_metrics(checkpoint: str | Path, data_path: str | Path, labelled_path: str | Path, fraction: float,
+                device="cpu", batch_size: int = 32, kind: str = "linear", seed: int = 0,
+                smpl_model: str | None = None) -> dict[str, float | int]:
+    """The 3D metrics (:func:`joint_metrics`) on ``data_path`` of the model in ``checkpoint`` after
+    supervised post-processing (SPP, :func:`maskpose.eval.spp.fit_spp`): a map from its landmarks
+    (the joint head's ``L``, or the mesh head's 17 joints) to the H36M-17 joints, fitted on a seeded
+    ``fraction`` of the labelled split ``labelled_path`` (the target's own training split).
+
+    Both sides are root-relative (landmark 0 and the ground-truth pelvis at the origin), as the
+    metrics are: the map then learns the skeleton, not the camera. Adds ``spp_fraction`` and
+    ``spp_labelled`` (the number of labelled samples fitted on)."""
+    _check_batch_size(batch_size)
+    device = resolve_device(device)
+    model, state = load_model(checkpoint, device)
+    focal = state["config"].get("focal") or None
+    body = checkpoint_body(state, device, smpl_model) if saved_body(state["config"]) != "anny" else None
+    masked = bool(state["config"].get("masked_input", False))
+
+    def landmarks_and_truth(path) -> tuple[torch.Tensor, torch.Tensor]:
+        data = MaskposeDataset(path)
+        if not data.has("joints3d"):
+            raise DataError(f"{path}: SPP needs 3D ground truth (joints3d); this split has none")
+        preds = collect_predictions(model, data, device, batch_size, focal, body, with_silhouettes=False,
+                                    masked_input=masked)
+        landmarks = preds.get("landmarks", preds["joints3d"])
+        gt = torch.from_numpy(data.arrays["joints3d"][data.indices].astype("float32"))
+        if not bool(torch.isfinite(gt).all()):
+            raise DataError(f"{path}: SPP needs every joint labelled; joints3d has missing (NaN) or infinite values")
+        return landmarks - landmarks[:, :1], gt - gt[:, :1]
+
+    landmarks, gt = landmarks_and_truth(labelled_path)
+    spp = fit_spp(landmarks, gt, fraction=fraction, kind=kind, seed=seed)
+    test_landmarks, test_gt = landmarks_and_truth(data_path)
+    with torch.no_grad():
+        mapped = spp(test_landmarks)
+    metrics: dict = joint_metrics(mapped, test_gt, str(data_path))
+    metrics["spp_fraction"] = float(fraction)
+    metrics["spp_labelled"] = max(1, round(fraction * len(landmarks)))
+    return metrics
+
+
 def _check_batch_size(batch_size) -> None:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be an int >= 1, got {batch_size!r}")
@@ -360,4 +406,5 @@ def evaluate_checkpoint(checkpoint: str | Path, data_path: str | Path, device="c
     model, state = load_model(checkpoint, device)
     focal = state["config"].get("focal") or None
     body = checkpoint_body(state, device, smpl_model) if saved_body(state["config"]) != "anny" else None
-    return evaluate_model(model, data_path, device, batch_size, focal, body, floor_data)
+    masked = bool(state["config"].get("masked_input", False))
+    return evaluate_model(model, data_path, device, batch_size, focal, body, floor_data, masked_input=masked)

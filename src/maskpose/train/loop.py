@@ -20,7 +20,7 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +40,7 @@ from maskpose.render.silhouette import SilhouetteRenderer
 from maskpose.train.checkpoint import load_checkpoint, load_model, save_checkpoint
 from maskpose.train.config import DEFAULT_LOSSES, MASK_LOSSES, SUPERVISED_LOSSES, TrainConfig
 from maskpose.train.objectives import ANCHOR_KEYS, Objective
-from maskpose.train.pipeline import batch_intrinsics, build_body, joint_prediction, mesh_prediction
+from maskpose.train.pipeline import batch_intrinsics, build_body, joint_prediction, masked_images, mesh_prediction
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +115,10 @@ class Trainer:
         self.empty_masks_skipped = 0
         self.source = None
         self.source_objective = None
-        if config.mode == "adapt" and config.source_ratio > 0:
+        if config.mode in ("adapt", "train-unsup") and config.source_ratio > 0:
             self.source = MaskposeDataset(config.source_data)
             self.source_objective = Objective(TrainConfig(
-                mode="pretrain", data=config.source_data, losses=DEFAULT_LOSSES["pretrain"], model=config.model,
+                mode="pretrain", data=config.source_data, losses=supervised_losses(config.model), model=config.model,
                 body=config.body
             )).to(self.device)
             self._check_fields(self.source, self.source_objective, config.source_data)
@@ -137,6 +137,10 @@ class Trainer:
 
         params = [p for p in self.model.parameters() if p.requires_grad] + list(self.objective.parameters())
         self.optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+        # Mixed precision (config.precision): the network's forward under autocast at this dtype (None:
+        # float32, no autocast); fp16 also scales the loss. The body, renderer and losses stay float32.
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
+        self.scaler = torch.amp.GradScaler(self.device.type) if config.precision == "fp16" else None
         self.out = Path(config.out)
         self.fits: dict[int, dict[str, torch.Tensor]] = {}  # sample index -> fitted body parameters
         self.step = 0
@@ -210,7 +214,7 @@ class Trainer:
         loss's :data:`~maskpose.train.objectives.ANCHOR_KEYS`) when the anchor loss is on; returns
         the batch."""
         if self.anchor_model is not None:
-            source = self.anchor_model(batch["image"]).mesh
+            source = self.anchor_model(self.network_input(batch)).mesh
             batch[ANCHOR_KEYS[0]], batch[ANCHOR_KEYS[1]] = source.phenotypes, source.scale
         return batch
 
@@ -230,6 +234,8 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.objective.load_state_dict(state["objective"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
         self.history = json.loads(state.get("history", "[]"))
         self.fits = _unstack_fits(state.get("fits"))
@@ -250,12 +256,33 @@ class Trainer:
             }
             if self.empty_mask is not None:
                 state["empty_masks_skipped"] = self.empty_masks_skipped
+            if self.scaler is not None:
+                state["scaler"] = self.scaler.state_dict()
             save_checkpoint(path, state)
         return path
 
     # ------------------------------------------------------------------ one step
+    def network_input(self, batch: dict) -> torch.Tensor:
+        """The images the network sees: ``image``, times ``mask`` with ``masked_input`` (the
+        released Mask-as-Supervision recipe: the background is blanked out)."""
+        return masked_images(batch, self.config.masked_input)
+
     def predict(self, batch: dict):
-        return self._prediction(self.net(batch["image"]), batch)
+        return self._prediction(self.forward(self.net, self.network_input(batch)), batch)
+
+    def forward(self, net, images: torch.Tensor) -> RegressorOutput:
+        """``net(images)``, under ``torch.autocast`` at ``config.precision`` (float32: the plain call).
+        The head outputs come back as float32 and autocast ends here, so the body model, the
+        silhouette renderer and the losses always run in float32."""
+        if self.autocast_dtype is None:
+            return net(images)
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype):
+            outputs = net(images)
+        return _float32(outputs)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """``loss.backward()``, scaled by the fp16 gradient scaler when there is one."""
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
 
     def _prediction(self, outputs: RegressorOutput, batch: dict):
         if outputs.mesh is not None:
@@ -318,7 +345,7 @@ class Trainer:
         batch = self.add_anchor(load_batch(self.data, indices[self.rank :: self.world], self.res, self.device))
         if cfg.fit_every and self.step % cfg.fit_every == 0:
             with torch.no_grad():
-                mesh_out = self.model(batch["image"]).mesh
+                mesh_out = self.forward(self.model, self.network_input(batch)).mesh
             fitted = self.fit_parameters(batch, mesh_out).tensors()
             for i, index in enumerate(batch["index"].tolist()):
                 self.fits[int(index)] = {k: v[i].cpu() for k, v in fitted.items()}
@@ -331,25 +358,29 @@ class Trainer:
         # backward synchronises both (DDP allows one forward per synchronised backward).
         sync_later = self.net.no_sync() if (mixed and self.world > 1) else contextlib.nullcontext()
         with sync_later:
-            outputs = self.net(batch["image"])
+            outputs = self.forward(self.net, self.network_input(batch))
             loss, parts = self.objective(self._prediction(outputs, batch), batch)
             if cfg.fit_every:
                 fit_loss = self._fit_loss(batch, outputs.mesh)
                 if fit_loss is not None:
                     loss = loss + cfg.fit_weight * fit_loss
                     parts["fit"] = float(fit_loss.detach())
-            loss.backward()
+            self.backward(loss)
         if mixed:
             source_batch = self._rank_batch(self.source, self.step, salt=1)
             source_loss, source_parts = self.source_objective(self.predict(source_batch), source_batch)
-            source_loss.backward()
+            self.backward(source_loss)
             loss = loss.detach() + source_loss.detach()
             parts.update({f"source_{k}": v for k, v in source_parts.items()})
         if cfg.lr_schedule == "cosine":  # a function of the step alone, so a resumed run matches
             lr = cfg.lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * self.step / cfg.steps)))
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-        self.optimizer.step()
+        if self.scaler is None:
+            self.optimizer.step()
+        else:  # fp16: unscale, skip the step on inf/NaN gradients, adapt the scale
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         self.step += 1
         record = {"step": self.step, "loss": float(loss.detach()), **parts}
         if self.empty_mask is not None:
@@ -565,8 +596,44 @@ def _summary_writer(out: Path):
     return SummaryWriter(str(out / "tensorboard"))
 
 
+def supervised_losses(model) -> dict[str, float]:
+    """The supervised losses of a source batch for a model of these heads: the pretrain defaults,
+    less ``params`` without the mesh head (a joint-head model has no body parameters)."""
+    losses = dict(DEFAULT_LOSSES["pretrain"])
+    if "mesh" not in model.heads:
+        losses.pop("params", None)
+    return losses
+
+
+def stage1_config(config: TrainConfig) -> TrainConfig:
+    """Stage 1 of train-unsup's two-stage recipe: supervised on ``source_data`` for ``stage1_steps``
+    steps, in ``out/stage1``, with the run's model, seed, batch, lr and device."""
+    return TrainConfig(mode="pretrain", data=config.source_data, out=str(Path(config.out) / "stage1"),
+                       losses=supervised_losses(config.model), steps=config.stage1_steps,
+                       batch_size=config.batch_size, lr=config.lr, lr_schedule=config.lr_schedule,
+                       weight_decay=config.weight_decay, seed=config.seed, device=config.device,
+                       log_every=config.log_every, checkpoint_every=config.checkpoint_every, focal=config.focal,
+                       body=config.body, smpl_model=config.smpl_model, h36m_regressor=config.h36m_regressor,
+                       smpl_topology=config.smpl_topology, masked_input=config.masked_input, model=config.model)
+
+
+def _float32(outputs: RegressorOutput) -> RegressorOutput:
+    """The head outputs of an autocast forward, cast to float32 (``None`` heads stay ``None``)."""
+    def cast(head):
+        return None if head is None else type(head)(**{k: v.float() for k, v in head.tensors().items()})
+
+    return RegressorOutput(**{name: cast(head) for name, head in vars(outputs).items()})
+
+
 def train(config: TrainConfig, progress: bool = True) -> TrainResult:
-    """Run (or resume) the training described by ``config``; returns where it wrote its checkpoint."""
+    """Run (or resume) the training described by ``config``; returns where it wrote its checkpoint.
+
+    A train-unsup config with ``stage1_steps > 0`` runs both stages of the released recipe: stage 1
+    (:func:`stage1_config`, resumable in ``out/stage1``), then stage 2 in ``out`` from its checkpoint."""
+    if config.mode == "train-unsup" and config.stage1_steps > 0:
+        config.validate()
+        first = Trainer(stage1_config(config), progress).run()
+        config = replace(config, stage1_steps=0, init_checkpoint=str(first.checkpoint))
     return Trainer(config, progress).run()
 
 

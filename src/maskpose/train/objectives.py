@@ -41,9 +41,13 @@ from maskpose.body.sampler import pose_prior_loss
 from maskpose.body.smpl_body import smpl_pose_from_axis_angle
 from maskpose.conventions import H36M_BONES
 from maskpose.errors import ConfigError
+from maskpose.masks.geodesic import geodesic_weights_torch
 from maskpose.masks.loss import JointMaskSupervision
 from maskpose.masks.physique import PhysiqueNet
-from maskpose.models.regressor import MeshHeadOutput
+from maskpose.masks.skeleton import SkeletonMask, released_style
+from maskpose.masks.symmetry import bone_symmetry_loss, centre_symmetry_loss
+from maskpose.models.integral import hypothesis_cross_entropy, winner_takes_all_l1
+from maskpose.models.regressor import JointHeadOutput, MeshHeadOutput
 from maskpose.topology import silhouette_alignment_loss, topology_alignment_loss
 from maskpose.topology.baselines import (
     bce_loss,
@@ -58,6 +62,9 @@ from maskpose.train.pipeline import Prediction
 #: Batch keys of the source model's prediction on the batch's images that the ``anchor`` loss
 #: reads: phenotypes ``(B, P)`` and weak-perspective scale ``(B,)``.
 ANCHOR_KEYS = ("anchor_phenotypes", "anchor_scale")
+#: Weight of the hypothesis choice (cross-entropy toward the winner) within the joints3d loss of a
+#: head with depth hypotheses: small beside the metric L1, so choosing never outweighs fitting.
+HYPOTHESIS_CHOICE_WEIGHT = 0.01
 
 def landmark_bones(num_landmarks: int, num_joints: int = 17) -> tuple[tuple[int, int], ...]:
     """Skeleton over ``L`` landmarks: H36M bones on the first 17, and each further landmark
@@ -108,13 +115,32 @@ class Objective(nn.Module):
             bones = landmark_bones(config.model.num_landmarks) if joint_head else H36M_BONES
             self.mas = JointMaskSupervision(
                 size=(self.res, self.res), sigma=config.mas_sigma, bones=bones,
-                physique=PhysiqueNet() if config.mas_physique else None,
+                physique=self._physique(config), skeleton_term=config.mas_skeleton_term,
             )
+            if config.mas_style == "released":  # its 24 lines, plus the paper's lines to any further landmarks
+                lines, widths = released_style()
+                extra = bones[len(H36M_BONES):]
+                self.mas.skeleton = SkeletonMask(
+                    (self.res, self.res), config.mas_sigma, lines + extra, style="custom", reduce="max",
+                    limb_widths=torch.cat([widths, torch.ones(len(extra))]),
+                )
         self.mas_geodesic = config.mas_geodesic
+        self.mas_geodesic_form = config.mas_geodesic_form
         self.topology_options = dict(binarization=config.topology_binarization,
                                      temperature=config.topology_temperature)
         #: weight of predicted silhouette pixels outside the mask (1: the plain losses; module docstring)
         self.false_positive_weight = float(config.false_positive_weight)
+
+    @staticmethod
+    def _physique(config: TrainConfig) -> PhysiqueNet | None:
+        """ψ of the mas loss: none without ``mas_physique``; the pretrained net of
+        ``mas_physique_checkpoint`` (``maskpose masks train-physique``), trained on jointly; else a
+        fresh one."""
+        if not config.mas_physique:
+            return None
+        if config.mas_physique_checkpoint:
+            return PhysiqueNet.load(config.mas_physique_checkpoint)
+        return PhysiqueNet()
 
     @property
     def needs_silhouette(self) -> bool:
@@ -145,6 +171,12 @@ class Objective(nn.Module):
     # ------------------------------------------------------------------ supervised
     def _joints3d(self, pred: Prediction, batch: dict) -> torch.Tensor:
         gt = batch["joints3d"]
+        params = pred.params
+        if isinstance(params, JointHeadOutput) and params.hypotheses is not None:
+            # Depth hypotheses (the integral head): winner-takes-all on the best one, and the
+            # hypothesis logits learn to pick it (a test-time choice without ground truth).
+            loss, winner = winner_takes_all_l1(params.hypotheses[:, :, :17], gt)
+            return loss + HYPOTHESIS_CHOICE_WEIGHT * hypothesis_cross_entropy(params.hypothesis_logits, winner)
         return _masked_l1(pred.joints3d - pred.joints3d[:, :1], gt - gt[:, :1])
 
     def _joints2d(self, pred: Prediction, batch: dict) -> torch.Tensor:
@@ -201,7 +233,21 @@ class Objective(nn.Module):
 
     # ------------------------------------------------------------------ masks only (method 2)
     def _mas(self, pred: Prediction, batch: dict) -> torch.Tensor:
-        return self.mas(pred.joints2d, batch["mask"], batch.get("geodesic") if self.mas_geodesic else None)
+        weights = None
+        if self.mas_geodesic:  # the dataset's stored (paper) weights, or the released form of the mask
+            # The released code multiplies the squared error by its G; our loss squares G ⊙ (M − M_skel),
+            # so its form enters as the square root.
+            weights = (geodesic_weights_torch(batch["mask"], mode="released").sqrt()
+                       if self.mas_geodesic_form == "released" else batch.get("geodesic"))
+        return self.mas(pred.joints2d, batch["mask"], weights)
+
+    def _symmetry(self, pred: Prediction, batch: dict) -> torch.Tensor:
+        """Left-right symmetry of the predicted H36M-17 joints (the released recipe's priors): equal
+        left and right bone lengths, plus the hip centre on the pelvis and the shoulder centre on the
+        thorax (:func:`~maskpose.masks.symmetry.bone_symmetry_loss` +
+        :func:`~maskpose.masks.symmetry.centre_symmetry_loss`, both in m²)."""
+        joints = pred.joints3d[:, :17]
+        return bone_symmetry_loss(joints) + centre_symmetry_loss(joints)
 
     # ------------------------------------------------------------------ regularisers
     def _prior(self, pred: Prediction, batch: dict) -> torch.Tensor:

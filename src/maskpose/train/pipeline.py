@@ -9,6 +9,7 @@ import torch
 
 from maskpose.body.interface import BodyModel
 from maskpose.body.registry import make_body
+from maskpose.errors import DataError
 from maskpose.models.regressor import JointHeadOutput, MeshHeadOutput
 from maskpose.render.camera import intrinsics, project, weak_perspective_to_translation
 
@@ -49,6 +50,16 @@ def batch_intrinsics(batch: dict, res: int, focal_px: float, device) -> torch.Te
     if "intrinsics" in batch:
         return batch["intrinsics"].to(device)
     return intrinsics(focal_px, res, batch=batch["image"].shape[0], device=device)
+
+
+def masked_images(batch: dict, masked: bool) -> torch.Tensor:
+    """``batch["image"]``, or with ``masked`` the image times its mask (``DataError`` when the
+    batch has no mask: a masked-input model needs the person mask at test time too)."""
+    if not masked:
+        return batch["image"]
+    if "mask" not in batch:
+        raise DataError("this model sees the image times the person mask (masked_input); the data has no mask")
+    return batch["image"] * batch["mask"].to(batch["image"].dtype)
 
 
 def weak_perspective_points(points: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor, res: int) -> torch.Tensor:
