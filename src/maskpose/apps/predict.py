@@ -32,16 +32,30 @@ from maskpose.data.adapters import (
     MAX_CROP_DIAGONALS,
     check_image_size,
     crop,
+    crop_valid,
     read_image,
     read_mask,
     square_box,
 )
 from maskpose.data.dataset import MaskposeDataset
-from maskpose.data.video import CODECS, ExtractionConfig, FrameSource, count_frames, extract_video, open_video_writer
+from maskpose.data.video import (
+    CODECS,
+    ExtractionConfig,
+    FrameSource,
+    count_frames,
+    crop_square,
+    extract_video,
+    open_video_writer,
+)
 from maskpose.device import resolve_device
 from maskpose.errors import ConfigError, DataError
+from maskpose.models.regressor import MeshHeadOutput
+from maskpose.render.silhouette import SilhouetteRenderer
 from maskpose.render.zbuffer import silhouette_mask
-from maskpose.train.checkpoint import load_model, saved_body
+from maskpose.train.checkpoint import load_checkpoint, load_model, saved_body
+from maskpose.train.config import TrainConfig, default_losses
+from maskpose.train.fitting import fit_to_masks
+from maskpose.train.objectives import Objective
 from maskpose.train.pipeline import build_body, intrinsics, joint_prediction, mesh_prediction
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -138,7 +152,7 @@ def draw_overlay(image: torch.Tensor, joints2d: torch.Tensor, silhouette: torch.
     return pil
 
 
-def _smpl_model_path(config: dict, smpl_model: str | Path | None) -> str:
+def smpl_model_path(config: dict, smpl_model: str | Path | None) -> str:
     """The SMPL model file of a checkpoint: ``smpl_model`` when given, else the path saved in its
     config when that file exists here (or nothing else is set), else ``""`` (``$MASKPOSE_SMPL_MODEL``)."""
     if smpl_model:
@@ -167,7 +181,7 @@ def checkpoint_bodies(checkpoint: str | Path, state: dict, device="cpu", smpl_mo
     name = saved_body(config)
     if name == "anny":  # the rendering mesh, and the full 13,718-vertex mesh for PLY files
         return build_body("anny", device), (make_body("anny", topology="anny", device=device) if meshes else None)
-    settings = {"smpl_model": _smpl_model_path(config, smpl_model),
+    settings = {"smpl_model": smpl_model_path(config, smpl_model),
                 "h36m_regressor": config.get("h36m_regressor", "") or ""}
     topology = config.get("smpl_topology", "decimated")
     try:
@@ -193,20 +207,175 @@ def shape_entries(record: dict) -> dict:
     return entries
 
 
+# --------------------------------------------------------------------------------------------
+# per-image refinement (``--refine N``)
+
+#: ``--refine``'s default on the video path, where every crop comes with its extracted mask
+#: (elsewhere refinement is off unless asked for).
+VIDEO_REFINE = 20
+#: Per-image refinement's Adam learning rate: fitting in the loop's (``TrainConfig.fit_lr``).
+REFINE_LR = TrainConfig.fit_lr
+
+
+def check_refine(refine, checkpoint, has_mesh: bool) -> int:
+    """``refine`` as an int >= 0; ``ConfigError`` for anything else, or for ``refine > 0`` with a
+    checkpoint without the mesh head (the joint head has no body parameters to fit)."""
+    if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
+        raise ConfigError(f"--refine must be an int >= 0 (Adam iterations; 0: off), got {refine!r}")
+    if refine and not has_mesh:
+        raise ConfigError(f"--refine fits body parameters to masks; checkpoint {checkpoint} has the joint head "
+                          "(no body parameters): use --refine 0")
+    return refine
+
+
+class MaskRefiner:
+    """Per-image refinement: each crop's body parameters fitted to its mask
+    (:func:`~maskpose.train.fitting.fit_to_masks`, as fitting in the loop does) from the regressor's
+    prediction, for ``iterations`` Adam steps of ``lr``, on the adapt defaults' losses of the body
+    (:func:`~maskpose.train.config.default_losses`: Anny ``ls`` 1, ``lt`` 1, ``prior`` 0.1; SMPL
+    ``ls`` 1, ``lt`` 1, ``phenotype_prior`` 0.01, as SMPL has no joint-limit prior). Bounded shape
+    parameters (a sigmoid head: Anny's phenotypes) stay in [0, 1]; SMPL's betas are not clamped.
+    A crop whose mask is empty keeps its prediction (nothing to fit to).
+
+    Args:
+        body: the body model that poses the mesh head (its rendering topology).
+        model_config: the checkpoint's model configuration.
+        iterations, lr: Adam steps and learning rate.
+        device: torch device.
+    """
+
+    def __init__(self, body, model_config, iterations: int, lr: float = REFINE_LR, device="cpu"):
+        self.body, self.iterations, self.lr = body, int(iterations), float(lr)
+        self.res = model_config.resolution
+        self.losses = default_losses("adapt", body.name)
+        config = TrainConfig(mode="adapt", losses=self.losses, model=model_config, body=body.name)
+        self.objective = Objective(config).to(device)
+        self.renderer = SilhouetteRenderer(body.faces, self.res, behind="cull").to(device)
+        self.clamp_phenotypes = model_config.shape_activation == "sigmoid"
+
+    def __call__(self, mesh: MeshHeadOutput, K: torch.Tensor, masks: torch.Tensor,
+                 valid: torch.Tensor | None = None) -> MeshHeadOutput:
+        """The fitted parameters of crops whose camera is ``K`` ``(N, 3, 3)``, masks ``(N, res, res)``
+        and valid pixels ``(N, res, res)`` (``None``: every pixel)."""
+        rows = masks.flatten(1).amax(1) > 0
+        if not rows.any() or not self.iterations:
+            return mesh
+        batch = {"mask": masks[rows, None].float(), "intrinsics": K[rows]}
+        if valid is not None:
+            batch["valid"] = valid[rows, None].float()
+        start = MeshHeadOutput(**{k: v[rows] for k, v in mesh.tensors().items()})
+        fitted = fit_to_masks(start, batch, self.body, self.renderer, self.objective, self.res, 0.0,
+                              self.iterations, self.lr, clamp_phenotypes=self.clamp_phenotypes)
+        if bool(rows.all()):
+            return fitted
+        out = {k: v.clone() for k, v in mesh.tensors().items()}
+        for key, value in fitted.tensors().items():
+            out[key][rows] = value
+        return MeshHeadOutput(**out)
+
+
+def crop_ious(silhouettes: torch.Tensor, masks: torch.Tensor, valid: torch.Tensor | None = None) -> list[float]:
+    """Per crop, the silhouette IoU (:func:`mask_iou`) of ``silhouettes`` and ``masks`` ``(N, res, res)``
+    (each on above 0.5) over the crop's ``valid`` pixels (``None``: all; a crop's padding outside
+    the photo or frame never counts)."""
+    sil = silhouettes.detach().cpu().numpy() > 0.5
+    truth = masks.detach().cpu().numpy() > 0.5
+    if valid is not None:
+        seen = valid.detach().cpu().numpy() > 0.5
+        sil, truth = sil & seen, truth & seen
+    return [mask_iou(a, b) for a, b in zip(sil, truth)]
+
+
+def iou_entries(record: dict) -> dict:
+    """The IoU entries of a crop record for its JSON (rounded to 5 decimals): ``iou`` (the written
+    prediction against the crop's mask, where the mask is known) and, when refined,
+    ``iou_before`` (the regressor's prediction), ``iou_after`` (equal to ``iou``) and
+    ``refine_iterations``."""
+    entries = {k: round(float(record[k]), 5) for k in ("iou", "iou_before", "iou_after") if k in record}
+    if "refine_iterations" in record:
+        entries["refine_iterations"] = int(record["refine_iterations"])
+    return entries
+
+
+def _silhouettes(mesh: MeshHeadOutput, body, K: torch.Tensor, res: int):
+    """The prediction of the mesh head's parameters and its hard silhouettes ``(N, res, res)``."""
+    pred = mesh_prediction(mesh, body, K, res)
+    return pred, silhouette_mask(pred.vertices, pred.faces, K, (res, res), behind="cull")[:, 0]
+
+
+def refine_mesh(mesh: MeshHeadOutput, body, K: torch.Tensor, res: int, refiner: MaskRefiner | None,
+                masks: torch.Tensor | None, valid: torch.Tensor | None = None):
+    """``(mesh, prediction, silhouettes, ious)``: the mesh head's parameters, refined when there is
+    a ``refiner`` and ``masks`` (else as they are), their prediction and hard silhouettes
+    ``(N, res, res)``, and the IoU entries per crop (empty dicts without masks)."""
+    pred, silhouettes = _silhouettes(mesh, body, K, res)
+    if masks is None:
+        return mesh, pred, silhouettes, [{} for _ in range(len(K))]
+    if refiner is None or not refiner.iterations:
+        return mesh, pred, silhouettes, [{"iou": v} for v in crop_ious(silhouettes, masks, valid)]
+    before = crop_ious(silhouettes, masks, valid)
+    mesh = refiner(mesh, K, masks, valid)
+    pred, silhouettes = _silhouettes(mesh, body, K, res)
+    after = crop_ious(silhouettes, masks, valid)
+    return mesh, pred, silhouettes, [{"iou": a, "iou_before": b, "iou_after": a, "refine_iterations": refiner.iterations}
+                                     for b, a in zip(before, after)]
+
+
+def mean_ious(records) -> tuple[float | None, float | None]:
+    """The mean ``iou_before`` and ``iou_after`` of crop records (``None`` where none has them)."""
+    before = [r["iou_before"] for r in records if "iou_before" in r]
+    after = [r["iou_after"] for r in records if "iou_after" in r]
+    return (float(np.mean(before)) if before else None, float(np.mean(after)) if after else None)
+
+
+def read_dataset_masks(path: str | Path, res: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """``(masks, valid)`` of a dataset's samples at ``res``, ``(N, res, res)`` uint8 {0, 1} (resized
+    nearest, as training resizes them): ``(None, None)`` without a ``mask`` field; ``valid`` is
+    ``None`` without a ``valid`` field (every pixel seen)."""
+    present = MaskposeDataset(path).fields
+    if "mask" not in present:
+        return None, None
+    data = MaskposeDataset(path, fields=[f for f in ("mask", "valid") if f in present])
+    stacked: dict[str, list[torch.Tensor]] = {f: [] for f in data.fields}
+    for i in range(len(data)):
+        item = data[i]
+        for f in data.fields:
+            value = item[f].reshape(1, 1, *item[f].shape[-2:]).float()
+            if tuple(value.shape[-2:]) != (res, res):
+                value = torch.nn.functional.interpolate(value, size=(res, res), mode="nearest")
+            stacked[f].append((value[0, 0] > 0.5).to(torch.uint8))
+    masks = torch.stack(stacked["mask"])
+    return masks, (torch.stack(stacked["valid"]) if "valid" in stacked else None)
+
+
 @torch.no_grad()
 def predict_to_folder(checkpoint: str | Path, inputs: str | Path, out: str | Path, device="cpu",
-                      write_ply: bool = True, batch_size: int = 16, smpl_model: str | Path | None = None) -> int:
+                      write_ply: bool = True, batch_size: int = 16, smpl_model: str | Path | None = None,
+                      refine: int = 0, refine_lr: float = REFINE_LR) -> int:
     """Predictions for each image of ``inputs`` (:func:`read_inputs`: one person crop per image;
     a non-square image padded to a centred square), written to ``out``: ``<name>.json`` (joints2d
     in the input's pixels), ``<name>.ply`` (mesh head, ``write_ply``), ``<name>_overlay.png``.
     The body model is the checkpoint's (:func:`checkpoint_bodies`; ``smpl_model`` for SMPL).
-    Returns the number of images."""
+
+    A dataset with masks gives each record its ``iou`` against the sample's mask; ``refine`` > 0
+    fits each prediction to its mask first (:class:`MaskRefiner`, ``refine`` Adam steps of
+    ``refine_lr``; the records add ``iou_before`` and ``iou_after``). Refinement needs masks (a
+    dataset with a ``mask`` field) and the mesh head. Returns the number of images."""
     device = resolve_device(device)
     model, state = load_model(checkpoint, device)
     model.eval()
     res = model.config.resolution
+    refine = check_refine(refine, checkpoint, "mesh" in model.config.heads)
     focal = state["config"].get("focal") or default_focal(res)
+    masks = valid = None
+    if is_dataset(inputs):
+        masks, valid = read_dataset_masks(inputs, res)
+    if refine and masks is None:
+        raise DataError(f"{inputs}: --refine fits each prediction to its mask, and "
+                        + ("this dataset has no mask field" if is_dataset(inputs) else "a folder of images has no masks")
+                        + " (give a dataset with masks, photos with --masks, or --video)")
     body, export_body = checkpoint_bodies(checkpoint, state, device, smpl_model, meshes=write_ply)
+    refiner = MaskRefiner(body, model.config, refine, refine_lr, device) if refine else None
     names, images, sizes = read_inputs(inputs, res)
     padded = not is_dataset(inputs)
     out = Path(out)
@@ -215,12 +384,16 @@ def predict_to_folder(checkpoint: str | Path, inputs: str | Path, out: str | Pat
         batch = images[start : start + batch_size].to(device)
         heads = model(batch)
         silhouettes = None
+        ious = [{} for _ in range(batch.shape[0])]
         if heads.mesh is not None:
             K = intrinsics(focal, res, batch=batch.shape[0], device=device)
-            pred = mesh_prediction(heads.mesh, body, K, res)
-            silhouettes = silhouette_mask(pred.vertices, pred.faces, K, (res, res), behind="cull")[:, 0].cpu()
+            rows = slice(start, start + batch.shape[0])
+            mesh, pred, silhouettes, ious = refine_mesh(
+                heads.mesh, body, K, res, refiner, None if masks is None else masks[rows].to(device),
+                None if valid is None else valid[rows].to(device))
+            silhouettes = silhouettes.cpu()
             if export_body is not None:
-                full = export_body(heads.mesh.pose, heads.mesh.phenotypes, pred.translation)
+                full = export_body(mesh.pose, mesh.phenotypes, pred.translation)
         else:
             pred = joint_prediction(heads.joints, res)
         for i in range(batch.shape[0]):
@@ -233,9 +406,10 @@ def predict_to_folder(checkpoint: str | Path, inputs: str | Path, out: str | Pat
                       "input_size_hw": list(size), "joint_order": "h36m-17"}
             if pred.translation is not None:
                 record["translation_m"] = pred.translation[i].cpu().tolist()
-                record[body.shape_name] = heads.mesh.phenotypes[i].cpu().tolist()
+                record[body.shape_name] = mesh.phenotypes[i].cpu().tolist()
                 if body.name != "anny":
                     record["body"] = body.name
+            record.update(iou_entries(ious[i]))
             (out / f"{name}.json").write_text(json.dumps(record, indent=1))
             draw_overlay(batch[i].cpu(), pred.joints2d[i, :17].cpu(),
                          None if silhouettes is None else silhouettes[i]).save(out / f"{name}_overlay.png")
@@ -258,25 +432,34 @@ class CropPredictor:
         meshes: also pose the full-topology mesh (for PLY export; mesh head only).
         smpl_model: the SMPL model file of a checkpoint trained with body ``smpl``
             (:func:`checkpoint_bodies`).
+        refine: Adam iterations of per-image refinement on the crops' masks (:class:`MaskRefiner`;
+            0: off; the mesh head only), of learning rate ``refine_lr``.
     """
 
     def __init__(self, checkpoint: str | Path, device="cpu", meshes: bool = False,
-                 smpl_model: str | Path | None = None):
+                 smpl_model: str | Path | None = None, refine: int = 0, refine_lr: float = REFINE_LR):
         self.model, state = load_model(checkpoint, device)
         self.model.eval()
         self.device = device
         self.res = self.model.config.resolution
         self.focal = float(state["config"].get("focal") or default_focal(self.res))
         self.has_mesh = "mesh" in self.model.config.heads
+        self.refine = check_refine(refine, checkpoint, self.has_mesh)
         self.body, self.export_body = checkpoint_bodies(checkpoint, state, device, smpl_model, meshes)
+        self.refiner = MaskRefiner(self.body, self.model.config, refine, refine_lr, device) if refine else None
 
     @torch.no_grad()
-    def __call__(self, images: torch.Tensor) -> list[dict]:
-        return predict_crops(self.model, images, self.focal, self.body, self.export_body)
+    def __call__(self, images: torch.Tensor, masks: torch.Tensor | None = None,
+                 valid: torch.Tensor | None = None) -> list[dict]:
+        """Records of crops ``(N, 3, res, res)`` (:func:`predict_crops`), with their ``masks`` and
+        ``valid`` pixels ``(N, res, res)`` when known (IoU entries; refined with ``refine``)."""
+        return predict_crops(self.model, images, self.focal, self.body, self.export_body, masks, valid, self.refiner)
 
 
 @torch.no_grad()
-def predict_crops(model, images: torch.Tensor, focal: float, body=None, export_body=None) -> list[dict]:
+def predict_crops(model, images: torch.Tensor, focal: float, body=None, export_body=None,
+                  masks: torch.Tensor | None = None, valid: torch.Tensor | None = None,
+                  refiner: MaskRefiner | None = None) -> list[dict]:
     """Predictions for square crops ``(N, 3, res, res)`` (floats in [0, 1], ``res`` the model's).
 
     Returns one record per crop (numpy arrays): ``joints3d`` ``(17, 3)`` metres in the crop camera
@@ -285,6 +468,11 @@ def predict_crops(model, images: torch.Tensor, focal: float, body=None, export_b
     ``translation`` ``(3,)``, the shape parameters under the body's ``shape_name`` (``phenotypes``
     ``(6,)`` for Anny, ``betas`` ``(10,)`` for SMPL), plus ``vertices`` ``(V, 3)`` and ``faces``
     of ``export_body``'s topology when it is given (``body`` is required for the mesh head).
+
+    With the crops' ``masks`` ``(N, res, res)`` (and their ``valid`` pixels, 0 on padding), each
+    mesh-head record has its ``iou`` against the mask; with a ``refiner`` the body parameters are
+    first fitted to the masks (:func:`refine_mesh`) and the records add ``iou_before``,
+    ``iou_after`` and ``refine_iterations``.
     """
     res = images.shape[-1]
     device = next(model.parameters()).device
@@ -293,14 +481,16 @@ def predict_crops(model, images: torch.Tensor, focal: float, body=None, export_b
     records = [{} for _ in range(images.shape[0])]
     if heads.mesh is not None:
         K = intrinsics(focal, res, batch=images.shape[0], device=device)
-        pred = mesh_prediction(heads.mesh, body, K, res)
-        silhouettes = silhouette_mask(pred.vertices, pred.faces, K, (res, res), behind="cull")[:, 0] > 0.5
+        mesh, pred, silhouettes, ious = refine_mesh(heads.mesh, body, K, res, refiner,
+                                                    None if masks is None else masks.to(device),
+                                                    None if valid is None else valid.to(device))
+        silhouettes = silhouettes > 0.5
         full = None
         if export_body is not None:
-            full = export_body(heads.mesh.pose, heads.mesh.phenotypes, pred.translation)
+            full = export_body(mesh.pose, mesh.phenotypes, pred.translation)
         for i, record in enumerate(records):
             record.update(silhouette=silhouettes[i].cpu().numpy(), translation=pred.translation[i].cpu().numpy(),
-                          **{body.shape_name: heads.mesh.phenotypes[i].cpu().numpy()})
+                          **{body.shape_name: mesh.phenotypes[i].cpu().numpy()}, **ious[i])
             if body.name != "anny":
                 record["body"] = body.name
             if full is not None:
@@ -381,6 +571,7 @@ def person_record(record: dict, track_id: int, box, res: int, focal: float) -> d
     if "translation" in record:
         entry["translation_m"] = np.round(record["translation"].astype(np.float64), 5).tolist()
         entry.update(shape_entries(record))
+    entry.update(iou_entries(record))
     return entry
 
 
@@ -396,6 +587,11 @@ class VideoPrediction:
     samples: int
     tracks: int
     fourcc: str
+    #: Adam iterations of per-image refinement (0: off), and the mean silhouette IoU of the crops
+    #: against their extracted masks before and after it (``None`` when not refined).
+    refine: int = 0
+    iou_before: float | None = None
+    iou_after: float | None = None
 
 
 @torch.no_grad()
@@ -403,7 +599,8 @@ def predict_video(checkpoint: str | Path, video: str | Path, out_video: str | Pa
                   json_dir: str | Path | None = None, ply_dir: str | Path | None = None, device="cpu",
                   extraction=None, batch_size: int = 16,
                   progress: Callable[[str, int], None] | None = None,
-                  smpl_model: str | Path | None = None) -> VideoPrediction:
+                  smpl_model: str | Path | None = None, refine: int | None = None,
+                  refine_lr: float = REFINE_LR) -> VideoPrediction:
     """Person crops and tracks from a static-camera video, a prediction per crop, and
 
     * ``out_video`` (``.mp4`` or ``.avi``): the source frames with every person's mesh silhouette
@@ -418,13 +615,23 @@ def predict_video(checkpoint: str | Path, video: str | Path, out_video: str | Pa
     ``extraction`` is a :class:`maskpose.data.video.ExtractionConfig` (its resolution is replaced
     by the model's). Crops are extracted into a temporary folder, then predicted in order of
     frames in batches while the video is read a second time, so memory stays bounded.
+
+    Every crop comes with its extracted mask: each person entry has its ``iou`` against it (crop
+    pixels inside the frame), and per-image refinement (:class:`MaskRefiner`) is on by default:
+    ``refine`` Adam iterations (``None``: :data:`VIDEO_REFINE` for a mesh-head checkpoint, 0 for
+    the joint head; 0: off), with ``iou_before`` and ``iou_after`` in the entries; the overlay,
+    JSON and PLY files show the refined bodies.
     """
     if batch_size < 1:
         raise DataError(f"batch_size must be >= 1, got {batch_size}")
     if Path(out_video).suffix.lower() not in CODECS:
         raise DataError(f"{out_video}: the overlay video must end in {' or '.join(CODECS)}")
     source = FrameSource(video, (extraction or ExtractionConfig()).max_frames)  # fails early on a bad video
-    predictor = CropPredictor(checkpoint, resolve_device(device), meshes=ply_dir is not None, smpl_model=smpl_model)
+    if refine is None:  # on by default where the body can be fitted
+        heads = load_checkpoint(checkpoint)["config"]["model"].get("heads", ("mesh",))
+        refine = VIDEO_REFINE if "mesh" in heads else 0
+    predictor = CropPredictor(checkpoint, resolve_device(device), meshes=ply_dir is not None, smpl_model=smpl_model,
+                              refine=refine, refine_lr=refine_lr)
     if ply_dir is not None and not predictor.has_mesh:
         raise DataError(f"{checkpoint}: the model has no mesh head, so there are no meshes to write (drop --ply-dir)")
     config = dataclasses.replace(extraction or ExtractionConfig(), resolution=predictor.res)
@@ -435,25 +642,41 @@ def predict_video(checkpoint: str | Path, video: str | Path, out_video: str | Pa
             folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="maskpose-predict-") as tmp:
         result = extract_video(video, Path(tmp) / "crops", config, progress=progress)
-        crops = _CropStream(result.path, predictor, batch_size)
+        crops = _CropStream(result.path, predictor, batch_size, (source.height, source.width))
         frames, fourcc = _write_overlay_video(source, crops, out_video, json_dir, ply_dir, progress)
     if count_frames(out_video) != frames:
         raise DataError(f"{out_video}: the overlay video does not read back with {frames} frames")
-    return VideoPrediction(out_video, json_dir, ply_dir, frames, len(crops), len(result.tracks), fourcc)
+    before, after = mean_ious(crops.ious)
+    return VideoPrediction(out_video, json_dir, ply_dir, frames, len(crops), len(result.tracks), fourcc,
+                           predictor.refine, before, after)
+
+
+def frame_valid(box, frame_size: tuple[int, int], res: int) -> np.ndarray:
+    """Where a ``res``-pixel crop cut at ``box`` (x0, y0, x1, y1; :func:`~maskpose.data.video.crop_square`)
+    sees a frame of ``frame_size`` ``(H, W)``: ``(res, res)`` uint8, 0 on its zero padding, cropped
+    and thresholded exactly as the extracted masks are (so a mask always lies inside it)."""
+    h, w = (int(v) for v in frame_size)
+    x0, y0, x1, y1 = (int(v) for v in box)
+    if x0 >= 0 and y0 >= 0 and x1 <= w and y1 <= h:
+        return np.ones((res, res), np.uint8)
+    return (crop_square(np.full((h, w), 255, np.uint8), box, res) >= 128).astype(np.uint8)
 
 
 class _CropStream:
     """The extracted crops of a video (sorted by frame, then track), predicted in batches as the
-    frames that need them are reached, so memory stays bounded."""
+    frames that need them are reached, so memory stays bounded. Each crop's mask (and where the
+    crop sees the frame of ``frame_size`` ``(H, W)``) gives its IoU and, with the predictor's
+    ``refine``, its refinement; ``ious`` keeps the IoU entries of every crop predicted."""
 
-    def __init__(self, path: Path, predictor: CropPredictor, batch_size: int):
-        self.data = MaskposeDataset(path, fields=["image", "frame_index", "track_id", "crop_box"])
+    def __init__(self, path: Path, predictor: CropPredictor, batch_size: int, frame_size: tuple[int, int]):
+        self.data = MaskposeDataset(path, fields=["image", "mask", "frame_index", "track_id", "crop_box"])
         self.frame_index = np.asarray(self.data.arrays["frame_index"]).astype(np.int64)
         self.track_id = np.asarray(self.data.arrays["track_id"]).astype(np.int64)
         self.boxes = np.asarray(self.data.arrays["crop_box"], dtype=np.float64)
-        self.predictor, self.batch_size = predictor, batch_size
+        self.predictor, self.batch_size, self.frame_size = predictor, batch_size, frame_size
         self.pending: dict[int, dict] = {}
         self.done = 0  # samples predicted so far
+        self.ious: list[dict] = []
 
     def __len__(self) -> int:
         return len(self.data)
@@ -461,11 +684,17 @@ class _CropStream:
     def people_in(self, frame: int) -> list[tuple[int, np.ndarray, dict]]:
         """``(track id, crop box, record)`` of every person in ``frame`` (frames come in order)."""
         n = len(self.data)
+        res = self.predictor.res
         while self.done < n and self.frame_index[self.done] <= frame:
             stop = min(n, self.done + self.batch_size)
-            images = torch.stack([self.data[i]["image"] for i in range(self.done, stop)])
-            for i, record in zip(range(self.done, stop), self.predictor(images)):
+            items = [self.data[i] for i in range(self.done, stop)]
+            images = torch.stack([item["image"] for item in items])
+            masks = torch.stack([item["mask"][0] for item in items])
+            valid = torch.from_numpy(np.stack([frame_valid(self.boxes[i], self.frame_size, res)
+                                               for i in range(self.done, stop)]))
+            for i, record in zip(range(self.done, stop), self.predictor(images, masks, valid)):
                 self.pending[i] = record
+                self.ious.append({k: record[k] for k in ("iou", "iou_before", "iou_after") if k in record})
             self.done = stop
         mine = [i for i in sorted(self.pending) if self.frame_index[i] == frame]
         return [(int(self.track_id[i]), self.boxes[i], self.pending.pop(i)) for i in mine]
@@ -531,6 +760,11 @@ class PhotoPrediction:
     photos: int
     people: int
     out: Path
+    #: Adam iterations of per-image refinement (0: off), and the mean crop IoU against the
+    #: people's masks before and after it (``None`` when not refined).
+    refine: int = 0
+    iou_before: float | None = None
+    iou_after: float | None = None
 
 
 def _shown(value, limit: int = 60) -> str:
@@ -747,13 +981,15 @@ def photo_person_record(record: dict, person: Person, photo: Path, size: tuple[i
     if "translation" in record:
         entry["translation_m"] = np.round(record["translation"].astype(np.float64), 5).tolist()
         entry.update(shape_entries(record))
+    entry.update(iou_entries(record))
     return entry
 
 
 @torch.no_grad()
 def predict_photos(checkpoint: str | Path, inputs: str | Path, out: str | Path, masks: str | Path | None = None,
                    boxes: str | Path | None = None, device="cpu", write_ply: bool = True, batch_size: int = 16,
-                   margin: float = PHOTO_MARGIN, smpl_model: str | Path | None = None) -> PhotoPrediction:
+                   margin: float = PHOTO_MARGIN, smpl_model: str | Path | None = None, refine: int = 0,
+                   refine_lr: float = REFINE_LR) -> PhotoPrediction:
     """Predictions for every person of full photographs, given their masks or boxes.
 
     ``inputs`` is a photo or a folder of photos; ``masks`` a folder of binary masks
@@ -770,9 +1006,18 @@ def predict_photos(checkpoint: str | Path, inputs: str | Path, out: str | Path, 
     (mesh head, ``write_ply``), and ``<stem>_overlay.png``: the photo with every person's tinted
     silhouette and skeleton. Every photo's masks or boxes are checked before anything is written.
     The body model is the checkpoint's (:func:`checkpoint_bodies`; ``smpl_model`` for SMPL).
+
+    With masks, each person's JSON also has its ``iou`` against its mask in crop pixels (at the
+    model's resolution, over the crop's pixels inside the photo); ``refine`` > 0 fits each
+    person's body parameters to its mask first (:class:`MaskRefiner`: ``refine`` Adam steps of
+    ``refine_lr``), adding ``iou_before`` and ``iou_after``; everything written (joints, meshes,
+    overlay, ``silhouette_iou``) is then the refined body. Refinement needs ``masks`` and the
+    mesh head.
     """
     if (masks is None) == (boxes is None):
         raise ConfigError("give the people of the photos as --masks or as --boxes (one of them)")
+    if refine and masks is None:
+        raise ConfigError("--refine fits each person's body to its mask: give --masks, not --boxes")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be an int >= 1, got {batch_size!r}")
     if not MARGIN_RANGE[0] <= float(margin) <= MARGIN_RANGE[1]:
@@ -799,25 +1044,35 @@ def predict_photos(checkpoint: str | Path, inputs: str | Path, out: str | Path, 
     first = people_of(photos[0])  # kept; the other photos are read again when they are predicted
     for photo in photos[1:]:
         people_of(photo)
-    predictor = CropPredictor(checkpoint, resolve_device(device), meshes=write_ply, smpl_model=smpl_model)
+    predictor = CropPredictor(checkpoint, resolve_device(device), meshes=write_ply, smpl_model=smpl_model,
+                              refine=refine, refine_lr=refine_lr)
     res, focal = predictor.res, predictor.focal
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     count = 0
+    every: list[dict] = []
     for index, photo in enumerate(photos):
         image, people = first if index == 0 else people_of(photo)
         size = image.shape[:2]
-        crops, affines = [], []
+        crops, crop_masks, valids, affines = [], [], [], []
         for person in people:
             x0, y0, x1, y1 = person.box
             cx, cy, side = square_box((x0, y0, x1 - x0, y1 - y0), margin)
-            pixels, _, affine = crop(image, (cx, cy), side, res)
+            pixels, person_mask, affine = crop(image, (cx, cy), side, res, mask=person.mask)
             crops.append(pixels)
             affines.append(affine)
+            if person.mask is not None:
+                crop_masks.append(person_mask)
+                valids.append(crop_valid(image.shape, (cx, cy), side, res))
         batch = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255.0
+        mask_batch = torch.from_numpy(np.stack(crop_masks)) if len(crop_masks) == len(people) else None
+        valid_batch = torch.from_numpy(np.stack(valids)) if mask_batch is not None else None
         records: list[dict] = []
         for start in range(0, len(people), batch_size):
-            records += predictor(batch[start : start + batch_size])
+            part = slice(start, start + batch_size)
+            records += predictor(batch[part], None if mask_batch is None else mask_batch[part],
+                                 None if valid_batch is None else valid_batch[part])
+        every += [{k: r[k] for k in ("iou_before", "iou_after") if k in r} for r in records]
         canvas = np.ascontiguousarray(image.copy())
         skeletons = []
         for n, (person, affine, record) in enumerate(zip(people, affines, records)):
@@ -839,4 +1094,4 @@ def predict_photos(checkpoint: str | Path, inputs: str | Path, out: str | Path, 
             _label(canvas, str(person.number), int(round(box[0])), int(round(box[1])))
         Image.fromarray(canvas).save(out / f"{photo.stem}_overlay.png")
         count += len(people)
-    return PhotoPrediction(len(photos), count, out)
+    return PhotoPrediction(len(photos), count, out, predictor.refine, *mean_ious(every))

@@ -88,6 +88,10 @@ from maskpose.train.loop import Trainer
 #: The stages of a step, in the order of the printed table (``other``: the rest of the step).
 STAGES = ("data", "fitting", "encoder_forward", "body_forward", "render_forward", "loss_forward",
           "loss_backward", "render_backward", "body_backward", "encoder_backward", "optimizer", "other")
+#: The parts of the ``fitting`` stage (``bench_step(...)["adapt_fitting"]["fitting_ms"]``): the
+#: no-grad network forward, the forward stages of the fitting iterations (summed), and the rest (their
+#: backward passes, the Adam steps on the body parameters, storing the fits).
+FITTING_PARTS = ("network_forward", "body_forward", "render_forward", "loss_forward", "rest")
 #: The runs of a round, by name.
 RUNS = ("pretrain", "adapt", "adapt_fitting")
 #: The issue's goals for the ratios (docs/performance.md): adapt without / with fitting.
@@ -150,7 +154,9 @@ def _median(values: list[float]) -> float:
 class StepProbe:
     """Times the stages of ``trainer.train_step()`` through module, optimiser and gradient hooks
     (module docstring); ``probe.step()`` runs one probed step and returns its stage times (ms) and
-    ``total``. The hooks do nothing outside :meth:`step`; :meth:`remove` takes them off."""
+    ``total``; after a fitting step ``probe.fitting`` holds the parts of its ``fitting`` stage
+    (:data:`FITTING_PARTS`, ms; empty after a step without fitting). The hooks do nothing outside
+    :meth:`step`; :meth:`remove` takes them off."""
 
     def __init__(self, trainer: Trainer):
         self.trainer = trainer
@@ -186,6 +192,8 @@ class StepProbe:
                     if self.phase == "data":
                         self._add("data", now - self.start)
                         self.phase, self.fit_start = "fitting", now
+                    if self.phase == "fitting":
+                        self.opened["fit:encoder"] = now
                     return
                 if self.phase == "data":
                     self._add("data", now - self.start)
@@ -194,11 +202,20 @@ class StepProbe:
                 self.phase = "step"
             if self.phase == "step":
                 self.opened[name] = now
+            elif self.phase == "fitting":
+                self.opened[f"fit:{name}"] = now
         return hook
 
     def _post_hook(self, name: str) -> Callable:
         def hook(module, args, output):
-            if not self.active or self.phase != "step" or name not in self.opened:
+            if not self.active:
+                return
+            if self.phase == "fitting" and f"fit:{name}" in self.opened:
+                now = self._now()
+                key = "network_forward" if name == "encoder" else f"{name}_forward"
+                self.fitting[key] = self.fitting.get(key, 0.0) + 1e3 * (now - self.opened.pop(f"fit:{name}"))
+                return
+            if self.phase != "step" or name not in self.opened:
                 return
             now = self._now()
             self._add(f"{name}_forward", now - self.opened.pop(name))
@@ -237,6 +254,7 @@ class StepProbe:
         """One ``trainer.train_step()`` with its stages timed: ``{stage: ms, ..., "total": ms}``
         (every stage of :data:`STAGES`, 0 where the step has none)."""
         self.times, self.marks, self.opened, self.phase = {}, {}, {}, "data"
+        self.fitting = {}
         self.active = True
         try:
             self.start = self._now()
@@ -260,6 +278,9 @@ class StepProbe:
         result = {stage: 1e3 * self.times.get(stage, 0.0) for stage in STAGES if stage != "other"}
         result["other"] = max(0.0, 1e3 * total - sum(result.values()))
         result["total"] = 1e3 * total
+        if self.fitting:  # the fitting's own forward stages; the rest: its backward passes, Adam, the fits
+            self.fitting = {key: self.fitting.get(key, 0.0) for key in FITTING_PARTS[:-1]}
+            self.fitting["rest"] = max(0.0, result["fitting"] - sum(self.fitting.values()))
         return result
 
 
@@ -316,7 +337,8 @@ def bench_step(res: int = 128, batch: int = 16, repeats: int = 5, warmup: int = 
         ``ratio``, ``ratio_with_fitting``, ``ratio_fitting_step``; per run (``pretrain``,
         ``adapt``, ``adapt_fitting``) the plain step's median ms (``step_ms``; for the fitting run
         also ``fitting_step_ms``, ``cycle_ms`` the mean step of a cycle, ``steps_ms`` the median
-        of each position in the cycle), the losses; ``breakdown``: median ms per stage of the
+        of each position in the cycle, ``fitting_ms`` the median ms of the :data:`FITTING_PARTS`
+        of the probed fitting steps' ``fitting`` stage), the losses; ``breakdown``: median ms per stage of the
         probed steps (:data:`STAGES` and ``total``) for ``pretrain``, ``adapt``,
         ``adapt_fitting_step`` and ``adapt_fitting_cycle`` (the mean step of a cycle); the settings.
     """
@@ -336,6 +358,7 @@ def bench_step(res: int = 128, batch: int = 16, repeats: int = 5, warmup: int = 
         probes = {name: StepProbe(trainer) for name, trainer in trainers.items()}
         plain: dict[str, list] = {name: [] for name in RUNS}
         probed: dict[str, list] = {name: [] for name in RUNS}
+        fitting_parts: list[dict[str, float]] = []
         try:
             for round_index in range(warmup + repeats):
                 timed = round_index >= warmup
@@ -344,7 +367,11 @@ def bench_step(res: int = 128, batch: int = 16, repeats: int = 5, warmup: int = 
                     trainer, probe = trainers[name], probes[name]
                     steps = cycle if name == "adapt_fitting" else 1
                     plain_times = [_timed_step(trainer) for _ in range(steps)]
-                    probed_times = [probe.step() for _ in range(steps)]
+                    probed_times = []
+                    for _ in range(steps):
+                        probed_times.append(probe.step())
+                        if probe.fitting and timed:
+                            fitting_parts.append(dict(probe.fitting))
                     if timed:
                         plain[name].append(plain_times)
                         probed[name].append(probed_times)
@@ -370,6 +397,7 @@ def bench_step(res: int = 128, batch: int = 16, repeats: int = 5, warmup: int = 
             "fitting_step_ms": round(fitting_step_ms, 3), "cycle_ms": round(cycle_ms, 3),
             "steps_ms": [round(_median([c[i] for c in cycles]), 3) for i in range(cycle)],
             "losses": losses["adapt_fitting"], "fit_every": cycle, "fit_iterations": fit_iterations,
+            "fitting_ms": _median_stages(fitting_parts) if fitting_parts else {},
         },
         "breakdown": {
             "pretrain": _median_stages([s[0] for s in probed["pretrain"]]),
@@ -406,6 +434,11 @@ def format_step(result: dict) -> str:
     for stage in (*STAGES, "total"):
         cells = "".join(f"{result['breakdown'][c][stage]:>11.1f}" for c in columns)
         lines.append(f"  {stage:<18}{cells}")
+    parts = fit.get("fitting_ms")
+    if parts:
+        lines.append("")
+        lines.append(f"  fitting ({fit['fit_iterations']} iterations): "
+                     + ", ".join(f"{k.replace('_', ' ')} {v:.1f}" for k, v in parts.items()) + " ms")
     if "memory" in result:
         mem = result["memory"]
         lines.append("")
@@ -477,5 +510,5 @@ def measure_memory(res: int = 128, batch: int = 16, steps: int = 8, n: int = 64,
             "goal_adapt_mib": 2048, "adapt_within_goal": bool(adapt < 2048 and math.isfinite(adapt))}
 
 
-__all__ = ["GOALS", "RUNS", "STAGES", "StepProbe", "bench_step", "format_step", "make_trainer", "measure_memory",
+__all__ = ["FITTING_PARTS", "GOALS", "RUNS", "STAGES", "StepProbe", "bench_step", "format_step", "make_trainer", "measure_memory",
            "synthetic_dataset"]

@@ -25,7 +25,16 @@ of the step is spent outside the network, in the body model, the losses, the opt
 Since nearly every counted FLOP is the network's, ``flops_share`` is about the product of the two
 (times ``flops_per_image / encoder_flops_per_image``), and the smaller of them is the bigger loss.
 
-Medians over ``repeats`` rounds after ``warmup`` untimed ones, everything in one process and one run.
+On the CPU every figure is also given by the process's CPU time (``time.process_time``) instead of
+the wall clock: ``images_per_cpu_s``, ``flops_share_cpu``, ``encoder_share_cpu``,
+``encoder_time_share_cpu`` (the peak likewise, ``peak_flops_cpu``). With one thread and an idle
+machine the two agree; on a shared machine the CPU time leaves out the time the process waited for
+a core, which the wall clock of a multi-second step and of a sub-second matmul catch unequally, so
+the CPU-time shares are the ones to compare between cells (with several threads, CPU time also
+counts the threads' spinning, and the wall-clock figures are the ones that matter).
+
+Medians over ``repeats`` rounds after ``warmup`` untimed ones, everything in one process and one run;
+every round visits every cell (:func:`bench_train`).
 """
 
 from __future__ import annotations
@@ -52,20 +61,38 @@ DEFAULT_CELL = (128, 16)
 MODES = ("pretrain", "adapt")
 
 
-def matmul_peak(size: int, device: torch.device, repeats: int = 3) -> float:
-    """FLOP/s of a float32 ``size x size`` matmul: the best of ``repeats`` after one untimed."""
+def matmul_peak(size: int, device: torch.device, repeats: int = 3) -> tuple[float, float]:
+    """FLOP/s of a float32 ``size x size`` matmul, by the wall clock and by the process's CPU time
+    (each the best of ``repeats`` after one untimed run)."""
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(size, size, generator=gen).to(device)
     b = torch.randn(size, size, generator=gen).to(device)
     torch.mm(a, b)
     synchronize(device)
-    best = float("inf")
+    wall = cpu = float("inf")
     for _ in range(repeats):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return 2.0 * size**3 / best
+        with _Clock(device) as clock:
+            torch.mm(a, b)
+        wall, cpu = min(wall, clock.wall), min(cpu, clock.cpu)
+    flops = 2.0 * size**3
+    return flops / wall, flops / max(cpu, 1e-9)
+
+
+class _Clock:
+    """Wall-clock and process CPU seconds of a block (the device synchronised at both ends)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def __enter__(self) -> _Clock:
+        synchronize(self.device)
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        synchronize(self.device)
+        self.wall = time.perf_counter() - self._wall
+        self.cpu = time.process_time() - self._cpu
 
 
 def _network_step(trainer, images: torch.Tensor) -> None:
@@ -84,44 +111,55 @@ def _flops(fn) -> tuple[int, dict]:
     return int(counter.get_total_flops()), by_op
 
 
-def bench_cell(data: Path, out: Path, res: int, batch: int, device: str, repeats: int, warmup: int,
-               peak_size: int, mode: str = "pretrain", seed: int = 0) -> dict:
-    """One cell of the grid (module docstring)."""
-    dev = resolve_device(device)
-    trainer = make_trainer(mode, data, out, res, batch, device, seed,
-                           **({"fit_every": 0} if mode == "adapt" else {}))
-    images = trainer.network_input(load_batch(trainer.data, torch.arange(batch) % len(trainer.data), res, dev))
-    for _ in range(warmup):
-        trainer.train_step()
-        _network_step(trainer, images)
-    step_flops, by_op = _flops(trainer.train_step)
-    network_flops, _ = _flops(lambda: _network_step(trainer, images))
-    steps, networks, peaks = [], [], []
-    for _ in range(repeats):
-        peaks.append(matmul_peak(peak_size, dev))
-        synchronize(dev)
-        start = time.perf_counter()
-        trainer.train_step()
-        synchronize(dev)
-        steps.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        _network_step(trainer, images)
-        synchronize(dev)
-        networks.append(time.perf_counter() - start)
-    step_s, network_s, peak = statistics.median(steps), statistics.median(networks), statistics.median(peaks)
-    images_per_s = batch / step_s
-    return {
-        "res": res, "batch": batch, "mode": mode,
-        "step_ms": round(1e3 * step_s, 3), "ms_per_image": round(1e3 * step_s / batch, 4),
-        "images_per_s": round(images_per_s, 3),
-        "flops_per_image": step_flops / batch, "encoder_flops_per_image": network_flops / batch,
-        "peak_flops": peak,
-        "flops_share": round(step_flops / step_s / peak, 5),
-        "encoder_ms": round(1e3 * network_s, 3),
-        "encoder_share": round(network_flops / network_s / peak, 5),
-        "encoder_time_share": round(network_s / step_s, 4),
-        "flops_by_op": by_op,
-    }
+class _Cell:
+    """One cell of the grid: its Trainer, its batch of images, its FLOPs and its timings."""
+
+    def __init__(self, data: Path, out: Path, res: int, batch: int, device: str, mode: str, seed: int):
+        self.res, self.batch, self.mode = res, batch, mode
+        self.device = resolve_device(device)
+        self.trainer = make_trainer(mode, data, out, res, batch, device, seed,
+                                    **({"fit_every": 0} if mode == "adapt" else {}))
+        indices = torch.arange(batch) % len(self.trainer.data)
+        self.images = self.trainer.network_input(load_batch(self.trainer.data, indices, res, self.device))
+        self.steps, self.networks, self.peaks = [], [], []
+
+    def warm(self) -> None:
+        self.trainer.train_step()
+        _network_step(self.trainer, self.images)
+
+    def count(self) -> None:
+        self.step_flops, self.by_op = _flops(self.trainer.train_step)
+        self.network_flops, _ = _flops(lambda: _network_step(self.trainer, self.images))
+
+    def time(self, peak_size: int) -> None:
+        self.peaks.append(matmul_peak(peak_size, self.device))
+        with _Clock(self.device) as clock:
+            self.trainer.train_step()
+        self.steps.append((clock.wall, clock.cpu))
+        with _Clock(self.device) as clock:
+            _network_step(self.trainer, self.images)
+        self.networks.append((clock.wall, clock.cpu))
+
+    def result(self) -> dict:
+        out = {"res": self.res, "batch": self.batch, "mode": self.mode,
+               "flops_per_image": self.step_flops / self.batch,
+               "encoder_flops_per_image": self.network_flops / self.batch}
+        clocks = [(0, "")] + ([(1, "_cpu")] if self.device.type == "cpu" else [])  # CPU time: on the CPU only
+        for index, suffix in clocks:
+            step_s = statistics.median(t[index] for t in self.steps)
+            network_s = statistics.median(t[index] for t in self.networks)
+            peak = statistics.median(p[index] for p in self.peaks)
+            unit = "s" if not suffix else "cpu_s"
+            out.update({
+                f"step_ms{suffix}": round(1e3 * step_s, 3), f"ms_per_image{suffix}": round(1e3 * step_s / self.batch, 4),
+                f"images_per_{unit}": round(self.batch / step_s, 3), f"peak_flops{suffix}": peak,
+                f"flops_share{suffix}": round(self.step_flops / step_s / peak, 5),
+                f"encoder_ms{suffix}": round(1e3 * network_s, 3),
+                f"encoder_share{suffix}": round(self.network_flops / network_s / peak, 5),
+                f"encoder_time_share{suffix}": round(network_s / step_s, 4),
+            })
+        out["flops_by_op"] = self.by_op
+        return out
 
 
 def bench_train(resolutions=RESOLUTIONS, batches=BATCHES, repeats: int = 3, warmup: int = 1, device: str = "cpu",
@@ -129,10 +167,19 @@ def bench_train(resolutions=RESOLUTIONS, batches=BATCHES, repeats: int = 3, warm
                 progress=None) -> dict:
     """Images/s, FLOPs per image and the share of the matmul peak over the grid (module docstring).
 
+    Every cell keeps its own Trainer for the whole run; each round visits every cell once (the
+    peak, the step, the network alone), starting from another cell every round, so that a burst of
+    load from other processes spreads over the cells instead of spoiling one.
+
     Returns:
-        ``cells`` (one dict per resolution and batch, :func:`bench_cell`), ``default`` (the cell of
-        :data:`DEFAULT_CELL`, else the first), ``peak_flops`` (the median over every cell), the
-        settings.
+        ``cells`` (one dict per resolution and batch: ``images_per_s``, ``step_ms``,
+        ``ms_per_image``, ``flops_per_image``, ``encoder_flops_per_image``, ``peak_flops``,
+        ``flops_share``, ``encoder_ms``, ``encoder_share``, ``encoder_time_share``,
+        ``flops_by_op``; on the CPU also the CPU-time figures ``images_per_cpu_s``,
+        ``step_ms_cpu``, ``ms_per_image_cpu``, ``peak_flops_cpu``, ``flops_share_cpu``,
+        ``encoder_ms_cpu``, ``encoder_share_cpu``, ``encoder_time_share_cpu``), ``default`` (the cell of :data:`DEFAULT_CELL`, else the first),
+        ``peak_flops`` (the median over every cell), the settings. ``progress(message)`` is
+        called as the run goes.
     """
     resolutions, batches = tuple(int(r) for r in resolutions), tuple(int(b) for b in batches)
     if not resolutions or not batches:
@@ -142,80 +189,116 @@ def bench_train(resolutions=RESOLUTIONS, batches=BATCHES, repeats: int = 3, warm
     if mode not in MODES:
         raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
     dev = resolve_device(device)
-    cells = []
+    say = progress or (lambda message: None)
     with torch_threads(threads) as used_threads, tempfile.TemporaryDirectory(prefix="maskpose-bench-train-") as tmp:
         root = Path(tmp)
+        grid = []
         for res in resolutions:
             data = synthetic_dataset(root / f"data{res}", max(batches), res, seed)
-            for batch in batches:
-                cell = bench_cell(data, root / f"run{res}_{batch}", res, batch, device, repeats, warmup, peak_size,
-                                  mode, seed)
-                cells.append(cell)
-                if progress is not None:
-                    progress(cell)
+            grid += [_Cell(data, root / f"run{res}_{batch}", res, batch, device, mode, seed) for batch in batches]
+        for _ in range(warmup):
+            for cell in grid:
+                cell.warm()
+        for cell in grid:
+            cell.count()
+        for round_index in range(repeats):
+            shift = round_index % len(grid)
+            for cell in grid[shift:] + grid[:shift]:
+                cell.time(peak_size)
+            say(f"round {round_index + 1} of {repeats} done")
+        cells = [cell.result() for cell in grid]
     default = next((c for c in cells if (c["res"], c["batch"]) == DEFAULT_CELL), cells[0])
     return {
         "default": default, "cells": cells,
         "peak_flops": statistics.median(c["peak_flops"] for c in cells),
+        **({"peak_flops_cpu": statistics.median(c["peak_flops_cpu"] for c in cells)} if dev.type == "cpu" else {}),
         "resolutions": list(resolutions), "batches": list(batches), "repeats": repeats, "warmup": warmup,
         "threads": used_threads, "device": str(dev), "peak_size": peak_size, "mode": mode, "seed": seed,
     }
 
 
+def _suffix(cell: dict) -> str:
+    """``"_cpu"`` where the cell has the CPU-time figures (the CPU), else ``""`` (the wall clock)."""
+    return "_cpu" if "flops_share_cpu" in cell else ""
+
+
 def format_cell(cell: dict) -> str:
-    return (f"{cell['res']:>4} px  batch {cell['batch']:>3}: {cell['images_per_s']:8.1f} images/s, "
-            f"{cell['flops_per_image'] / 1e9:7.3f} GFLOP/image, flops_share {cell['flops_share']:.3f} "
-            f"(network alone {cell['encoder_share']:.3f}, {100 * cell['encoder_time_share']:.0f} % of the step)")
+    line = (f"{cell['res']:>4} px  batch {cell['batch']:>3}: {cell['images_per_s']:7.1f} images/s, "
+            f"{cell['flops_per_image'] / 1e9:6.3f} GFLOP/image, flops_share {cell['flops_share']:.3f}")
+    x = _suffix(cell)
+    if x:
+        line += (f"; by CPU time {cell['images_per_cpu_s']:7.1f} images/s, flops_share {cell['flops_share_cpu']:.3f}")
+    return line + (f" (network alone {cell['encoder_share' + x]:.3f}, "
+                   f"{100 * cell['encoder_time_share' + x]:.0f} % of the step)")
 
 
 def format_train(result: dict) -> str:
     d = result["default"]
+    peak = f"matmul peak {result['peak_flops'] / 1e9:.1f} GFLOP/s"
+    if "peak_flops_cpu" in result:
+        peak += f" ({result['peak_flops_cpu'] / 1e9:.1f} per CPU second)"
     lines = [f"training throughput ({result['mode']} step), {result['threads']} thread(s), {result['device']}, "
-             f"matmul peak {result['peak_flops'] / 1e9:.1f} GFLOP/s ({result['peak_size']}^2 float32):"]
+             f"{peak}, {result['peak_size']}^2 float32:"]
     lines += ["  " + format_cell(c) for c in result["cells"]]
+    x = _suffix(d)
     lines.append(f"default ({d['res']} px, batch {d['batch']}): {d['images_per_s']:.1f} images/s, "
-                 f"flops_share {d['flops_share']:.3f}; {biggest_loss(d)}")
+                 f"flops_share {d['flops_share']:.3f}" + (f" (by CPU time {d['flops_share_cpu']:.3f})" if x else "")
+                 + f"; {biggest_loss(d)}")
     return "\n".join(lines)
 
 
 def biggest_loss(cell: dict) -> str:
-    """Which of the two factors of ``flops_share`` is the smaller (module docstring), in words."""
-    if cell["encoder_share"] <= cell["encoder_time_share"]:
-        return (f"biggest loss: the network's own kernels (it runs at {cell['encoder_share']:.3f} of the peak; "
-                f"it is {100 * cell['encoder_time_share']:.0f} % of the step)")
-    return (f"biggest loss: time outside the network ({100 * (1 - cell['encoder_time_share']):.0f} % of the step; "
-            f"the network itself runs at {cell['encoder_share']:.3f} of the peak)")
+    """Which of the two factors of ``flops_share`` is the smaller (module docstring), in words; by
+    CPU time where the cell has it."""
+    x = _suffix(cell)
+    share, time_share = cell["encoder_share" + x], cell["encoder_time_share" + x]
+    if share <= time_share:
+        return (f"biggest loss: the network's own kernels (it runs at {share:.3f} of the peak; "
+                f"it is {100 * time_share:.0f} % of the step)")
+    return (f"biggest loss: time outside the network ({100 * (1 - time_share):.0f} % of the step; "
+            f"the network itself runs at {share:.3f} of the peak)")
 
 
 def plot_train(result: dict, path: Path) -> Path:
-    """The cost curves: images/s and flops_share against the batch, one line per resolution."""
+    """The cost curves against the batch, one colour per resolution: training images/s (by the wall
+    clock; dashed, per CPU second), the share of the matmul peak (the step; dashed, the network
+    alone) and the share of the step spent outside the network, by CPU time where there is one."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(11, 3.6), dpi=110)
+    x = _suffix(result["default"])
+    fig = Figure(figsize=(12, 3.8), dpi=110)
     axes = fig.subplots(1, 3)
     for res in result["resolutions"]:
         cells = sorted((c for c in result["cells"] if c["res"] == res), key=lambda c: c["batch"])
         batches = [c["batch"] for c in cells]
-        axes[0].plot(batches, [c["images_per_s"] for c in cells], "o-", label=f"{res} px")
-        axes[1].plot(batches, [c["ms_per_image"] for c in cells], "o-", label=f"{res} px")
-        axes[2].plot(batches, [c["flops_share"] for c in cells], "o-", label=f"{res} px (step)")
-        axes[2].plot(batches, [c["encoder_share"] for c in cells], "x--", color=axes[2].lines[-1].get_color(),
-                     label=f"{res} px (network alone)")
-    titles = ("training images/s", "ms per image", "share of the matmul peak")
+        line, = axes[0].plot(batches, [c["images_per_s"] for c in cells], "o-", label=f"{res} px")
+        colour = line.get_color()
+        if x:
+            axes[0].plot(batches, [c["images_per_cpu_s"] for c in cells], "x--", color=colour, alpha=0.7)
+        axes[1].plot(batches, [c["flops_share" + x] for c in cells], "o-", color=colour, label=f"{res} px, step")
+        axes[1].plot(batches, [c["encoder_share" + x] for c in cells], "x--", color=colour,
+                     label=f"{res} px, network alone")
+        axes[2].plot(batches, [100 * (1 - c["encoder_time_share" + x]) for c in cells], "o-", color=colour,
+                     label=f"{res} px")
+    clock = " (CPU time)" if x else ""
+    titles = ("training images/s" + (" (dashed: per CPU second)" if x else ""),
+              "share of the matmul peak" + clock, "% of the step outside the network" + clock)
     for ax, title in zip(axes, titles):
         ax.set_xscale("log", base=2)
         ax.set_xticks(result["batches"], [str(b) for b in result["batches"]])
         ax.minorticks_off()
         ax.set_xlabel("batch")
-        ax.set_title(title)
+        ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
+    axes[1].set_ylim(bottom=0)
+    axes[2].set_ylim(bottom=0)
     axes[0].legend(fontsize=8)
-    axes[2].legend(fontsize=7)
-    fig.suptitle(f"{result['mode']} step, {result['threads']} thread(s), {result['device']}; peak "
-                 f"{result['peak_flops'] / 1e9:.1f} GFLOP/s", fontsize=10)
+    axes[1].legend(fontsize=7)
+    fig.suptitle(f"{result['mode']} step of the default model, {result['threads']} thread(s), {result['device']}; "
+                 f"matmul peak {result['peak_flops' + x] / 1e9:.1f} GFLOP/s{clock}", fontsize=10)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -223,5 +306,5 @@ def plot_train(result: dict, path: Path) -> Path:
     return path
 
 
-__all__ = ["BATCHES", "DEFAULT_CELL", "QUICK", "RESOLUTIONS", "bench_cell", "bench_train", "biggest_loss",
+__all__ = ["BATCHES", "DEFAULT_CELL", "QUICK", "RESOLUTIONS", "bench_train", "biggest_loss",
            "format_train", "matmul_peak", "plot_train"]

@@ -3,7 +3,7 @@
 Each area registers its verbs in its own module; this file only imports them.
 """
 
-from . import benchmarks, body, data, demo, learn, masks, render, topology, video  # noqa: F401  (register commands)
+from . import benchmarks, body, data, demo, learn, masks, render, scene, topology, video  # noqa: F401  (register commands)
 from ._app import app
 
 

@@ -228,7 +228,7 @@ def bench_train(
         if value is not None:
             settings[name] = value
     result = bench.bench_train(device=device, threads=threads, mode=mode, **settings,
-                               progress=lambda cell: typer.echo(bench.format_cell(cell)))
+                               progress=typer.echo)
     typer.echo(bench.format_train(result))
     _write_result(json_path, result)
     if plot is not None:

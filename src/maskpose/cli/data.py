@@ -42,11 +42,17 @@ def synth(
     backgrounds: Optional[Path] = typer.Option(None, "--backgrounds",
                                                help="Folder of your own photos to crop backgrounds from "
                                                     "(realistic domain)."),
+    scene: Optional[Path] = typer.Option(None, "--scene",
+                                         help="Scene file of `maskpose scene fit`: people on its floor, seen by its "
+                                              "camera, in crops of its background plate (the domain gives the "
+                                              "appearance)."),
 ) -> None:
     """Render a synthetic dataset of one domain (Anny bodies, random poses, detector-like crops)."""
     if split not in ("train", "test"):
         raise ConfigError(f"--split must be train or test, got {split!r}")
     check_output_folder(out)  # before the (slow) import of the synthesis stack
+    if scene is not None and not scene.is_file():
+        raise ConfigError(f"--scene {scene}: no such scene file (make one with `maskpose scene fit VIDEO`)")
 
     from maskpose.synth.generator import SynthesisConfig, generate  # deferred: CLI start-up
 
@@ -58,9 +64,10 @@ def synth(
 
     start = time.perf_counter()
     path = generate(out, domain, n, res, seed, split, labels, SynthesisConfig(batch_size=batch_size, device=device,
-                    geodesic=geodesic, extras=extras, backgrounds=None if backgrounds is None else str(backgrounds)),
-                    progress=progress)
-    typer.echo(f"wrote {n} {domain} samples at {res} px to {path} in {time.perf_counter() - start:.1f} s")
+                    geodesic=geodesic, extras=extras, backgrounds=None if backgrounds is None else str(backgrounds),
+                    scene=None if scene is None else str(scene)), progress=progress)
+    where = "" if scene is None else f" in the scene of {scene}"
+    typer.echo(f"wrote {n} {domain} samples{where} at {res} px to {path} in {time.perf_counter() - start:.1f} s")
 
 
 @data_app.command("show")

@@ -101,16 +101,35 @@ def adapt(init: Path = typer.Option(..., "--init", help="Source checkpoint to ad
           loss: Optional[list[str]] = LOSS, config: Optional[Path] = CONFIG,
           source_data: Optional[Path] = typer.Option(None, help="Source dataset for mixed supervised batches."),
           source_ratio: Optional[float] = typer.Option(None, help="Share of steps with a supervised source batch."),
-          video: Optional[Path] = typer.Option(None, "--video", help="A static-camera video instead of --data: person "
-                                               "crops and masks are extracted into OUT/extracted first."),
+          video: Optional[str] = typer.Option(None, "--video", help="A static-camera video instead of --data: person "
+                                              "crops and masks are extracted into OUT/extracted first. With "
+                                              "--online also a camera index (0, 1, ...) or a stream URL (rtsp://...)."),
           method: str = typer.Option("mog2", "--method", help="With --video: background subtractor, mog2 or knn."),
           warmup: int = typer.Option(30, "--warmup", min=0, help="With --video: frames that prime the background."),
           body: Optional[str] = BODY, smpl_model: Optional[Path] = SMPL_MODEL,
-          precision: Optional[str] = PRECISION):
+          precision: Optional[str] = PRECISION,
+          online: bool = typer.Option(False, "--online", help="With --video: adapt while the frames arrive (a replay "
+                                      "buffer, updates every --update-every frames, per-frame predictions in "
+                                      "OUT/predictions.jsonl, a checkpoint every --checkpoint-every frames; running "
+                                      "again resumes)."),
+          buffer_size: Optional[int] = typer.Option(None, "--buffer-size", help="With --online: recent crops kept "
+                                                    "for replay (default 256)."),
+          update_every: Optional[int] = typer.Option(None, "--update-every", help="With --online: frames between "
+                                                     "adaptation rounds (default 4)."),
+          update_steps: Optional[int] = typer.Option(None, "--update-steps", help="With --online: optimisation steps "
+                                                     "per round (default 1)."),
+          checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="With --online: frames "
+                                                         "between checkpoints (default 100)."),
+          max_frames: Optional[int] = typer.Option(None, "--max-frames", help="With --online: stop after this many "
+                                                   "frames of the stream.")):
     """Adapt a source model to a target domain from its images and masks only (L_S + L_T by default).
 
     The target is a dataset (--data) or a static-camera video (--video), whose person crops and masks
     are extracted by background subtraction (as ``maskpose masks extract``) at the model's resolution.
+
+    With --online the model adapts while the video streams in (a file, a camera index or a stream
+    URL): each frame is predicted with the model as adapted so far, its crops join a replay buffer,
+    and every --update-every frames a few steps of the adapt objective run on batches from it.
     """
     from maskpose.train.loop import TrainConfig, train  # deferred: CLI start-up
 
@@ -118,6 +137,18 @@ def adapt(init: Path = typer.Option(..., "--init", help="Source checkpoint to ad
         raise ConfigError("give either --data DATASET or --video VIDEO, not both")
     if data is None and video is None and config is None:
         raise ConfigError("no target: give --data DATASET or --video VIDEO")
+    online_flags = {"buffer_size": buffer_size, "update_every": update_every, "update_steps": update_steps,
+                    "checkpoint_every": checkpoint_every, "max_frames": max_frames}
+    if online:
+        _adapt_online(init, video, out, batch_size=batch_size, lr=lr, seed=seed, device=device,
+                      losses=_losses(loss), method=method, warmup=warmup, smpl_model=smpl_model,
+                      unused={"--data": data, "--steps": steps, "--config": config, "--source-data": source_data,
+                              "--source-ratio": source_ratio, "--body": body, "--precision": precision},
+                      **online_flags)
+        return
+    given = [f"--{name.replace('_', '-')}" for name, value in online_flags.items() if value is not None]
+    if given:
+        raise ConfigError(f"{', '.join(given)} go(es) with --online")
     # The model and focal come with --init (a YAML that sets others is refused, as train() does).
     cfg = TrainConfig.from_flags("adapt", config, data=str(data) if data is not None else None, out=str(out),
                                  steps=steps, batch_size=batch_size, lr=lr, seed=seed, device=device,
@@ -125,10 +156,42 @@ def adapt(init: Path = typer.Option(..., "--init", help="Source checkpoint to ad
                                  source_data=str(source_data) if source_data else None, source_ratio=source_ratio,
                                  precision=precision, **_body_flags(body, smpl_model))
     if video is not None:
+        video = Path(video)
         extracted, reused = extract_for_training(video, out / "extracted", cfg.model.resolution, method, warmup)
         typer.echo(f"{'reusing' if reused else 'extracted'} person crops and masks of {video} in {extracted}")
         cfg.data = str(extracted)
     _report(train(cfg))
+
+
+def _adapt_online(init: Path, video: str | None, out: Path, batch_size, lr, seed, device, losses, method: str,
+                  warmup: int, smpl_model, unused: dict, **online_flags) -> None:
+    """``adapt --video V --online``: the flags onto :class:`~maskpose.apps.online.OnlineConfig`, then
+    :func:`~maskpose.apps.online.adapt_online`."""
+    from maskpose.apps.online import OnlineConfig, adapt_online  # deferred: CLI start-up
+    from maskpose.data.video import ExtractionConfig  # deferred: CLI start-up
+
+    if video is None:
+        raise ConfigError("--online adapts on a stream: give --video VIDEO (a file, a camera index or a URL)")
+    given = sorted(flag for flag, value in unused.items() if value is not None)
+    if given:
+        raise ConfigError(f"{', '.join(given)} not used with --online (the stream is the data; the model, body and "
+                          "focal come with --init)")
+    fields = {"batch_size": batch_size, "lr": lr, "seed": seed, "losses": losses, **online_flags}
+    fields = {k: v for k, v in fields.items() if v is not None}
+    if buffer_size := fields.get("buffer_size"):  # a small buffer: updates start once it is full
+        fields["min_buffer"] = min(OnlineConfig.min_buffer, buffer_size)
+    config = OnlineConfig(**fields)
+    extraction = ExtractionConfig(method=method.lower(), warmup=warmup)
+    typer.echo(f"online adaptation on {video}: buffer {config.buffer_size} crops, {config.update_steps} step(s) of "
+               f"batch {config.batch_size} every {config.update_every} frames, lr {config.lr:g}", err=True)
+    result = adapt_online(init, video, out, config, extraction, device or "cpu",
+                          str(smpl_model) if smpl_model is not None else None)
+    where = f"resumed at frame {result.resumed_at}; " if result.resumed_at is not None else ""
+    iou = f", mean IoU {100 * result.mean_iou:.1f} %" if result.mean_iou is not None else ""
+    typer.echo(f"{where}{result.frames} frames ({result.people} person crops) at {result.fps:.2f} frames/s{iou}; "
+               f"{result.updates} update rounds, {result.steps} steps in all")
+    typer.echo(f"predictions: {result.predictions}; checkpoint: {result.checkpoint}"
+               + (" (stopped: run again to resume)" if result.stopped else ""))
 
 
 @app.command("train-unsup")
@@ -270,7 +333,12 @@ def predict(checkpoint: Path = typer.Argument(..., help="Model checkpoint."),
                                                  "image (0 background, 1..K person ids); one JSON per person."),
             boxes: Optional[Path] = typer.Option(None, "--boxes", help="With --input PHOTO: a JSON list of person "
                                                  "boxes in pixels, each a list x0, y0, x1, y1 (or {\"boxes\": "
-                                                 "[...]}; for a folder, an object keyed by photo name).")):
+                                                 "[...]}; for a folder, an object keyed by photo name)."),
+            refine: Optional[int] = typer.Option(None, "--refine", help="Fit each prediction's body parameters to its "
+                                                 "mask for N Adam iterations (L_S + L_T + prior; mesh head): a "
+                                                 "dataset with masks, photos with --masks, or --video (default 20 "
+                                                 "there; elsewhere 0). 0: off. The JSON records iou_before and "
+                                                 "iou_after.")):
     """Per-image JSON of 3D joints, PLY meshes and overlay PNGs (silhouette and skeleton).
 
     An image that is not square is padded to a centred square (not squashed); joints come back in
@@ -286,6 +354,10 @@ def predict(checkpoint: Path = typer.Argument(..., help="Model checkpoint."),
 
     Meshes are posed with the checkpoint's body model: Anny, or SMPL (the smpl extra, and its model
     file from --smpl-model, else the path saved in the checkpoint, else $MASKPOSE_SMPL_MODEL).
+
+    --refine N fits each prediction's body parameters to its mask (N Adam iterations from the
+    regressor's prediction, as fitting in the loop does); on by default (20) with --video, whose
+    crops come with their extracted masks.
     """
     from maskpose.apps.predict import (  # deferred: CLI start-up
         ExtractionConfig,
@@ -298,6 +370,8 @@ def predict(checkpoint: Path = typer.Argument(..., help="Model checkpoint."),
 
     resolve_device(device)
 
+    if refine is not None and refine < 0:
+        raise ConfigError(f"--refine must be >= 0 (Adam iterations; 0: off), got {refine}")
     if inputs is not None and video is not None:
         raise ConfigError("give either --input PATH or --video VIDEO, not both")
     if inputs is None and video is None:
@@ -313,17 +387,28 @@ def predict(checkpoint: Path = typer.Argument(..., help="Model checkpoint."),
     if video is not None:
         json_dir = json_dir if json_dir is not None else out.with_name(out.stem + "_json")
         result = predict_video(checkpoint, video, out, json_dir=json_dir, ply_dir=ply_dir, device=device,
-                               extraction=ExtractionConfig(method=method.lower(), warmup=warmup), smpl_model=smpl_model)
+                               extraction=ExtractionConfig(method=method.lower(), warmup=warmup), smpl_model=smpl_model,
+                               refine=refine)
         typer.echo(f"{result.frames} frames, {result.tracks} track(s), {result.samples} person crops: "
                    f"overlay video {result.video} ({result.fourcc}); per-frame JSON in {result.json_dir}"
                    + (f"; PLY meshes in {result.ply_dir}" if result.ply_dir else ""))
+        _refine_report(result)
         return
     if ply_dir is not None or json_dir is not None:
         raise ConfigError("--ply-dir and --json-dir go with --video (with --input, everything goes to --out)")
     if masks is not None or boxes is not None:
         result = predict_photos(checkpoint, inputs, out, masks=masks, boxes=boxes, device=device, write_ply=ply,
-                                smpl_model=smpl_model)
+                                smpl_model=smpl_model, refine=refine or 0)
         typer.echo(f"wrote predictions for {result.people} person(s) in {result.photos} photo(s) to {out}")
+        _refine_report(result)
         return
-    written = predict_to_folder(checkpoint, inputs, out, device=device, write_ply=ply, smpl_model=smpl_model)
-    typer.echo(f"wrote predictions for {written} image(s) to {out}")
+    written = predict_to_folder(checkpoint, inputs, out, device=device, write_ply=ply, smpl_model=smpl_model,
+                                refine=refine or 0)
+    typer.echo(f"wrote predictions for {written} image(s) to {out}" + (f" (refined {refine} iterations)" if refine else ""))
+
+
+def _refine_report(result) -> None:
+    """The line on per-image refinement of a photo or video prediction (nothing when it was off)."""
+    if result.refine and result.iou_before is not None:
+        typer.echo(f"refined {result.refine} iterations: mean silhouette IoU {100 * result.iou_before:.1f} % -> "
+                   f"{100 * result.iou_after:.1f} %")

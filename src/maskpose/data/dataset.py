@@ -15,6 +15,7 @@ Layout::
     DIR/frame_index.npy  (N,)         int32              source video frame of each crop (video adapter)
     DIR/track_id.npy     (N,)         int32              person track of each crop (video adapter)
     DIR/crop_box.npy     (N, 4)       float32            crop x0, y0, x1, y1 in source-frame pixels
+    DIR/merged.npy       (N,)         uint8              1 where the crop's blob holds several people (video)
     DIR/smpl_pose.npy    (N, 72)      float32            SMPL axis-angle pose (SPIN's), NaN where unknown
     DIR/smpl_betas.npy   (N, 10)      float32            SMPL shape coefficients, NaN where unknown
     DIR/has_smpl.npy     (N,)         uint8              1 where the SMPL parameters are known
@@ -87,6 +88,7 @@ def standard_fields(height: int, width: int) -> dict[str, FieldSpec]:
         "frame_index": FieldSpec((), "int32"),
         "track_id": FieldSpec((), "int32"),
         "crop_box": FieldSpec((4,), "float32"),
+        "merged": FieldSpec((), "uint8"),
         # SMPL parameters of real data (SPIN's .npz: maskpose.data.adapters.import_npz)
         "smpl_pose": FieldSpec((72,), "float32"),
         "smpl_betas": FieldSpec((10,), "float32"),

@@ -14,7 +14,16 @@ The pipeline, frame by frame (``ExtractionConfig`` holds every setting and its d
 5. connected components of at least ``min_area`` pixels are the detections;
 6. greedy tracking: detections are matched to live tracks by IoU with the track's predicted box
    (last box moved by its velocity), then by centroid distance; a track dies after ``max_gap``
-   frames without a detection; tracks shorter than ``min_track_length`` are dropped;
+   frames without a detection; tracks shorter than ``min_track_length`` are dropped. People who
+   meet merge into one foreground blob: such a detection is marked **merged** (not silently
+   fused) when the predicted boxes of two or more live tracks overlap it (IoU at least
+   ``match_iou``, or half of a predicted box inside it) and one of these tracks has no detection of
+   its own, or when its box jumps to more than ``merge_area_ratio`` times the area (and 1.5 times
+   the width) of the track's last five unmerged boxes, those being of a steady size (within a
+   factor 1.5) and away from the frame border (people entering or leaving are not compared), for
+   at most ``merge_hold`` frames in a row. The blob goes to the best-matching track,
+   flagged; the other tracks inside it coast on their velocity and stay alive for up to
+   ``merge_hold`` frames, so they pick their person up again when the blob splits;
 7. each track's square crop box (box side times ``1 + 2 margin``) is smoothed over time with a
    centred moving average;
 8. image and mask are cropped at the smoothed box (zero padding outside the frame) and resized to
@@ -26,16 +35,17 @@ to a chunk file in a temporary folder every ``chunk_frames`` frames, and only sm
 records (frame, box, track) stay in memory. Once the tracks are known, the number of samples N is
 known: pass 2 re-reads the video, loads one chunk at a time, crops and writes straight into the
 memory-mapped ``DatasetWriter`` arrays. The dataset holds ``image`` and ``mask`` (no labels) plus
-the per-sample provenance fields ``frame_index``, ``track_id`` and ``crop_box`` (x0, y0, x1, y1 in
-source pixels); ``meta.json`` attrs record the source video, its size and rate, the config and the
-track lengths.
+the per-sample provenance fields ``frame_index``, ``track_id``, ``crop_box`` (x0, y0, x1, y1 in
+source pixels) and ``merged`` (1 where the crop's blob holds more than one person, see step 6);
+``meta.json`` attrs record the source video, its size and rate, the config, the track lengths and
+the number of merged samples.
 
 Frames given as arrays are RGB ``(T, H, W, 3)`` uint8; video files are read as BGR by OpenCV and
 converted to RGB, so stored crops are RGB either way.
 
 Limits: the camera must not move (``DataError`` when the foreground covers more than
 ``max_foreground_fraction`` of the frame for ``max_bad_frames`` frames in a row), people walking
-side by side merge into one component (and so one track, or a track that hands over), a person
+side by side merge into one component (marked ``merged``; the blob is not split), a person
 standing still for long is absorbed into the background, and a person present during the warm-up
 can leave a short-lived "ghost" where they stood (usually dropped by ``min_track_length``).
 """
@@ -59,7 +69,7 @@ from maskpose.data.dataset import DatasetWriter, MaskposeDataset
 from maskpose.errors import ConfigError, DataError
 
 #: Fields written by ``extract_video``.
-VIDEO_FIELDS = ("image", "mask", "frame_index", "track_id", "crop_box")
+VIDEO_FIELDS = ("image", "mask", "frame_index", "track_id", "crop_box", "merged")
 
 
 @dataclass(frozen=True)
@@ -90,6 +100,8 @@ class ExtractionConfig:
     max_centroid_shift: float = 0.6  # fallback match: centroid distance / track box height
     max_gap: int = 5  # frames a track may go undetected before it ends
     min_track_length: int = 10  # detections; shorter tracks are dropped
+    merge_area_ratio: float = 1.8  # a box area above this times the track's steady size: merged blob
+    merge_hold: int = 50  # frames a track hidden inside a merged blob is kept alive (0: only max_gap)
     # crops
     smooth_window: int = 5  # centred moving average over a track's crop boxes (1: none)
     margin: float = 0.15  # crop side = longer box side * (1 + 2 margin)
@@ -115,6 +127,8 @@ class ExtractionConfig:
             (0 <= self.match_iou <= 1, f"match_iou must be in [0, 1], got {self.match_iou}"),
             (self.max_gap >= 0, f"max_gap must be >= 0, got {self.max_gap}"),
             (self.min_track_length >= 1, f"min_track_length must be >= 1, got {self.min_track_length}"),
+            (self.merge_area_ratio > 1, f"merge_area_ratio must be > 1, got {self.merge_area_ratio}"),
+            (self.merge_hold >= 0, f"merge_hold must be >= 0, got {self.merge_hold}"),
             (self.smooth_window >= 1, f"smooth_window must be >= 1, got {self.smooth_window}"),
             (self.margin >= 0, f"margin must be >= 0, got {self.margin}"),
             (self.resolution >= 8, f"resolution must be >= 8, got {self.resolution}"),
@@ -475,38 +489,82 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
 
 
+def touches_border(box, frame_size: tuple[int, int] | None) -> bool:
+    """Whether a box ``(x0, y0, x1, y1)`` comes within 2 % of the larger frame side (at least 2 px) of
+    the border of a frame of ``frame_size`` ``(W, H)``: a person entering or leaving, maybe cut
+    (``False`` when the size is not known)."""
+    if frame_size is None:
+        return False
+    margin = max(2.0, 0.02 * max(frame_size))
+    return bool(box[0] <= margin or box[1] <= margin or box[2] >= frame_size[0] - margin
+                or box[3] >= frame_size[1] - margin)
+
+
 @dataclass
 class Track:
-    """A person track: its detections as frame indices, boxes and detection ids (pass-1 records)."""
+    """A person track: its detections as frame indices, boxes and detection ids (pass-1 records),
+    whether each detection is a merged blob of several people, and the last frame the track was
+    hidden inside another track's merged blob (-1: never)."""
 
     id: int
     frames: list[int] = field(default_factory=list)
     boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
     detections: list[int] = field(default_factory=list)
+    merged: list[bool] = field(default_factory=list)
+    hidden_frame: int = -1
+    jump_run: int = 0  # consecutive detections marked merged by their size alone
 
     @property
     def last_frame(self) -> int:
         return self.frames[-1]
 
+    def reference_size(self, count: int = 5, frame_size: tuple[int, int] | None = None,
+                       stable: float = 1.5) -> tuple[float, float] | None:
+        """Median area and width of the last ``count`` unmerged boxes away from the border of a frame
+        of ``frame_size`` ``(W, H)``: the person's own size. ``None`` while the track has fewer than
+        ``count`` of them or their areas still vary by more than a factor ``stable`` (a person
+        coming into view, a young background model)."""
+        own = [b for b, m in zip(self.boxes[::-1], self.merged[::-1])
+               if not m and not touches_border(b, frame_size)][:count]
+        if len(own) < count:
+            return None
+        areas = np.array([(b[2] - b[0]) * (b[3] - b[1]) for b in own], float)
+        if areas.max() > stable * max(areas.min(), 1.0):
+            return None
+        return float(np.median(areas)), float(np.median([b[2] - b[0] for b in own]))
+
+    def append(self, frame: int, box, detection: int, merged: bool) -> None:
+        self.frames.append(frame)
+        self.boxes.append(tuple(box))
+        self.detections.append(detection)
+        self.merged.append(bool(merged))
+
     def __len__(self) -> int:
         return len(self.frames)
 
     def predicted_box(self, frame: int) -> np.ndarray:
-        """The last box moved by the velocity of the last two detections (constant velocity)."""
-        last = np.asarray(self.boxes[-1], float)
-        if len(self.frames) < 2:
+        """The last box moved by the velocity of the last two detections (constant velocity). A
+        track that met someone (a merged blob, or hidden in another's) is predicted from its own
+        unmerged detections only, with the velocity over the last five of them (steadier through
+        the gap), so it coasts through a merge on its own motion."""
+        met = self.hidden_frame >= 0 or any(self.merged)
+        own = ([i for i, m in enumerate(self.merged) if not m] or list(range(len(self.frames))))[-(5 if met else 2):]
+        last = np.asarray(self.boxes[own[-1]], float)
+        dt = frame - self.frames[own[-1]]
+        if len(own) < 2:
             return last
-        step = (last - np.asarray(self.boxes[-2], float)) / max(1, self.frames[-1] - self.frames[-2])
+        step = (last - np.asarray(self.boxes[own[0]], float)) / max(1, self.frames[own[-1]] - self.frames[own[0]])
         shift = (step[0] + step[2]) / 2, (step[1] + step[3]) / 2
-        dt = frame - self.frames[-1]
         return last + dt * np.array([shift[0], shift[1], shift[0], shift[1]])
 
 
 class GreedyTracker:
-    """Frame-to-frame greedy matching of detections to tracks (IoU first, then centroid distance)."""
+    """Frame-to-frame greedy matching of detections to tracks (IoU first, then centroid distance),
+    with merged blobs marked (module docstring, step 6)."""
 
-    def __init__(self, config: ExtractionConfig):
+    def __init__(self, config: ExtractionConfig, frame_size: tuple[int, int] | None = None):
         self.config = config
+        self.frame_size = frame_size  # (W, H): boxes at the border are not used for the area-jump test
         self.live: list[Track] = []
         self.finished: list[Track] = []
         self._next_id = 0
@@ -515,7 +573,9 @@ class GreedyTracker:
         cfg = self.config
         still = []
         for track in self.live:
-            (still if frame - track.last_frame <= cfg.max_gap + 1 else self.finished).append(track)
+            alive = frame - track.last_frame <= cfg.max_gap + 1 or (
+                frame - track.hidden_frame <= cfg.max_gap + 1 and frame - track.last_frame <= cfg.merge_hold + 1)
+            (still if alive else self.finished).append(track)
         self.live = still
         unmatched_tracks = set(range(len(self.live)))
         unmatched_dets = set(range(len(boxes)))
@@ -547,18 +607,43 @@ class GreedyTracker:
                         pairs.append((ti, di))
                         unmatched_tracks.discard(ti)
                         unmatched_dets.discard(di)
+        # a track left without a detection whose predicted box overlaps one is hidden in that blob
+        hidden = [[t for t in tracks if t in unmatched_tracks] for tracks in self._overlaps(frame, boxes)]
         for ti, di in pairs:
             track = self.live[ti]
-            track.frames.append(frame)
-            track.boxes.append(tuple(boxes[di]))
-            track.detections.append(ids[di])
+            x0, y0, x1, y1 = boxes[di]
+            ref = None if touches_border(boxes[di], self.frame_size) else track.reference_size(
+                frame_size=self.frame_size)
+            jump = ref is not None and (x1 - x0) * (y1 - y0) > cfg.merge_area_ratio * ref[0] and (x1 - x0) > 1.5 * ref[1]
+            # a blob that stays large for merge_hold frames without a second track is the person's new size
+            jump = jump and track.jump_run < max(cfg.merge_hold, 1)
+            track.jump_run = track.jump_run + 1 if jump and not hidden[di] else 0
+            track.append(frame, boxes[di], ids[di], bool(hidden[di]) or jump)
         for di in sorted(unmatched_dets):
             track = Track(self._next_id)
             self._next_id += 1
-            track.frames.append(frame)
-            track.boxes.append(tuple(boxes[di]))
-            track.detections.append(ids[di])
+            track.append(frame, boxes[di], ids[di], len(hidden[di]) >= 2)
             self.live.append(track)
+        for tracks in hidden:
+            for ti in tracks:
+                self.live[ti].hidden_frame = frame
+
+    def _overlaps(self, frame: int, boxes: Sequence[tuple[int, int, int, int]]) -> list[list[int]]:
+        """Per detection, the live tracks (indices) whose predicted box overlaps it: IoU at least
+        ``match_iou``, or at least half of the predicted box inside the detection."""
+        if not self.live or not len(boxes):
+            return [[] for _ in boxes]
+        predicted = np.stack([t.predicted_box(frame) for t in self.live])
+        dets = np.asarray(boxes, float).reshape(-1, 4)
+        iou = box_iou(predicted, dets)
+        ix = np.clip(np.minimum(predicted[:, None, 2], dets[None, :, 2])
+                     - np.maximum(predicted[:, None, 0], dets[None, :, 0]), 0, None)
+        iy = np.clip(np.minimum(predicted[:, None, 3], dets[None, :, 3])
+                     - np.maximum(predicted[:, None, 1], dets[None, :, 1]), 0, None)
+        area = np.maximum((predicted[:, 2] - predicted[:, 0]) * (predicted[:, 3] - predicted[:, 1]), 1e-9)
+        covered = ix * iy / area[:, None]
+        hit = (iou >= max(self.config.match_iou, 1e-9)) | (covered >= 0.5)
+        return [np.flatnonzero(hit[:, d]).tolist() for d in range(len(dets))]
 
     def close(self) -> list[Track]:
         """All tracks (live and finished), ordered by id."""
@@ -587,7 +672,9 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
     values = np.asarray(values, float)
     if window <= 1 or len(values) < 2:
         return values.copy()
-    half = window // 2
+    # A track shorter than the window gets the widest window that fits: np.convolve(mode="same")
+    # returns the longer of its inputs, so a kernel longer than the track would change its length.
+    half = min(window // 2, (len(values) - 1) // 2)
     kernel = np.ones(2 * half + 1)
     flat = values.reshape(len(values), -1)
     out = np.empty_like(flat)
@@ -628,13 +715,14 @@ def crop_square(image: np.ndarray, box, size: int, interpolation: int | None = N
 @dataclass
 class ExtractionResult:
     """What ``extract_video`` wrote: the dataset folder, frames processed, kept tracks
-    ``{track_id: length}``, dropped short tracks, and the number of samples."""
+    ``{track_id: length}``, dropped short tracks, the number of samples and of merged samples."""
 
     path: Path
     num_frames: int
     tracks: dict[int, int]
     dropped_tracks: int
     num_samples: int
+    merged_samples: int = 0
 
 
 class _PatchStore:
@@ -692,7 +780,7 @@ def extract_video(
     Args:
         video: path of a video file OpenCV can read, or frames ``(T, H, W, 3)`` uint8 RGB.
         out: the dataset folder to write (``DatasetWriter``: fields ``image``, ``mask``,
-            ``frame_index``, ``track_id``, ``crop_box``; domain ``video``, split ``train``).
+            ``frame_index``, ``track_id``, ``crop_box``, ``merged``; domain ``video``, split ``train``).
         config: the settings (``ExtractionConfig()`` by default).
         progress: called as ``progress(stage, frame_index)`` after each frame of each pass,
             ``stage`` being ``"track"`` (pass 1) or ``"crop"`` (pass 2).
@@ -716,8 +804,10 @@ def extract_video(
             "num_tracks": len(kept),
             "track_lengths": [len(t) for t in kept],
             "dropped_tracks": len(tracks) - len(kept),
+            "merged_samples": int(sum(s[4] for s in samples)),
             "extraction": asdict(config),
-            "fields_note": "frame_index, track_id, crop_box (x0, y0, x1, y1 in source pixels) per sample",
+            "fields_note": "frame_index, track_id, crop_box (x0, y0, x1, y1 in source pixels) per sample; "
+                           "merged: 1 where the crop's blob holds more than one person",
         }
         meta_attrs.update(attrs or {})
         res = config.resolution
@@ -728,7 +818,7 @@ def extract_video(
                 raise DataError(f"{source.name}: the second read of the video gave fewer frames "
                                 f"({written} of {len(samples)} samples cropped)")
     return ExtractionResult(Path(out), num_frames, {i: len(t) for i, t in enumerate(kept)},
-                            len(tracks) - len(kept), len(samples))
+                            len(tracks) - len(kept), len(samples), int(sum(s[4] for s in samples)))
 
 
 def _track_people(source: FrameSource, config: ExtractionConfig, store: _PatchStore,
@@ -737,7 +827,7 @@ def _track_people(source: FrameSource, config: ExtractionConfig, store: _PatchSt
 
     Returns the closed tracks, the box of every detection (by detection id) and the frames read.
     """
-    tracker = GreedyTracker(config)
+    tracker = GreedyTracker(config, (source.width, source.height))
     boxes_of: list[tuple[int, int, int, int]] = []
     num_frames = 0
     for fg in foreground_frames(source, config):
@@ -769,12 +859,13 @@ def _kept_tracks(tracks: list, config: ExtractionConfig, name: str, num_frames: 
 
 
 def _crop_samples(kept: list, config: ExtractionConfig) -> list[tuple]:
-    """``(frame, track, detection id, crop box)`` per sample, the kept tracks renumbered 0..K-1,
-    sorted by frame then track."""
+    """``(frame, track, detection id, crop box, merged)`` per sample, the kept tracks renumbered
+    0..K-1, sorted by frame then track."""
     samples = []
     for new_id, track in enumerate(kept):
-        for frame, det, box in zip(track.frames, track.detections, crop_boxes(track.boxes, config)):
-            samples.append((frame, new_id, det, box))
+        for frame, det, box, merged in zip(track.frames, track.detections, crop_boxes(track.boxes, config),
+                                           track.merged):
+            samples.append((frame, new_id, det, box, merged))
     samples.sort(key=lambda s: (s[0], s[1]))
     return samples
 
@@ -789,7 +880,7 @@ def _write_crops(source: FrameSource, samples: list[tuple], boxes_of: list[tuple
     start = 0
     for index, frame in source:
         while pos < len(samples) and samples[pos][0] == index:
-            _, track_id, det, box = samples[pos]
+            _, track_id, det, box, merged = samples[pos]
             x0, y0, x1, y1 = boxes_of[det]
             full = np.zeros(frame.shape[:2], np.uint8)
             full[y0:y1, x0:x1] = store.get(det)
@@ -799,6 +890,7 @@ def _write_crops(source: FrameSource, samples: list[tuple], boxes_of: list[tuple
             batch["frame_index"].append(index)
             batch["track_id"].append(track_id)
             batch["crop_box"].append(np.asarray(box, np.float32))
+            batch["merged"].append(np.uint8(merged))
             pos += 1
         if len(batch["image"]) >= 64:
             writer.write(start, {k: np.stack(v) for k, v in batch.items()})

@@ -14,6 +14,11 @@ domain with a ``view``, a per-sample focal ratio and truncation), the synthesis 
 domain's setting, the domain's occluders (the mask becomes the visible part), then the domain's
 image transform. Domains without these hooks are unchanged by them (the same bytes).
 
+With ``SynthesisConfig.scene`` (``maskpose synth --scene scene.json``) the camera and the
+background come from a fitted static-camera scene instead (:mod:`maskpose.synth.scene`): the body
+stands on the scene's floor at one of its foot points, seen from its pitch, in a perspective crop
+of its background plate; the domain keeps its poses, appearance, occluders and image transform.
+
 Determinism: every random choice comes from seeds derived from ``(seed, domain, split)`` and the
 sample index: per sample for the camera jitter and the appearance, per fixed chunk of
 :data:`POSE_CHUNK` samples for the poses. The same arguments (batch size included) give
@@ -24,6 +29,7 @@ differ.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import time
@@ -48,6 +54,7 @@ from maskpose.synth.appearance import PART_NAMES
 from maskpose.synth.domains import get_domain
 from maskpose.synth.realistic import BACKGROUND_STREAM, DISTRACTOR_STREAM, photo_backgrounds
 from maskpose.synth.renderer import SynthesisRenderer
+from maskpose.synth.scene import SCENE_STREAM, SceneStage, rotate_root, scene_labels, scene_stage
 from maskpose.synth.targets import OCCLUDER_STREAM, VIEW_STREAM, elevate, truncate
 
 log = logging.getLogger(__name__)
@@ -195,6 +202,11 @@ class SynthesisConfig:
             its own fill and offset).
         backgrounds: a folder of the user's photographs to crop backgrounds from, for the
             domains that draw their own backgrounds (``realistic``); ``None``: built-in ones only.
+        scene: a scene file (``maskpose scene fit``) to synthesise for
+            (:mod:`maskpose.synth.scene`): people on its floor, seen by its camera, in perspective
+            crops of its background plate; the domain keeps its appearance, poses, occluders and
+            image transform, its camera view, backgrounds and other people give way to the
+            scene. Adds the fields ``crop_box`` and ``valid``. ``None``: the domain's own camera.
     """
 
     batch_size: int = 32
@@ -205,6 +217,7 @@ class SynthesisConfig:
     fill: tuple[float, float] = FILL
     offset: float = OFFSET
     backgrounds: str | None = None
+    scene: str | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size <= 0:
@@ -261,7 +274,8 @@ def generate(
     """
     config = config if config is not None else SynthesisConfig()
     spec = get_domain(domain)
-    _check_request(spec, n, res, perturbation, out_dir, config.backgrounds)
+    _check_request(spec, n, res, perturbation, out_dir, config.backgrounds, config.scene)
+    stage = scene_stage(config.scene) if config.scene is not None else None  # a bad scene fails before any work
     device = resolve_device(config.device)
     body = body if body is not None else AnnyBody(device=device)
     renderer = SynthesisRenderer(body, device=device)
@@ -269,12 +283,12 @@ def generate(
         pose_source = spec.pose_source()
     poses = _PoseStream(pose_source, seed, domain, split, n)
     fields = _dataset_fields(config, labels)
-    attrs = _dataset_attrs(spec, config, seed, labels, pose_source, body)
+    attrs = _dataset_attrs(spec, config, seed, labels, pose_source, body, stage)
     with DatasetWriter(out_dir, n, (res, res), fields, domain=domain, split=split, attrs=attrs) as writer:
         for start in range(0, n, config.batch_size):
             stop = min(n, start + config.batch_size)
             batch = render_batch(body, renderer, poses, spec, seed, split, range(start, stop), res,
-                                 config, perturbation, timings)
+                                 config, perturbation, timings, stage=stage)
             clock = _Clock(timings)
             if config.geodesic:
                 batch["geodesic"] = _geodesic(batch["mask"])
@@ -286,7 +300,7 @@ def generate(
     return Path(out_dir)
 
 
-def _check_request(spec, n: int, res: int, perturbation, out_dir, backgrounds=None) -> None:
+def _check_request(spec, n: int, res: int, perturbation, out_dir, backgrounds=None, scene=None) -> None:
     """Refuse a request :func:`generate` cannot honour before anything is built or written."""
     check_output_folder(out_dir, "output folder")
     if n <= 0:
@@ -295,6 +309,8 @@ def _check_request(spec, n: int, res: int, perturbation, out_dir, backgrounds=No
         raise ConfigError(f"res must be at least 16 px, got {res}")
     if spec.needs_perturbation and perturbation is None:
         raise ConfigError(f"domain {spec.name!r} needs a perturbation array")
+    if backgrounds is not None and scene is not None:
+        raise ConfigError("backgrounds and scene: a scene's crops show its own background plate; drop one")
     if backgrounds is not None:
         if spec.backgrounds is None:
             raise ConfigError(f"backgrounds: domain {spec.name!r} draws built-in backgrounds only; a photo folder "
@@ -309,13 +325,20 @@ def _dataset_fields(config: SynthesisConfig, labels: bool) -> list[str]:
         fields.append("geodesic")
     if config.extras:
         fields += ["depth", "parts"]
+    if config.scene is not None:
+        fields += ["crop_box", "valid"]
     if labels:
         fields += list(LABELS)
     return fields
 
 
-def _dataset_attrs(spec, config: SynthesisConfig, seed: int, labels: bool, pose_source, body) -> dict:
+def _dataset_attrs(spec, config: SynthesisConfig, seed: int, labels: bool, pose_source, body,
+                   stage: SceneStage | None = None) -> dict:
     """The generator settings recorded in ``meta.json``."""
+    if stage is not None:
+        return _dataset_attrs(spec, dataclasses.replace(config, scene=None), seed, labels, pose_source, body) | {
+            "scene": stage.params(), "focal_ratio": "per sample (scene crop cameras)",
+            "fill": [1 / (1 + 2 * stage.margin)], "offset": stage.centre_jitter}
     return {
         "generator": "maskpose.synth.generator.generate",
         "domain_description": spec.description,
@@ -349,14 +372,22 @@ class _Clock:
 
 
 def render_batch(body, renderer, poses: _PoseStream, spec, seed: int, split: str, indices: range, res: int,
-                 config: SynthesisConfig, perturbation=None, timings: dict | None = None) -> dict[str, np.ndarray]:
-    """Render samples ``indices`` (a contiguous range); returns numpy arrays of every field."""
+                 config: SynthesisConfig, perturbation=None, timings: dict | None = None,
+                 stage: SceneStage | None = None) -> dict[str, np.ndarray]:
+    """Render samples ``indices`` (a contiguous range); returns numpy arrays of every field.
+
+    ``stage``: the :class:`~maskpose.synth.scene.SceneStage` of ``config.scene`` (loaded from it
+    when not given)."""
     clock = _Clock(timings)
     pose, phen = poses.get(indices.start, indices.stop)
     device = torch.device(config.device)
     pose, phen = pose.to(device), phen.to(device)
+    if stage is None and config.scene is not None:
+        stage = scene_stage(config.scene)
     draws = None
-    if spec.view is not None:  # per-sample camera: elevation turns the body before it is placed
+    if stage is not None:  # upright in the scene's world: its camera's pitch turns the body
+        pose = elevate(pose, [stage.scene.pitch_deg] * len(indices))
+    elif spec.view is not None:  # per-sample camera: elevation turns the body before it is placed
         draws = [spec.view.draw(rng) for rng in sample_rngs(seed, spec.name, split, VIEW_STREAM, indices)]
         if spec.view.elevation is not None or spec.view.roll is not None:
             pose = elevate(pose, [d.elevation for d in draws],
@@ -365,23 +396,32 @@ def render_batch(body, renderer, poses: _PoseStream, spec, seed: int, split: str
     with torch.no_grad():
         out = body(pose, phen)
         clock("anny")
-        cam_rngs = sample_rngs(seed, spec.name, split, CAMERA_STREAM, indices)
-        focal = config.focal_ratio
-        if draws is not None and spec.view.focal_ratio is not None:
-            focal = torch.tensor([d.focal_ratio for d in draws], dtype=torch.float32)
-        fill = spec.fill if spec.fill is not None else config.fill
-        offset = spec.offset if spec.offset is not None else config.offset
-        K, t = place_camera(out.vertices, res, cam_rngs, focal, fill, offset)
-        if draws is not None:
-            t = truncate(out.vertices, K, t, draws, res)
-        K, t = K.to(device), t.to(device)
-        vertices = out.vertices + t[:, None]
-        joints3d = out.joints + t[:, None]
+        if stage is not None:  # on the scene's floor, in perspective crops of its camera
+            placement = stage.place(out.vertices, [stage.draw(rng) for rng in sample_rngs(
+                seed, spec.name, split, SCENE_STREAM, indices)], res)
+            vertices, joints3d, t = scene_labels(placement, out.vertices, out.joints)
+            pose = rotate_root(pose, placement.R)
+            K = torch.as_tensor(placement.K, dtype=torch.float32, device=device)
+        else:
+            cam_rngs = sample_rngs(seed, spec.name, split, CAMERA_STREAM, indices)
+            focal = config.focal_ratio
+            if draws is not None and spec.view.focal_ratio is not None:
+                focal = torch.tensor([d.focal_ratio for d in draws], dtype=torch.float32)
+            fill = spec.fill if spec.fill is not None else config.fill
+            offset = spec.offset if spec.offset is not None else config.offset
+            K, t = place_camera(out.vertices, res, cam_rngs, focal, fill, offset)
+            if draws is not None:
+                t = truncate(out.vertices, K, t, draws, res)
+            K, t = K.to(device), t.to(device)
+            vertices = out.vertices + t[:, None]
+            joints3d = out.joints + t[:, None]
         joints2d = project(joints3d, K)
     clock("camera")
     app_rngs = sample_rngs(seed, spec.name, split, APPEARANCE_STREAM, indices)
-    backgrounds = None
-    if spec.backgrounds is not None:
+    backgrounds = valid = None
+    if stage is not None:
+        backgrounds, valid = stage.backgrounds(placement.R, placement.K, res)
+    elif spec.backgrounds is not None:
         photos = photo_backgrounds(config.backgrounds)
         backgrounds = np.stack([spec.backgrounds(rng, res, photos)
                                 for rng in sample_rngs(seed, spec.name, split, BACKGROUND_STREAM, indices)])
@@ -389,7 +429,10 @@ def render_batch(body, renderer, poses: _PoseStream, spec, seed: int, split: str
                                noise=spec.noise, timings=timings)
     clock.last = time.perf_counter()
     image, mask, depth, parts = rendered.image, rendered.mask, rendered.depth, rendered.parts
-    if spec.distractors is not None:  # other people, composited by depth: the mask stays the visible target
+    if valid is not None:  # the crop's part outside the frame: black, and no person there (extraction's padding)
+        image = np.where(valid[..., None] > 0, image, 0).astype(np.uint8)
+        mask, depth, parts = mask * valid, np.where(valid > 0, depth, 0).astype(depth.dtype), parts * valid
+    if spec.distractors is not None and stage is None:  # other people, composited by depth: the mask stays the visible target
         image, mask, depth, parts = spec.distractors.apply(
             body, renderer, t, K, image, mask, depth, parts,
             sample_rngs(seed, spec.name, split, DISTRACTOR_STREAM, indices), spec.render, res,
@@ -407,11 +450,14 @@ def render_batch(body, renderer, poses: _PoseStream, spec, seed: int, split: str
             dom_rng = np.random.default_rng(seed_sequence(seed, spec.name, split, DOMAIN_STREAM, indices.start))
         image = spec.transform(image, mask, dom_rng, perturbation=perturbation)
     clock("domain")
-    return {
+    batch = {
         "image": image, "mask": mask, "depth": depth, "parts": parts,
         "intrinsics": K.cpu().numpy(), "joints3d": joints3d.cpu().numpy(), "joints2d": joints2d.cpu().numpy(),
         "pose": pose.cpu().numpy(), "phenotypes": phen.cpu().numpy(), "translation": t.cpu().numpy(),
     }
+    if stage is not None:
+        batch.update(crop_box=placement.boxes.astype(np.float32), valid=valid)
+    return batch
 
 
 def generate_domain_splits(

@@ -39,6 +39,7 @@ from maskpose.models.regressor import MeshHeadOutput, PoseRegressor, RegressorOu
 from maskpose.render.silhouette import SilhouetteRenderer
 from maskpose.train.checkpoint import load_checkpoint, load_model, save_checkpoint
 from maskpose.train.config import DEFAULT_LOSSES, MASK_LOSSES, SUPERVISED_LOSSES, TrainConfig
+from maskpose.train.fitting import fit_to_masks
 from maskpose.train.objectives import ANCHOR_KEYS, Objective
 from maskpose.train.pipeline import batch_intrinsics, build_body, joint_prediction, masked_images, mesh_prediction
 
@@ -118,7 +119,8 @@ class Trainer:
         if config.mode in ("adapt", "train-unsup") and config.source_ratio > 0:
             self.source = MaskposeDataset(config.source_data)
             self.source_objective = Objective(TrainConfig(
-                mode="pretrain", data=config.source_data, losses=supervised_losses(config.model), model=config.model,
+                mode="pretrain", data=config.source_data, model=config.model,
+                losses=supervised_losses(config.model, self.source.fields, config.body),
                 body=config.body
             )).to(self.device)
             self._check_fields(self.source, self.source_objective, config.source_data)
@@ -297,21 +299,11 @@ class Trainer:
     _FIT_KEYS = ("pose", "phenotypes", "scale", "offset")  # the fields of MeshHeadOutput, in order
 
     def fit_parameters(self, batch: dict, mesh_out: MeshHeadOutput) -> MeshHeadOutput:
-        """Refine predicted body parameters on the mask losses alone (the model is not touched)."""
-        params = {k: v.detach().clone().requires_grad_(True) for k, v in mesh_out.tensors().items()}
-        optimizer = torch.optim.Adam(params.values(), lr=self.config.fit_lr)
-        K = batch_intrinsics(batch, self.res, self.config.focal_px, self.device)
-        for _ in range(self.config.fit_iterations):
-            current = MeshHeadOutput(**dict(params, phenotypes=params["phenotypes"].clamp(0.0, 1.0),
-                                            scale=params["scale"].clamp_min(1e-3)))
-            loss, _ = self.objective(mesh_prediction(current, self.body, K, self.res, self.renderer), batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        with torch.no_grad():
-            params["phenotypes"].clamp_(0.0, 1.0)
-            params["scale"].clamp_(min=1e-3)
-        return MeshHeadOutput(**{k: v.detach() for k, v in params.items()})
+        """Refine predicted body parameters on the mask losses alone (the model is not touched):
+        :func:`~maskpose.train.fitting.fit_to_masks` with the run's objective, ``fit_iterations``
+        and ``fit_lr`` (Anny only: the config refuses fitting for SMPL)."""
+        return fit_to_masks(mesh_out, batch, self.body, self.renderer, self.objective, self.res, self.config.focal_px,
+                            self.config.fit_iterations, self.config.fit_lr)
 
     def _fit_loss(self, batch: dict, mesh_out: MeshHeadOutput) -> torch.Tensor | None:
         """Pull the prediction toward the stored fits of the batch's samples (pseudo-labels)."""
@@ -596,11 +588,14 @@ def _summary_writer(out: Path):
     return SummaryWriter(str(out / "tensorboard"))
 
 
-def supervised_losses(model) -> dict[str, float]:
+def supervised_losses(model, fields=None, body: str = "anny") -> dict[str, float]:
     """The supervised losses of a source batch for a model of these heads: the pretrain defaults,
-    less ``params`` without the mesh head (a joint-head model has no body parameters)."""
+    less ``params`` without the mesh head (a joint-head model has no body parameters) or when the
+    source dataset's ``fields`` (when given) lack the body's parameters (a real source such as
+    Human3.6M without SMPL fits: it trains on its joints alone)."""
     losses = dict(DEFAULT_LOSSES["pretrain"])
-    if "mesh" not in model.heads:
+    params = ("smpl_pose", "smpl_betas") if body == "smpl" else ("pose", "phenotypes")
+    if "mesh" not in model.heads or (fields is not None and not set(params) <= set(fields)):
         losses.pop("params", None)
     return losses
 
@@ -609,12 +604,14 @@ def stage1_config(config: TrainConfig) -> TrainConfig:
     """Stage 1 of train-unsup's two-stage recipe: supervised on ``source_data`` for ``stage1_steps``
     steps, in ``out/stage1``, with the run's model, seed, batch, lr and device."""
     return TrainConfig(mode="pretrain", data=config.source_data, out=str(Path(config.out) / "stage1"),
-                       losses=supervised_losses(config.model), steps=config.stage1_steps,
+                       losses=supervised_losses(config.model, MaskposeDataset(config.source_data).fields, config.body),
+                       steps=config.stage1_steps,
                        batch_size=config.batch_size, lr=config.lr, lr_schedule=config.lr_schedule,
                        weight_decay=config.weight_decay, seed=config.seed, device=config.device,
                        log_every=config.log_every, checkpoint_every=config.checkpoint_every, focal=config.focal,
                        body=config.body, smpl_model=config.smpl_model, h36m_regressor=config.h36m_regressor,
-                       smpl_topology=config.smpl_topology, masked_input=config.masked_input, model=config.model)
+                       smpl_topology=config.smpl_topology, masked_input=config.masked_input,
+                       precision=config.precision, model=config.model)
 
 
 def _float32(outputs: RegressorOutput) -> RegressorOutput:
