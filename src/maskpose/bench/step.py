@@ -54,7 +54,8 @@ fit loss, zero_grad, the record).
 
 The network starts from its initialisation (the same seed for every run): its mesh head starts at
 the mean body (a standing body filling most of the crop), which renders a silhouette of a person's
-size as a trained model would; the cost of a step does not depend on the weights otherwise.
+size, as a trained model's would be. The network's and the body model's costs do not depend on the
+weights; the renderer's and S2D's follow the size of the silhouettes, which is that of a person.
 
 :func:`measure_memory`: the peak resident memory of ``maskpose pretrain`` and ``maskpose adapt``
 (the adapt recipe, from the pretrain run's checkpoint) at the given resolution and batch, each
@@ -471,16 +472,24 @@ if len(sys.argv) > 1:
 """
 
 
-def _peak_rss_mib(args: list[str], root: Path, name: str, env: dict) -> float:
-    """Run ``maskpose ARGS`` (no ARGS: only the imports) as a child process; its peak resident
-    memory in MiB. ``RuntimeError`` with the end of its output when it fails."""
+def _start_child(args: list[str], root: Path, name: str, env: dict) -> tuple:
+    """Start ``maskpose ARGS`` (no ARGS: only the imports) as a child process that reports its peak
+    resident memory (:data:`_CHILD`); :func:`_peak_mib` waits for it."""
     log, peak = root / f"{name}.log", root / f"{name}.peak"
     with open(log, "wb") as sink:
-        done = subprocess.run([sys.executable, "-c", _CHILD, str(peak), *args], stdout=sink,
-                              stderr=subprocess.STDOUT, env=env, check=False)
-    if done.returncode != 0 or not peak.exists():
+        process = subprocess.Popen([sys.executable, "-c", _CHILD, str(peak), *args], stdout=sink,
+                                   stderr=subprocess.STDOUT, env=env)
+    return process, args, log, peak
+
+
+def _peak_mib(child: tuple) -> float:
+    """Wait for a child of :func:`_start_child`; its peak resident memory in MiB. ``RuntimeError``
+    with the end of its output when it fails."""
+    process, args, log, peak = child
+    returncode = process.wait()
+    if returncode != 0 or not peak.exists():
         tail = log.read_text(errors="replace")[-2000:]
-        raise RuntimeError(f"maskpose {' '.join(args)} failed with exit code {done.returncode}:\n{tail}")
+        raise RuntimeError(f"maskpose {' '.join(args)} failed with exit code {returncode}:\n{tail}")
     return int(peak.read_text()) / 1024
 
 
@@ -500,12 +509,15 @@ def measure_memory(res: int = 128, batch: int = 16, steps: int = 8, n: int = 64,
         data = synthetic_dataset(root / "data", n, res, seed)
         common = ["--data", str(data), "--steps", str(steps), "--batch-size", str(batch), "--device", device,
                   "--seed", str(seed)]
-        baseline = _peak_rss_mib([], root, "baseline", env)
-        pretrain = _peak_rss_mib(["pretrain", "--out", str(root / "pretrain"), "--res", str(res), *common], root,
-                                 "pretrain", env)
-        adapt = _peak_rss_mib(["adapt", "--init", str(root / "pretrain" / "checkpoint.pt"), "--out", str(root / "adapt"),
-                               *common], root, "adapt", env)
-    return {"pretrain_mib": round(pretrain, 1), "adapt_mib": round(adapt, 1), "baseline_mib": round(baseline, 1),
+        baseline = _start_child([], root, "baseline", env)  # beside pretrain: each measures only itself
+        try:
+            pretrain = _peak_mib(_start_child(["pretrain", "--out", str(root / "pretrain"), "--res", str(res), *common],
+                                              root, "pretrain", env))
+        finally:
+            baseline_mib = _peak_mib(baseline)
+        adapt = _peak_mib(_start_child(["adapt", "--init", str(root / "pretrain" / "checkpoint.pt"),
+                                        "--out", str(root / "adapt"), *common], root, "adapt", env))
+    return {"pretrain_mib": round(pretrain, 1), "adapt_mib": round(adapt, 1), "baseline_mib": round(baseline_mib, 1),
             "res": res, "batch": batch, "steps": steps, "n": n, "device": device,
             "goal_adapt_mib": 2048, "adapt_within_goal": bool(adapt < 2048 and math.isfinite(adapt))}
 

@@ -23,7 +23,9 @@ its outputs' sum, the same batch): ``encoder_share`` (its FLOPs per second again
 the convolutions use the machine) and ``encoder_time_share`` (its share of the step's time: how much
 of the step is spent outside the network, in the body model, the losses, the optimiser and the data).
 Since nearly every counted FLOP is the network's, ``flops_share`` is about the product of the two
-(times ``flops_per_image / encoder_flops_per_image``), and the smaller of them is the bigger loss.
+(times ``flops_per_image / encoder_flops_per_image``). What keeps it below 1 is the share of the
+step lost inside the network, ``encoder_time_share * (1 - encoder_share)``, and the share spent
+outside it, ``1 - encoder_time_share``; the larger is the biggest loss (:func:`biggest_loss`).
 
 On the CPU every figure is also given by the process's CPU time (``time.process_time``) instead of
 the wall clock: ``images_per_cpu_s``, ``flops_share_cpu``, ``encoder_share_cpu``,
@@ -45,6 +47,7 @@ import time
 from pathlib import Path
 
 import torch
+from matplotlib.figure import Figure  # a Figure draws without pyplot or a display (Agg canvas)
 from torch.utils.flop_counter import FlopCounterMode
 
 from maskpose.bench.step import check_sizes, make_trainer, synchronize, synthetic_dataset, torch_threads
@@ -248,26 +251,25 @@ def format_train(result: dict) -> str:
 
 
 def biggest_loss(cell: dict) -> str:
-    """Which of the two factors of ``flops_share`` is the smaller (module docstring), in words; by
-    CPU time where the cell has it."""
+    """The larger of the two shares of the step's time that keep ``flops_share`` below 1, in words
+    (by CPU time where the cell has it): the network's own shortfall from the peak,
+    ``encoder_time_share * (1 - encoder_share)``, and the time outside the network,
+    ``1 - encoder_time_share``."""
     x = _suffix(cell)
     share, time_share = cell["encoder_share" + x], cell["encoder_time_share" + x]
-    if share <= time_share:
-        return (f"biggest loss: the network's own kernels (it runs at {share:.3f} of the peak; "
-                f"it is {100 * time_share:.0f} % of the step)")
-    return (f"biggest loss: time outside the network ({100 * (1 - time_share):.0f} % of the step; "
-            f"the network itself runs at {share:.3f} of the peak)")
+    kernels, outside = time_share * (1.0 - share), 1.0 - time_share
+    if kernels >= outside:
+        return (f"biggest loss: the network's own kernels (it runs at {share:.3f} of the peak and is "
+                f"{100 * time_share:.0f} % of the step: {100 * kernels:.0f} % of the step lost there, "
+                f"{100 * outside:.0f} % outside the network)")
+    return (f"biggest loss: time outside the network ({100 * outside:.0f} % of the step; the network runs at "
+            f"{share:.3f} of the peak, {100 * kernels:.0f} % of the step lost there)")
 
 
 def plot_train(result: dict, path: Path) -> Path:
     """The cost curves against the batch, one colour per resolution: training images/s (by the wall
     clock; dashed, per CPU second), the share of the matmul peak (the step; dashed, the network
     alone) and the share of the step spent outside the network, by CPU time where there is one."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
     x = _suffix(result["default"])
     fig = Figure(figsize=(12, 3.8), dpi=110)
     axes = fig.subplots(1, 3)
@@ -294,7 +296,7 @@ def plot_train(result: dict, path: Path) -> Path:
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
     axes[1].set_ylim(bottom=0)
-    axes[2].set_ylim(bottom=0)
+    axes[2].axhline(0.0, color="0.5", linewidth=0.8)  # below 0: the noise of a shared machine
     axes[0].legend(fontsize=8)
     axes[1].legend(fontsize=7)
     fig.suptitle(f"{result['mode']} step of the default model, {result['threads']} thread(s), {result['device']}; "

@@ -338,6 +338,15 @@ def joint_metrics(pred: torch.Tensor, gt: torch.Tensor, name: str = "gt") -> dic
     return metrics
 
 
+def _saved_model(checkpoint: str | Path, device, smpl_model: str | None = None):
+    """``(model, focal, body, masked_input)`` of a checkpoint as it was trained: its focal (None:
+    the default), its body model (None: Anny) and whether it sees masked images."""
+    model, state = load_model(checkpoint, device)
+    config = state["config"]
+    body = checkpoint_body(state, device, smpl_model) if saved_body(config) != "anny" else None
+    return model, config.get("focal") or None, body, bool(config.get("masked_input", False))
+
+
 def spp_metrics(checkpoint: str | Path, data_path: str | Path, labelled_path: str | Path, fraction: float,
                 device="cpu", batch_size: int = 32, kind: str = "linear", seed: int = 0,
                 smpl_model: str | None = None) -> dict[str, float | int]:
@@ -351,10 +360,7 @@ def spp_metrics(checkpoint: str | Path, data_path: str | Path, labelled_path: st
     ``spp_labelled`` (the number of labelled samples fitted on)."""
     _check_batch_size(batch_size)
     device = resolve_device(device)
-    model, state = load_model(checkpoint, device)
-    focal = state["config"].get("focal") or None
-    body = checkpoint_body(state, device, smpl_model) if saved_body(state["config"]) != "anny" else None
-    masked = bool(state["config"].get("masked_input", False))
+    model, focal, body, masked = _saved_model(checkpoint, device, smpl_model)
 
     def landmarks_and_truth(path) -> tuple[torch.Tensor, torch.Tensor]:
         data = MaskposeDataset(path)
@@ -403,8 +409,5 @@ def evaluate_checkpoint(checkpoint: str | Path, data_path: str | Path, device="c
     ``floor_data``: the training split of the floors (default: 2-fold on ``data_path``)."""
     _check_batch_size(batch_size)
     device = resolve_device(device)
-    model, state = load_model(checkpoint, device)
-    focal = state["config"].get("focal") or None
-    body = checkpoint_body(state, device, smpl_model) if saved_body(state["config"]) != "anny" else None
-    masked = bool(state["config"].get("masked_input", False))
+    model, focal, body, masked = _saved_model(checkpoint, device, smpl_model)
     return evaluate_model(model, data_path, device, batch_size, focal, body, floor_data, masked_input=masked)
