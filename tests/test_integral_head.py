@@ -30,14 +30,7 @@ from maskpose.models.regressor import (
     PoseRegressor,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These small ops run an order of magnitude slower with two threads on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _gaussian_logits(height: int, width: int, centres: torch.Tensor, sigma: float, dtype=torch.float64) -> torch.Tensor:

@@ -21,13 +21,7 @@ from maskpose.topology import baselines, binarize, inward_distance_map, outward_
 from maskpose.topology.loss import chamfer_of_binary
 from maskpose.topology.skeleton import skeleton_from_distance
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _rand(*shape, seed=0, low=0.0, high=1.0):

@@ -15,13 +15,7 @@ from maskpose.topology import baselines
 from maskpose.typing import REDUCTIONS
 from shapes import human_masks
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _masks():

@@ -68,13 +68,7 @@ CONFIG = SynthesisConfig(batch_size=N, geodesic=False, extras=True)
 MAGENTA = (255, 0, 255)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One torch thread: the tensors here are small and the machine is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -44,13 +44,7 @@ CONFIG = SynthesisConfig(batch_size=16, geodesic=False)
 PELVIS, THORAX = 0, 8
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One torch thread: the small tensors here gain nothing from more, and lose on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

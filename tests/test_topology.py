@@ -38,15 +38,7 @@ from maskpose.topology.distance import erosion_levels, nearest_off_pixel
 from maskpose.topology.loss import GRADIENT_MARGIN
 from shapes import human_masks, standing_joints
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread for these small tensors: on a shared 2-core machine a second thread
-    mostly waits for a busy core (tens of times slower). Restored after each test."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 # --------------------------------------------------------------------------------------------
