@@ -203,13 +203,17 @@ def test_predict_on_a_video(synth, checkpoint, tmp_path):
     files = sorted(json_dir.glob("frame_*.json"))
     assert len(files) == FRAMES
     counts = []
+    raw, smoothed, merged = [], [], []
     for i, file in enumerate(files):
         record = json.loads(file.read_text())
         assert record["frame"] == i
         counts.append(len(record["people"]))
         for person in record["people"]:
-            assert person["track_id"] == 0
+            assert person["track_id"] == 0 and isinstance(person["merged"], bool)
+            merged.append(person["merged"])
             assert np.asarray(person["joints3d_m"]).shape == (17, 3)
+            raw.append(person["joints3d_m"])
+            smoothed.append(person["joints3d_smoothed_m"])
             assert np.asarray(person["joints2d_px"]).shape == (17, 2)
             x0, y0, x1, y1 = person["crop_box"]
             assert x1 - x0 == y1 - y0 > 0
@@ -222,6 +226,15 @@ def test_predict_on_a_video(synth, checkpoint, tmp_path):
             uv = joints[:, :2] / joints[:, 2:] * K[[0, 1], [0, 1]] + K[:2, 2]
             np.testing.assert_allclose(uv, person["joints2d_px"], atol=0.05)
     assert max(counts) == 1 and sum(counts) >= FRAMES - 2
+    # the smoothed joints: the track's causal exponential filter of the raw ones (frames in order)
+    from maskpose.apps.predict import VIDEO_SMOOTHING_LAG
+    from maskpose.data.tracks import alpha_for_lag, exponential_smooth
+
+    frames_seen = [i for i, c in enumerate(counts) for _ in range(c)]
+    expected = exponential_smooth(np.asarray(raw), alpha_for_lag(VIDEO_SMOOTHING_LAG), frames=frames_seen)
+    np.testing.assert_allclose(np.asarray(smoothed), expected, atol=2e-5)
+    assert np.abs(np.diff(smoothed, axis=0)).mean() < np.abs(np.diff(raw, axis=0)).mean()
+    print(f"merged crops of the one person: {sum(merged)} of {len(merged)}")
     plys = sorted((tmp_path / "ply").glob("*.ply"))
     assert len(plys) == sum(counts)
     mesh = trimesh.load(plys[0], process=False)

@@ -38,6 +38,7 @@ from maskpose.data.adapters import (
     square_box,
 )
 from maskpose.data.dataset import MaskposeDataset
+from maskpose.data.tracks import alpha_for_lag, exponential_smooth
 from maskpose.data.video import (
     CODECS,
     ExtractionConfig,
@@ -671,6 +672,10 @@ class _CropStream:
     def __init__(self, path: Path, predictor: CropPredictor, batch_size: int, frame_size: tuple[int, int]):
         self.data = MaskposeDataset(path, fields=["image", "mask", "frame_index", "track_id", "crop_box"])
         self.frame_index = np.asarray(self.data.arrays["frame_index"]).astype(np.int64)
+        #: per crop, whether it is a blob of people who merged (an extraction without the field: none)
+        merged = MaskposeDataset(path).arrays.get("merged")
+        self.merged = (np.zeros(len(self.data), bool) if merged is None
+                       else np.asarray(merged).reshape(len(self.data), -1)[:, 0].astype(bool))
         self.track_id = np.asarray(self.data.arrays["track_id"]).astype(np.int64)
         self.boxes = np.asarray(self.data.arrays["crop_box"], dtype=np.float64)
         self.predictor, self.batch_size, self.frame_size = predictor, batch_size, frame_size
@@ -697,7 +702,14 @@ class _CropStream:
                 self.ious.append({k: record[k] for k in ("iou", "iou_before", "iou_after") if k in record})
             self.done = stop
         mine = [i for i in sorted(self.pending) if self.frame_index[i] == frame]
-        return [(int(self.track_id[i]), self.boxes[i], self.pending.pop(i)) for i in mine]
+        return [(int(self.track_id[i]), self.boxes[i], {**self.pending.pop(i), "merged": bool(self.merged[i])})
+                for i in mine]
+
+
+#: Lag (frames) of the causal exponential smoothing of ``predict --video``'s ``joints3d_smoothed_m``
+#: along each track (:func:`maskpose.data.tracks.exponential_smooth`, ``alpha = 1 / (1 + lag)``):
+#: white noise falls to ``alpha / (2 - alpha)`` = 1/5 of its variance.
+VIDEO_SMOOTHING_LAG = 2.0
 
 
 def _write_overlay_video(source: FrameSource, crops: _CropStream, out_video: Path, json_dir: Path | None,
@@ -708,13 +720,24 @@ def _write_overlay_video(source: FrameSource, crops: _CropStream, out_video: Pat
     fps = source.fps or 25.0
     writer, fourcc = open_video_writer(out_video, fps, (source.width, source.height))
     frames = 0
+    last: dict[int, tuple[int, np.ndarray]] = {}  # track -> (frame, smoothed joints3d) of its last crop
     try:
         for index, frame in source:
             canvas = np.ascontiguousarray(frame.copy())
             people = []
             for track, box, record in crops.people_in(index):
                 draw_person(canvas, record, box, res, track)
-                people.append(person_record(record, track, box, res, focal))
+                entry = person_record(record, track, box, res, focal)
+                entry["merged"] = record["merged"]
+                # Causal smoothing along the track, as the frames stream out (lag VIDEO_SMOOTHING_LAG frames).
+                joints = record["joints3d"].astype(np.float64)
+                if track in last:
+                    frame_before, smoothed = last[track]
+                    joints = exponential_smooth(np.stack([smoothed, joints]), alpha_for_lag(VIDEO_SMOOTHING_LAG),
+                                                frames=[frame_before, index])[1]
+                last[track] = (index, joints)
+                entry["joints3d_smoothed_m"] = np.round(joints, 5).tolist()
+                people.append(entry)
                 if ply_dir is not None:
                     trimesh.Trimesh(record["vertices"], record["faces"], process=False).export(
                         ply_dir / f"frame_{index:06d}_track{track}.ply")

@@ -70,6 +70,8 @@ from maskpose.errors import ConfigError, DataError
 
 #: Fields written by ``extract_video``.
 VIDEO_FIELDS = ("image", "mask", "frame_index", "track_id", "crop_box", "merged")
+#: Unmerged detections a track needs before it can be hidden inside another's blob (and make it merged).
+ESTABLISHED_DETECTIONS = 5
 
 
 @dataclass(frozen=True)
@@ -533,6 +535,10 @@ class Track:
             return None
         return float(np.median(areas)), float(np.median([b[2] - b[0] for b in own]))
 
+    def own_detections(self) -> int:
+        """The detections of this track that were not merged blobs."""
+        return sum(not m for m in self.merged)
+
     def append(self, frame: int, box, detection: int, merged: bool) -> None:
         self.frames.append(frame)
         self.boxes.append(tuple(box))
@@ -607,8 +613,12 @@ class GreedyTracker:
                         pairs.append((ti, di))
                         unmatched_tracks.discard(ti)
                         unmatched_dets.discard(di)
-        # a track left without a detection whose predicted box overlaps one is hidden in that blob
-        hidden = [[t for t in tracks if t in unmatched_tracks] for tracks in self._overlaps(frame, boxes)]
+        # a track left without a detection whose predicted box overlaps one is hidden in that blob;
+        # only an established track counts (a few detections of its own): a short-lived noise blob
+        # or a ghost beside a person would otherwise mark that person merged for merge_hold frames
+        established = min(ESTABLISHED_DETECTIONS, cfg.min_track_length)
+        hidden = [[t for t in tracks if t in unmatched_tracks and self.live[t].own_detections() >= established]
+                  for tracks in self._overlaps(frame, boxes)]
         for ti, di in pairs:
             track = self.live[ti]
             x0, y0, x1, y1 = boxes[di]
