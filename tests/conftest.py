@@ -2,7 +2,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
+
+from maskpose.device import torch_threads
 
 # Test helpers (tests/shapes.py) are importable as plain modules.
 sys.path.insert(0, str(Path(__file__).parent))
@@ -13,7 +14,5 @@ def one_thread():
     """One torch thread for a module of small tensors: on a shared 2-core machine a second thread
     mostly waits for a busy core (tens of times slower). The count is restored afterwards. Use with
     ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield

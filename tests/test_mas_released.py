@@ -358,3 +358,19 @@ def test_symmetry_bad_inputs():
         centre_symmetry_loss(torch.zeros(2, 17, 3), centres=[(0, 1)])
     with pytest.raises(MaskposeError, match="centres"):
         CentreSymmetryLoss(centres=[(20, 1, 0)])(torch.zeros(1, 17, 3))
+
+
+def test_released_style_draws_lines_to_further_landmarks_at_width_one():
+    """Bones after the 16 of H36M_BONES (the joint head's extra landmarks) follow the released
+    lines at width 1: the same mask as the custom style with those lines and widths."""
+    torch.manual_seed(0)
+    joints = torch.rand(2, 19, 2) * 60 + 2
+    extra = ((3, 17), (6, 18))
+    lines, widths = released_style()
+    released = SkeletonMask((64, 64), sigma=1.5, bones=H36M_BONES + extra, style="released")
+    custom = SkeletonMask((64, 64), sigma=1.5, bones=lines + extra, style="custom", reduce="max",
+                          limb_widths=torch.cat([widths, torch.ones(2)]))
+    assert released.bones == lines + extra
+    assert torch.equal(released(joints), custom(joints))
+    with pytest.raises(MaskposeError, match="defined for H36M_BONES"):
+        SkeletonMask((64, 64), bones=((0, 1), (1, 2)), style="released")

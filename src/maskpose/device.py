@@ -1,10 +1,14 @@
-"""Device names: one check that turns ``--device`` into a ``torch.device`` or a clear error.
+"""Device names: one check that turns ``--device`` into a ``torch.device`` or a clear error; and
+the intra-op thread count for a block of work (:func:`torch_threads`).
 
 Core layer: imports only torch and :mod:`maskpose.errors`, so every layer (synthesis, training,
 the apps) resolves devices the same way.
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 import torch
 
@@ -40,3 +44,18 @@ def resolve_device(name) -> torch.device:
 
 
 __all__ = ["resolve_device"]
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[int]:
+    """``torch.set_num_threads(threads)`` for the block (``None``: leave it), restored after;
+    yields the number of threads in use."""
+    if threads is not None and threads < 1:
+        raise ConfigError(f"threads must be >= 1, got {threads}")
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous)

@@ -30,6 +30,7 @@ from maskpose.apps.predict import draw_overlay
 from maskpose.body.anny_body import AnnyBody
 from maskpose.body.sampler import PoseDistribution
 from maskpose.data.dataset import MaskposeDataset
+from maskpose.device import torch_threads
 from maskpose.errors import ConfigError
 from maskpose.models.regressor import ModelConfig
 from maskpose.synth.generator import SynthesisConfig, generate
@@ -172,12 +173,8 @@ def run_demo(cfg: DemoConfig) -> Path:
                           cfg.seed, "train", config=SynthesisConfig(geodesic=domain == "studio"),
                           pose_source=cfg.source_poses(), progress=_bar(domain))
         _log(f"pretraining the source model ({cfg.source.steps} steps)")
-        threads = torch.get_num_threads()
-        torch.set_num_threads(cfg.source_threads)
-        try:
+        with torch_threads(cfg.source_threads):
             result = train(source_config(cfg, source, out / "source"))
-        finally:
-            torch.set_num_threads(threads)
         source_ckpt = result.checkpoint
     else:
         _log(f"using the shipped source checkpoint {source_ckpt.name} (`maskpose demo --retrain-source` rebuilds it)")

@@ -57,12 +57,10 @@ keep up with are dropped by the capture, not queued.
 from __future__ import annotations
 
 import collections
-import contextlib
 import copy
 import dataclasses
 import json
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -80,7 +78,7 @@ from maskpose.io import atomic_write_text
 from maskpose.render.silhouette import SilhouetteRenderer
 from maskpose.train.checkpoint import load_checkpoint, load_model, save_checkpoint, saved_body
 from maskpose.train.config import MODE_RECIPES, TrainConfig, default_losses
-from maskpose.train.loop import step_indices
+from maskpose.train.loop import Termination, step_indices
 from maskpose.train.objectives import ANCHOR_KEYS, Objective
 from maskpose.train.pipeline import intrinsics, masked_images, mesh_prediction
 
@@ -483,7 +481,7 @@ class OnlineAdapter:
         ious: list[float] = []
         stopped = False
         start = None
-        with open(predictions, "a") as lines, _StopRequest() as stop:
+        with open(predictions, "a") as lines, Termination((signal.SIGINT, signal.SIGTERM)) as stop:
             for fg in foreground_frames(source, self.extraction):
                 ids = list(range(next_id, next_id + len(fg.detections)))
                 tracker.update(fg.index, [d.box for d in fg.detections], ids)
@@ -560,31 +558,6 @@ def _truncate_predictions(path: Path, last_frame: int) -> None:
         if keep:
             kept.append(line)
     atomic_write_text(path, "".join(f"{line}\n" for line in kept))
-
-
-class _StopRequest(contextlib.AbstractContextManager):
-    """SIGINT (Ctrl-C) and SIGTERM during a run (main thread only): the first is noted and the
-    run stops after the frame in progress (saving its checkpoint); a second raises
-    ``KeyboardInterrupt`` at once."""
-
-    def __init__(self):
-        self.requested = False
-        self.previous: dict[int, object] = {}
-
-    def __enter__(self) -> _StopRequest:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self.previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, previous in self.previous.items():
-            signal.signal(sig, signal.SIG_DFL if previous is None else previous)
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt(f"stopped by signal {signum}")
-        self.requested = True
 
 
 __all__ = ["OnlineConfig", "OnlineResult", "OnlineAdapter", "ReplayBuffer", "CaptureStream", "open_stream",

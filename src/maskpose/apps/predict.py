@@ -37,7 +37,7 @@ from maskpose.data.adapters import (
     read_mask,
     square_box,
 )
-from maskpose.data.dataset import MaskposeDataset
+from maskpose.data.dataset import MaskposeDataset, read_meta
 from maskpose.data.tracks import alpha_for_lag, exponential_smooth
 from maskpose.data.video import (
     CODECS,
@@ -670,12 +670,12 @@ class _CropStream:
     ``refine``, its refinement; ``ious`` keeps the IoU entries of every crop predicted."""
 
     def __init__(self, path: Path, predictor: CropPredictor, batch_size: int, frame_size: tuple[int, int]):
-        self.data = MaskposeDataset(path, fields=["image", "mask", "frame_index", "track_id", "crop_box"])
+        # ``merged`` (per crop, a blob of people who merged) is read when the extraction wrote it
+        fields = ["image", "mask", "frame_index", "track_id", "crop_box"]
+        self.data = MaskposeDataset(path, fields=fields + (["merged"] if "merged" in read_meta(path)["fields"] else []))
         self.frame_index = np.asarray(self.data.arrays["frame_index"]).astype(np.int64)
-        #: per crop, whether it is a blob of people who merged (an extraction without the field: none)
-        merged = MaskposeDataset(path).arrays.get("merged")
-        self.merged = (np.zeros(len(self.data), bool) if merged is None
-                       else np.asarray(merged).reshape(len(self.data), -1)[:, 0].astype(bool))
+        merged = self.data.arrays.get("merged")
+        self.merged = np.zeros(len(self.data), bool) if merged is None else np.asarray(merged).astype(bool)
         self.track_id = np.asarray(self.data.arrays["track_id"]).astype(np.int64)
         self.boxes = np.asarray(self.data.arrays["crop_box"], dtype=np.float64)
         self.predictor, self.batch_size, self.frame_size = predictor, batch_size, frame_size

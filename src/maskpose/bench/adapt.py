@@ -481,17 +481,28 @@ def prepare_adapt(cfg: BenchConfig, out: Path, log: _Log, body) -> dict:
                 f"{1000 * uap_info['uap_joint_error_m']:.1f} mm with the UAP")
             info.setdefault("uap", {})[t] = uap_info
             perturbation = load_uap(npy, pixels=True)
-        splits = {}
-        domain, degradation = parse_target(t)
-        for split, n in (("train", cfg.target_train), ("test", cfg.target_test)):
-            path = _generate(data / t / split, domain, n, res, seed, split, True, body, log, perturbation, poses)
-            if degradation is not None and split == "train" and \
-                    read_meta(path).get("attrs", {}).get("mask_degradation") is None:
-                log(f"degrading the masks of {t}/train ({degradation})")
-                degrade_dataset(path, degradation, seed)
-            splits[split] = str(path)
-        info["targets"][t] = splits
+        info["targets"][t] = target_splits(cfg, data / t, t, {"train": cfg.target_train, "test": cfg.target_test},
+                                           body, log, perturbation)
     return info
+
+
+def target_splits(cfg: BenchConfig, folder: Path, target: str, sizes: Mapping[str, int], body, log: _Log,
+                  perturbation=None) -> dict[str, str]:
+    """The labelled splits ``{name: path}`` of a target ``<domain>[+<degradation>]`` in ``folder``
+    (``sizes``: samples per split name; each split reused when already there). A degradation
+    applies to the masks of the split named ``train`` only (what adaptation reads); the others keep
+    the domain's own."""
+    domain, degradation = parse_target(target)
+    splits = {}
+    for split, n in sizes.items():
+        path = _generate(folder / split, domain, n, cfg.resolution, cfg.data_seed, split, True, body, log,
+                         perturbation, cfg.poses)
+        if degradation is not None and split.endswith("train") and \
+                read_meta(path).get("attrs", {}).get("mask_degradation") is None:
+            log(f"degrading the masks of {target}/{split} ({degradation})")
+            degrade_dataset(path, degradation, cfg.data_seed)
+        splits[split] = str(path)
+    return splits
 
 
 def _cell_losses(cfg: BenchConfig, variant: str) -> dict[str, float]:

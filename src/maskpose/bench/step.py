@@ -66,7 +66,6 @@ imported and nothing run.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import statistics
@@ -74,13 +73,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from maskpose.device import resolve_device
+from maskpose.device import resolve_device, torch_threads
 from maskpose.errors import ConfigError
 from maskpose.synth.generator import SynthesisConfig, generate
 from maskpose.train.config import TrainConfig
@@ -122,21 +121,6 @@ def synchronize(device: torch.device) -> None:
     """Wait for the device's queued work (CUDA); nothing on the CPU."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int | None) -> Iterator[int]:
-    """``torch.set_num_threads(threads)`` for the block (``None``: leave it), restored after;
-    yields the number of threads in use."""
-    if threads is not None and threads < 1:
-        raise ConfigError(f"threads must be >= 1, got {threads}")
-    previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield torch.get_num_threads()
-    finally:
-        torch.set_num_threads(previous)
 
 
 def check_sizes(**values: int) -> None:

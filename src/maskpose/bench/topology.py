@@ -27,6 +27,7 @@ from collections.abc import Callable
 import torch
 from scipy.ndimage import distance_transform_edt
 
+from maskpose.device import torch_threads
 from maskpose.errors import ConfigError
 from maskpose.render.stick import capsule_silhouette
 from maskpose.topology.distance import _binarize, erosion_levels
@@ -101,12 +102,7 @@ def run_topology_benchmark(batch: int = 32, size: int = 128, repeats: int = 7, w
     for name, value, low in (("batch", batch, 1), ("size", size, 8), ("repeats", repeats, 1), ("warmup", warmup, 0)):
         if value < low:
             raise ConfigError(f"{name} must be >= {low}, got {value}")
-    if threads is not None and threads < 1:
-        raise ConfigError(f"threads must be >= 1, got {threads}")
-    previous_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads) as used_threads:
         pred_soft = human_silhouettes(batch, size, seed=seed, soft=True)
         # seed + 1 (not conventions.seed_sequence) keeps the benchmark's masks and numbers as published
         target = human_silhouettes(batch, size, seed=seed + 1)
@@ -147,8 +143,6 @@ def run_topology_benchmark(batch: int = 32, size: int = 128, repeats: int = 7, w
             erosion_levels(~flat, kernel)
 
         full_ms = _median_ms(full_maps, repeats, warmup)
-    finally:
-        torch.set_num_threads(previous_threads)
     return {
         "topology_fwd_bwd_ms": round(topology_ms, 3),
         "scipy_edt_ms": round(scipy_ms, 3),
@@ -158,6 +152,6 @@ def run_topology_benchmark(batch: int = 32, size: int = 128, repeats: int = 7, w
         "batch": batch,
         "size": size,
         "repeats": repeats,
-        "threads": threads if threads is not None else previous_threads,
+        "threads": used_threads,
         "kernel": kernel,
     }

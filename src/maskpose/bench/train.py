@@ -50,9 +50,9 @@ import torch
 from matplotlib.figure import Figure  # a Figure draws without pyplot or a display (Agg canvas)
 from torch.utils.flop_counter import FlopCounterMode
 
-from maskpose.bench.step import check_sizes, make_trainer, synchronize, synthetic_dataset, torch_threads
+from maskpose.bench.step import check_sizes, make_trainer, synchronize, synthetic_dataset
 from maskpose.data.batching import load_batch
-from maskpose.device import resolve_device
+from maskpose.device import resolve_device, torch_threads
 from maskpose.errors import ConfigError
 
 #: The full grid (the issue's) and the quick one (tests, a smoke run).

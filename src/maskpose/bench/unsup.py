@@ -32,12 +32,19 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from maskpose.bench.adapt import UNSUP_VARIANTS, BenchConfig, _generate, _metrics, _start, _write_json, aggregate
-from maskpose.data.dataset import read_meta
+from maskpose.bench.adapt import (
+    UNSUP_VARIANTS,
+    BenchConfig,
+    _generate,
+    _metrics,
+    _start,
+    _write_json,
+    aggregate,
+    target_splits,
+)
 from maskpose.models.regressor import ModelConfig
-from maskpose.synth.degrade import degrade_dataset, parse_target
 from maskpose.train.evaluate import evaluate_checkpoint, spp_metrics
-from maskpose.train.loop import train
+from maskpose.train.loop import supervised_losses, train
 
 #: Stage-2 variants: TrainConfig overrides over ``BenchConfig.unsup`` (losses are added per head).
 STAGE2_VARIANTS: dict[str, dict] = {
@@ -78,19 +85,9 @@ def stage2_losses(cfg: BenchConfig, head: str, variant: str) -> dict[str, float]
     return losses
 
 
-def _target_splits(cfg: BenchConfig, out: Path, target: str, body, log) -> dict[str, str]:
-    """The target's train split (images, masks, and labels for SPP only) and labelled test split."""
-    domain, degradation = parse_target(target)
-    splits = {}
-    for split, n in (("train", cfg.unsup_target_train), ("test", cfg.unsup_test)):
-        path = _generate(out / "data" / target / f"unsup_{split}", domain, n, cfg.resolution, cfg.data_seed,
-                         f"unsup_{split}", True, body, log, poses=cfg.poses)
-        if degradation is not None and split == "train" and \
-                read_meta(path).get("attrs", {}).get("mask_degradation") is None:
-            log(f"degrading the masks of {target}/train ({degradation})")
-            degrade_dataset(path, degradation, cfg.data_seed)
-        splits[split] = str(path)
-    return splits
+def _splits(paths: dict[str, str]) -> dict[str, str]:
+    """``{"train": ..., "test": ...}`` of the ``unsup_train`` / ``unsup_test`` split paths."""
+    return {"train": paths["unsup_train"], "test": paths["unsup_test"]}
 
 
 def run_unsup_benchmark(cfg: BenchConfig, out, json_path=None, printer: Callable[[str], None] | None = None,
@@ -100,7 +97,8 @@ def run_unsup_benchmark(cfg: BenchConfig, out, json_path=None, printer: Callable
     out, log, state_path, state, body = _start(cfg, out, "unsup", printer, threads)
     source = _generate(out / "data" / "studio" / "unsup_train", "studio", cfg.unsup_train, cfg.resolution,
                        cfg.data_seed, "unsup_train", True, body, log, poses=cfg.poses)
-    targets = {t: _target_splits(cfg, out, t, body, log) for t in cfg.unsup_targets}
+    sizes = {"unsup_train": cfg.unsup_target_train, "unsup_test": cfg.unsup_test}
+    targets = {t: _splits(target_splits(cfg, out / "data" / t, t, sizes, body, log)) for t in cfg.unsup_targets}
     cells = state["cells"]
     payload: dict = {}
 
@@ -144,9 +142,9 @@ def run_unsup_benchmark(cfg: BenchConfig, out, json_path=None, printer: Callable
 
 def _stage1_checkpoint(cfg: BenchConfig, out: Path, head: str, source: Path, log) -> str:
     """Train (or resume, or reuse) the head's stage-1 model; returns its checkpoint."""
+    model = unsup_model(cfg, head)
     run = replace(cfg.unsup_stage1, data=str(source), out=str(out / "runs" / "stage1" / head), seed=cfg.data_seed,
-                  device=cfg.device, model=unsup_model(cfg, head),
-                  losses={"joints3d": 1.0, "joints2d": 1.0, **({"params": 0.5} if head == "mesh" else {})})
+                  device=cfg.device, model=model, losses=supervised_losses(model))
     log(f"stage 1 ({head} head): {run.steps} supervised steps on {source}")
     return str(train(run, progress=False).checkpoint)
 

@@ -203,7 +203,8 @@ class SkeletonMask(nn.Module):
 
     ``style="paper"`` sums the bones; ``style="released"`` takes the max, draws the arm bones at
     ``σ/√2`` and adds the 8 extension lines (:func:`released_style`; pass
-    ``sigma=RELEASED_SIGMA_64`` at 64 px for the released width); ``style="custom"`` uses
+    ``sigma=RELEASED_SIGMA_64`` at 64 px for the released width); bones after the 16 of
+    ``H36M_BONES`` (lines to further landmarks) follow at width 1. ``style="custom"`` uses
     ``bones``, ``reduce`` and ``limb_widths`` as given.
 
     Args:
@@ -234,9 +235,14 @@ class SkeletonMask(nn.Module):
         if style == "paper":
             self.bones, self.reduce, widths = tuple(bones), "sum", None
         elif style == "released":
-            if tuple(bones) != H36M_BONES:
-                raise MaskposeError("style='released' is defined for H36M_BONES; use style='custom'")
-            self.bones, widths = released_style()
+            bones = tuple(tuple(b) for b in bones)
+            if bones[:len(H36M_BONES)] != H36M_BONES:
+                raise MaskposeError("style='released' is defined for H36M_BONES (optionally followed by lines to "
+                                    "further landmarks); use style='custom'")
+            lines, widths = released_style()
+            extra = bones[len(H36M_BONES):]  # lines to landmarks beyond the 17 joints, at width 1
+            self.bones = lines + extra
+            widths = torch.cat([widths, torch.ones(len(extra))])
             self.reduce = "max"
         elif style == "custom":
             self.bones, self.reduce = tuple(bones), reduce

@@ -40,7 +40,7 @@ from maskpose.render.silhouette import SilhouetteRenderer
 from maskpose.train.checkpoint import load_checkpoint, load_model, save_checkpoint
 from maskpose.train.config import DEFAULT_LOSSES, MASK_LOSSES, SUPERVISED_LOSSES, TrainConfig
 from maskpose.train.fitting import fit_to_masks
-from maskpose.train.objectives import ANCHOR_KEYS, Objective
+from maskpose.train.objectives import ANCHOR_KEYS, Objective, param_fields
 from maskpose.train.pipeline import batch_intrinsics, build_body, joint_prediction, masked_images, mesh_prediction
 
 log = logging.getLogger(__name__)
@@ -401,12 +401,12 @@ class Trainer:
     def run(self) -> TrainResult:
         cfg = self.config
         self.out.mkdir(parents=True, exist_ok=True)
-        with _run_lock(self.out) if self.rank == 0 else contextlib.nullcontext(), _Termination() as termination:
+        with _run_lock(self.out) if self.rank == 0 else contextlib.nullcontext(), Termination() as termination:
             if self.rank == 0:
                 _truncate_log(self.out / LOG_NAME, self.step)
             return self._run(cfg, termination)
 
-    def _run(self, cfg: TrainConfig, termination: _Termination) -> TrainResult:
+    def _run(self, cfg: TrainConfig, termination: Termination) -> TrainResult:
         writer = _summary_writer(self.out) if self.rank == 0 else None
         log_file = open(self.out / LOG_NAME, "a") if self.rank == 0 else None
         bar = tqdm(total=cfg.steps, initial=self.step, desc=f"{cfg.mode}", disable=not self.progress or self.rank != 0,
@@ -512,26 +512,27 @@ def _run_lock(out: Path):
         handle.close()
 
 
-class _Termination:
-    """SIGTERM during a run (main thread only: elsewhere Python cannot install signal handlers).
-    The first signal is noted and the loop stops after the step it interrupts (logged, checkpointed
-    if due), raising :class:`TrainingTerminated`, so a terminated run saves its checkpoint as Ctrl-C
-    does and loses no log record; a second signal raises at once."""
+class Termination:
+    """Stop signals during a run (default SIGTERM; main thread only: elsewhere Python cannot install
+    signal handlers). The first signal is noted (``requested``) and the loop stops after the step
+    it interrupts (logged, checkpointed if due), raising :class:`TrainingTerminated` from
+    :meth:`check`, so a terminated run saves its checkpoint as Ctrl-C does and loses no log record;
+    a second signal raises at once. Online adaptation also routes SIGINT here, to finish its frame."""
 
-    def __init__(self):
+    def __init__(self, signals: tuple[int, ...] = (signal.SIGTERM,)):
+        self.signals = tuple(signals)
         self.requested = False
-        self.installed = False
-        self.previous = None
+        self.previous: dict[int, object] = {}
 
-    def __enter__(self) -> _Termination:
+    def __enter__(self) -> Termination:
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGTERM, self._handle)
-            self.installed = True
+            for sig in self.signals:
+                self.previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.installed:  # None: a handler installed outside Python, restored as the default
-            signal.signal(signal.SIGTERM, signal.SIG_DFL if self.previous is None else self.previous)
+        for sig, previous in self.previous.items():  # None: a handler installed outside Python, restored as the default
+            signal.signal(sig, signal.SIG_DFL if previous is None else previous)
 
     def _handle(self, signum, frame):
         if self.requested:
@@ -540,7 +541,7 @@ class _Termination:
 
     def check(self) -> None:
         if self.requested:
-            raise TrainingTerminated("terminated by SIGTERM")
+            raise TrainingTerminated(f"terminated by {' or '.join(signal.Signals(s).name for s in self.signals)}")
 
 
 def _truncate_log(path: Path, step: int) -> None:
@@ -594,24 +595,18 @@ def supervised_losses(model, fields=None, body: str = "anny") -> dict[str, float
     source dataset's ``fields`` (when given) lack the body's parameters (a real source such as
     Human3.6M without SMPL fits: it trains on its joints alone)."""
     losses = dict(DEFAULT_LOSSES["pretrain"])
-    params = ("smpl_pose", "smpl_betas") if body == "smpl" else ("pose", "phenotypes")
-    if "mesh" not in model.heads or (fields is not None and not set(params) <= set(fields)):
+    if "mesh" not in model.heads or (fields is not None and not set(param_fields(body)) <= set(fields)):
         losses.pop("params", None)
     return losses
 
 
 def stage1_config(config: TrainConfig) -> TrainConfig:
-    """Stage 1 of train-unsup's two-stage recipe: supervised on ``source_data`` for ``stage1_steps``
-    steps, in ``out/stage1``, with the run's model, seed, batch, lr and device."""
-    return TrainConfig(mode="pretrain", data=config.source_data, out=str(Path(config.out) / "stage1"),
-                       losses=supervised_losses(config.model, MaskposeDataset(config.source_data).fields, config.body),
-                       steps=config.stage1_steps,
-                       batch_size=config.batch_size, lr=config.lr, lr_schedule=config.lr_schedule,
-                       weight_decay=config.weight_decay, seed=config.seed, device=config.device,
-                       log_every=config.log_every, checkpoint_every=config.checkpoint_every, focal=config.focal,
-                       body=config.body, smpl_model=config.smpl_model, h36m_regressor=config.h36m_regressor,
-                       smpl_topology=config.smpl_topology, masked_input=config.masked_input,
-                       precision=config.precision, model=config.model)
+    """Stage 1 of train-unsup's two-stage recipe: the run's own config (model, seed, batch, lr,
+    device, body, precision, masked input, ...) as a supervised ``pretrain`` on ``source_data`` for
+    ``stage1_steps`` steps, in ``out/stage1``, without source batches or an initial checkpoint."""
+    return replace(config, mode="pretrain", data=config.source_data, out=str(Path(config.out) / "stage1"),
+                   losses=supervised_losses(config.model, MaskposeDataset(config.source_data).fields, config.body),
+                   steps=config.stage1_steps, source_data="", source_ratio=0.0, init_checkpoint="", stage1_steps=0)
 
 
 def _float32(outputs: RegressorOutput) -> RegressorOutput:
@@ -634,4 +629,5 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
     return Trainer(config, progress).run()
 
 
-__all__ = ["train", "Trainer", "TrainConfig", "TrainResult", "step_indices", "LABEL_FIELDS", "SUPERVISED_LOSSES"]
+__all__ = ["train", "Trainer", "Termination", "TrainingTerminated", "TrainConfig", "TrainResult", "step_indices",
+           "LABEL_FIELDS", "SUPERVISED_LOSSES"]

@@ -44,7 +44,6 @@ from maskpose.errors import ConfigError
 from maskpose.masks.geodesic import geodesic_weights_torch
 from maskpose.masks.loss import JointMaskSupervision
 from maskpose.masks.physique import PhysiqueNet
-from maskpose.masks.skeleton import SkeletonMask, released_style
 from maskpose.masks.symmetry import bone_symmetry_loss, centre_symmetry_loss
 from maskpose.models.integral import hypothesis_cross_entropy, winner_takes_all_l1
 from maskpose.models.regressor import JointHeadOutput, MeshHeadOutput
@@ -65,6 +64,12 @@ ANCHOR_KEYS = ("anchor_phenotypes", "anchor_scale")
 #: Weight of the hypothesis choice (cross-entropy toward the winner) within the joints3d loss of a
 #: head with depth hypotheses: small beside the metric L1, so choosing never outweighs fitting.
 HYPOTHESIS_CHOICE_WEIGHT = 0.01
+
+def param_fields(body: str) -> tuple[str, ...]:
+    """The dataset fields that hold a body model's parameters (what the ``params`` loss compares
+    with): Anny ``pose``, ``phenotypes``; SMPL ``smpl_pose``, ``smpl_betas``."""
+    return ("smpl_pose", "smpl_betas") if body == "smpl" else ("pose", "phenotypes")
+
 
 def landmark_bones(num_landmarks: int, num_joints: int = 17) -> tuple[tuple[int, int], ...]:
     """Skeleton over ``L`` landmarks: H36M bones on the first 17, and each further landmark
@@ -115,15 +120,8 @@ class Objective(nn.Module):
             bones = landmark_bones(config.model.num_landmarks) if joint_head else H36M_BONES
             self.mas = JointMaskSupervision(
                 size=(self.res, self.res), sigma=config.mas_sigma, bones=bones,
-                physique=self._physique(config), skeleton_term=config.mas_skeleton_term,
+                style=config.mas_style, physique=self._physique(config), skeleton_term=config.mas_skeleton_term,
             )
-            if config.mas_style == "released":  # its 24 lines, plus the paper's lines to any further landmarks
-                lines, widths = released_style()
-                extra = bones[len(H36M_BONES):]
-                self.mas.skeleton = SkeletonMask(
-                    (self.res, self.res), config.mas_sigma, lines + extra, style="custom", reduce="max",
-                    limb_widths=torch.cat([widths, torch.ones(len(extra))]),
-                )
         self.mas_geodesic = config.mas_geodesic
         self.mas_geodesic_form = config.mas_geodesic_form
         self.topology_options = dict(binarization=config.topology_binarization,
@@ -151,7 +149,7 @@ class Objective(nn.Module):
         """The dataset fields the ``params`` loss compares with (the body model's parameters):
         Anny ``pose``, ``phenotypes``; SMPL ``smpl_pose``, ``smpl_betas`` (``has_smpl``, when the
         dataset has it, marks the samples where they are known)."""
-        return ("smpl_pose", "smpl_betas") if self.body == "smpl" else ("pose", "phenotypes")
+        return param_fields(self.body)
 
     @property
     def needs_labels(self) -> bool:
