@@ -370,3 +370,136 @@ def test_droplimb_target_uses_the_rendered_parts(tmp_path, body):
     assert (mask <= before).all() and (mask != before).any()
     limb_parts = [PART_INDEX[n] for names in LIMB_PARTS.values() for n in names]
     assert np.isin(parts[(before == 1) & (mask == 0)], limb_parts).all()  # only limb pixels removed
+
+
+# ------------------------------------------------------------------------- clothed
+def _within_mask_std(path):
+    images, masks = _load(path, "image", "mask")
+    grey = images.astype(np.float64).mean(-1)
+    eroded = [cv2.erode(m, np.ones((3, 3), np.uint8)) > 0 for m in masks]  # away from the outline
+    return float(np.mean([grey[i][e].std() for i, e in enumerate(eroded) if e.sum() > 20]))
+
+
+def test_clothed_is_textured_studio_geometry(tmp_path, body):
+    from maskpose.synth.appearance import sample_appearance
+    from maskpose.synth.generator import APPEARANCE_STREAM
+
+    clothed = generate(tmp_path / "clothed", "clothed", 16, 64, 0, "test", True, CONFIG, body=body)
+    studio = generate(tmp_path / "studio", "studio", 16, 64, 0, "test", True, CONFIG, body=body)
+    spec = get_domain("clothed")
+    assert spec.render == "realistic" and spec.view is None and spec.occluders is None and spec.distractors is None
+    assert spec.transform is None and spec.pose_source is None  # no camera effects, the sampler's poses
+    # The realistic appearance: texture families studio never draws (dots, camouflage, plaid, noise,
+    # gradients) and one to three tinted lights, where studio has one white key light. (Studio's
+    # garments are textured too, stripes and checks, so the grey spread inside the mask is alike.)
+    drawn = sample_appearance(sample_rngs(0, "clothed", "test", APPEARANCE_STREAM, range(16)), "realistic", 64)
+    source = sample_appearance(sample_rngs(0, "studio", "test", APPEARANCE_STREAM, range(16)), "studio", 64)
+    assert (drawn.pattern >= 3).any() and not (source.pattern >= 3).any()
+    lights = (drawn.light_colour.abs().sum(-1) > 0).sum(-1)
+    assert lights.max() >= 2 and ((source.light_colour.abs().sum(-1) > 0).sum(-1) == 1).all()
+    tint = drawn.light_colour[:, 0, 0] / drawn.light_colour[:, 0, 2]
+    assert (tint - 1).abs().max() > 0.1  # warm or cool
+    assert _within_mask_std(clothed) > 15 and _within_mask_std(studio) > 15  # both textured
+    (Kc, j3, j2, mask), (Ks,) = _load(clothed, "intrinsics", "joints3d", "joints2d", "mask"), _load(studio, "intrinsics")
+    assert np.array_equal(Kc, Ks)  # studio's crop camera
+    assert np.abs(project(torch.from_numpy(j3), torch.from_numpy(Kc)).numpy() - j2).max() < 1e-3
+    box = [np.nonzero(m.any(1))[0] for m in mask]
+    fill = np.array([(b[-1] - b[0] + 1) / 64 for b in box])
+    assert fill.min() > 0.55 and fill.max() <= 1.0  # the body spans studio's 70-90 % of the crop (larger side)
+    meta = read_meta(clothed)
+    assert meta["attrs"]["domain_render"] == "realistic" and meta["domain"] == "clothed"
+
+
+# ------------------------------------------------------------------------- bench adapt: targets, shift, MediaPipe
+def test_all_targets_and_quick():
+    from maskpose.bench.adapt import ALL_TARGETS, BenchConfig
+
+    assert ALL_TARGETS[:6] == ("lowres-32", "lowres-52", "thermal", "uap-8", "uap-16", "scene")
+    assert ALL_TARGETS[6:] == ("motion", "cctv", "occluded", "bgsub", "clothed")
+    assert BenchConfig().validate().targets == ALL_TARGETS
+    assert BenchConfig.quick().validate().targets == ("lowres-32", "thermal", "uap-16", "scene")
+    with pytest.raises(ConfigError, match="peer-python"):
+        BenchConfig(peer_python="/no/such/python").validate()
+
+
+def _entry(pa, mpjpe):
+    return {"pa_mpjpe_mean": pa, "pa_mpjpe_std": 0.0, "mpjpe_mean": mpjpe, "mpjpe_std": 0.0}
+
+
+def test_shift_strength_and_gap_closed():
+    from maskpose.bench.adapt import ablation_order_check, markdown_table, shift_markdown, with_shift
+
+    results = {
+        "strong": {"source": _entry(100.0, 200.0), "l2": _entry(90.0, 190.0), "ls_lt": _entry(75.0, 170.0),
+                   "oracle": _entry(60.0, 150.0)},
+        "weak": {"source": _entry(100.0, 150.0), "l2": _entry(101.0, 149.0), "oracle": _entry(90.0, 140.0)},
+        "none": {"source": _entry(100.0, 150.0), "l2": _entry(98.0, 150.0), "oracle": _entry(104.0, 150.0)},
+        "no_oracle": {"source": _entry(100.0, 150.0)},
+    }
+    out = with_shift(results)
+    s = out["strong"]["shift"]
+    assert s["oracle_gain"] == pytest.approx({"pa_mpjpe": 0.4, "mpjpe": 0.25}) and not s["weak"]
+    assert s["gap_closed"]["l2"] == pytest.approx({"pa_mpjpe": 0.25, "mpjpe": 0.2})
+    assert s["gap_closed"]["ls_lt"] == pytest.approx({"pa_mpjpe": 0.625, "mpjpe": 0.6})
+    w = out["weak"]["shift"]
+    assert w["oracle_gain"]["pa_mpjpe"] == pytest.approx(0.1) and w["weak"]
+    assert w["gap_closed"]["l2"]["pa_mpjpe"] == pytest.approx(-0.1)
+    n = out["none"]["shift"]
+    assert n["oracle_gain"]["pa_mpjpe"] == pytest.approx(-0.04) and n["weak"]
+    assert n["gap_closed"]["l2"] == {"pa_mpjpe": None, "mpjpe": None}  # no gap to close
+    assert "shift" not in out["no_oracle"]
+    assert out["strong"]["oracle"]["pa_mpjpe_mean"] == 60.0  # the variants' layout is kept
+    assert ablation_order_check(out) == {}  # the extra keys are no variants (and no target has ls here)
+    table = markdown_table(out, ["strong", "weak"], ["source", "l2", "oracle"], "pa_mpjpe")
+    assert "| weak (weak shift) | mean |" in table and "| strong | weak" in table
+    md = shift_markdown(out, ["strong", "weak"])
+    assert "40 % / 25 %" in md and "10 % / 7 % **weak shift**" in md and "| gap closed: ls_lt | 62 % |" in md
+
+
+FAKE_PEER = """
+import sys
+from pathlib import Path
+import numpy as np
+H36M = ("pelvis", "r_hip", "r_knee", "r_ankle", "l_hip", "l_knee", "l_ankle", "spine", "thorax",
+        "neck", "head", "l_shoulder", "l_elbow", "l_wrist", "r_shoulder", "r_elbow", "r_wrist")
+MP = {"r_hip": 24, "r_knee": 26, "r_ankle": 28, "l_hip": 23, "l_knee": 25, "l_ankle": 27,
+      "l_shoulder": 11, "l_elbow": 13, "l_wrist": 15, "r_shoulder": 12, "r_elbow": 14, "r_wrist": 16}
+data, out = Path(sys.argv[1]), Path(sys.argv[2])
+j2, j3 = np.load(data / "joints2d.npy"), np.load(data / "joints3d.npy")
+n = len(j2)
+detected = np.arange(n) % 2 == 0
+lm = np.full((n, 33, 2), np.nan, np.float32)
+world = np.full((n, 33, 3), np.nan, np.float32)
+for name, k in MP.items():
+    lm[:, k] = j2[:, H36M.index(name)]
+    world[:, k] = j3[:, H36M.index(name)] * 1.3 + 0.2
+lm[~detected] = np.nan
+world[~detected] = np.nan
+np.savez(out, detected=detected, landmarks2d=lm, visibility=np.full((n, 33), 0.9, np.float32), world=world,
+         mediapipe_version=np.array("fake"), model_complexity=np.array(1))
+"""
+
+
+def test_mediapipe_row_with_a_fake_peer(tmp_path, body):
+    import sys
+
+    from maskpose.bench.adapt import BenchConfig, _Log, mediapipe_markdown, mediapipe_rows, with_shift
+
+    worker = tmp_path / "fake_peer.py"
+    worker.write_text(FAKE_PEER)
+    cfg = BenchConfig(targets=("clothed", "clothed+erode1"), target_test=4, peer_resolution=64)
+    assert mediapipe_rows(cfg.validate(), tmp_path, {}, body, _Log("t", lambda _: None)) == {}  # no peer: no row
+    cfg = BenchConfig(targets=cfg.targets, target_test=4, peer_resolution=64, peer_python=sys.executable,
+                      peer_worker=str(worker)).validate()
+    rows = mediapipe_rows(cfg, tmp_path, {}, body, _Log("t", lambda _: None))
+    for t in cfg.targets:
+        row = rows[t]
+        assert row["detection_rate"] == 50.0 and row["pck2d@0.1"] == 50.0  # misses count as failures
+        assert row["pa_mpjpe_count"] == 2 and row["pa_mpjpe"] == pytest.approx(0.0, abs=1e-3)
+        assert row["resolution"] == 64
+    assert read_meta(tmp_path / "data" / "clothed" / "test_peer64")["resolution"] == [64, 64]
+    cached = mediapipe_rows(cfg, tmp_path, {}, body, _Log("t", lambda _: None), {"clothed": {**rows["clothed"], "x": 1}})
+    assert cached["clothed"]["x"] == 1  # reused on resume
+    results = with_shift({"clothed": {"source": _entry(100.0, 150.0)}}, rows)
+    assert results["clothed"]["mediapipe"]["pck2d@0.1"] == 50.0
+    assert "| PCK@0.1 | 50.0 |" in mediapipe_markdown(results, ["clothed"])

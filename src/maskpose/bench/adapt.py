@@ -20,6 +20,14 @@ source > l2 > ls > ls_lt first, targets as columns, PA-MPJPE mean ± std over se
 ``bench_adapt_bars.png`` and ``bench_adapt_steps.png`` (PA-MPJPE along the adaptation run for
 ``ls_lt`` against ``l2``, evaluated at ``curve_points`` checkpoints).
 
+Per target, ``results[target]["shift"]`` (:func:`shift_strength`) holds the oracle's gain over the
+source, ``(source - oracle) / source`` on PA-MPJPE and MPJPE (below :data:`WEAK_SHIFT` on PA-MPJPE
+the target is marked a *weak shift* in the tables), and the share of that gap each variant closes,
+``(source - variant) / (source - oracle)``. With ``peer_python`` (``--peer-python``) a MediaPipe row
+is added per target, ``results[target]["mediapipe"]`` (:func:`mediapipe_rows`, the functions of
+:mod:`maskpose.bench.peers`). The variants' entries keep their layout
+(``results[target][variant]["pa_mpjpe_mean"]``).
+
 Target train splits are generated *with* labels so the oracle can use them; the adaptation
 variants never read labels (``TrainConfig.validate`` refuses supervised losses in ``adapt``).
 
@@ -40,16 +48,17 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from maskpose.bench.common import _dataset_ready, _generate, _Log  # noqa: F401 (re-exported)
+from maskpose.bench.peers import WORKER, PeersConfig, resolve_peer_python, run_peer, score_peer
 from maskpose.body.anny_body import AnnyBody
 from maskpose.body.sampler import PoseDistribution
-from maskpose.conventions import seed_key
-from maskpose.data.dataset import read_meta
+from maskpose.conventions import seed_key  # noqa: F401 (re-exported: the seeds of the splits)
+from maskpose.data.dataset import MaskposeDataset, read_meta
 from maskpose.errors import ConfigError
 from maskpose.io import atomic_write_json
 from maskpose.models.regressor import ModelConfig
 from maskpose.synth.degrade import DEGRADATIONS, degrade_dataset, parse_target
-from maskpose.synth.domains import DOMAINS, get_domain
-from maskpose.synth.generator import generate
+from maskpose.synth.domains import DOMAINS
 from maskpose.synth.uap import load_uap, register_uap_domains
 from maskpose.train.attack import build_uap_domain
 from maskpose.train.checkpoint import load_checkpoint
@@ -60,7 +69,7 @@ from maskpose.train.config import (
     check_topology_gradient,
     load_yaml_mapping,
 )
-from maskpose.train.evaluate import evaluate_checkpoint
+from maskpose.train.evaluate import crop_side, evaluate_checkpoint
 from maskpose.train.loop import train
 
 #: Adaptation variants: the mask losses of each (``prior`` is added to all of them).
@@ -78,7 +87,10 @@ VARIANT_ORDER = ("source", "l2", "ls", "ls_lt", "bce", "chamfer_points", "mas", 
 ABLATION_ORDER = ("source", "l2", "ls", "ls_lt")
 #: The paper's numbers for the same rows (PA-MPJPE mm, synthetic -> 3DPW; docs/design.md §1.1).
 PAPER_ABLATION = {"source": 134.7, "l2": 129.6, "ls": 106.2, "ls_lt": 95.1}
-ALL_TARGETS = ("lowres-32", "lowres-52", "thermal", "uap-8", "uap-16", "scene")
+ALL_TARGETS = ("lowres-32", "lowres-52", "thermal", "uap-8", "uap-16", "scene", "motion", "cctv", "occluded", "bgsub",
+               "clothed")
+#: A target whose oracle gains less than this share of the source's PA-MPJPE is a weak shift.
+WEAK_SHIFT = 0.20
 #: ``bench unsup`` rows (maskpose.bench.unsup): stage 1 alone; stage 2 full and its ablations; stage 2
 #: without the mask terms (what the extra source steps alone give); SPP on 1 % and 5 % of the target's
 #: labels (on the full model); masks only from scratch (the control).
@@ -180,6 +192,13 @@ class BenchConfig:
     unsup_landmarks: int = 17
     device: str = "cpu"
     eval_batch: int = 32
+    # The MediaPipe row (maskpose.bench.peers): the peer's interpreter ("" = no row), its worker
+    # script ("" = the shipped one; tests use a fake), the crop side it is fed (its fair resolution)
+    # and the seconds one peer run may take.
+    peer_python: str = ""
+    peer_worker: str = ""
+    peer_resolution: int = PeersConfig.resolution
+    peer_timeout: float = PeersConfig.peer_timeout
 
     def __post_init__(self):
         for name in ("targets", "variants", "seeds", "curve_variants", "unsup_variants", "unsup_seeds",
@@ -203,7 +222,9 @@ class BenchConfig:
         ``chamfer_points`` and ``ls_lt_mas`` (keeps source, l2, ls, ls_lt, mas, oracle), fitting in
         the loop; and shrinks everything (source 1500 samples / 600 steps, targets 200 train / 100
         test, 60 adaptation steps of batch 8, UAP 60 steps on 128 held-out images, a narrower
-        network; unsup: 1500 studio samples, stage 1 600 steps, stage 2 100 steps of batch 8, one seed and
+        network. Its targets are an explicit list, the four the quick timing was measured on: the
+        issue-14 targets (motion, cctv, occluded, bgsub, clothed) joined :data:`ALL_TARGETS` (the
+        full run) but not the quick one; add them with ``--targets``. unsup: 1500 studio samples, stage 1 600 steps, stage 2 100 steps of batch 8, one seed and
         the rows stage1, full, no_psi_no_g, spp_5, scratch)."""
         return BenchConfig(
             width=16, hidden=128, source_train=1500, source_heldout=128,
@@ -279,6 +300,13 @@ class BenchConfig:
             raise ConfigError("at least one seed is needed")
         if self.curve_points < 1:
             raise ConfigError("curve_points must be >= 1")
+        if self.peer_python:
+            resolve_peer_python(PeersConfig(peer_python=self.peer_python))  # one line when it is missing
+        if self.peer_worker and not Path(self.peer_worker).is_file():
+            raise ConfigError(f"peer_worker {self.peer_worker} does not exist")
+        if isinstance(self.peer_resolution, bool) or not isinstance(self.peer_resolution, int) \
+                or self.peer_resolution < 16:
+            raise ConfigError(f"peer_resolution must be an int >= 16, got {self.peer_resolution!r}")
         return self
 
 
@@ -297,42 +325,6 @@ def _pose_distribution(d: Mapping) -> PoseDistribution:
 
 
 # ---------------------------------------------------------------------- helpers
-class _Log:
-    def __init__(self, name: str, printer: Callable[[str], None] | None = None):
-        self.name, self.start = name, time.time()
-        self.printer = printer or (lambda m: print(m, flush=True))
-
-    def __call__(self, msg: str) -> None:
-        self.printer(f"[bench {self.name} {time.time() - self.start:7.1f}s] {msg}")
-
-
-def _dataset_ready(path: Path, n: int, res: int, labels: bool, domain: str) -> bool:
-    """A finished dataset (``meta.json`` is written last) of this domain, size and resolution."""
-    meta = path / "meta.json"
-    if not meta.exists():
-        return False
-    try:
-        info = json.loads(meta.read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return (int(info.get("num_samples", -1)) == n and list(info.get("resolution", [])) == [res, res]
-            and info.get("domain") == domain and (not labels or "joints3d" in info.get("fields", {})))
-
-
-def _generate(path: Path, domain: str, n: int, res: int, seed: int, split: str, labels: bool, body,
-              log: _Log, perturbation=None, poses: PoseDistribution = PoseDistribution()) -> Path:
-
-    if _dataset_ready(path, n, res, labels, domain):
-        log(f"reusing {path}")
-        return path
-    log(f"generating {domain}/{split}: {n} samples at {res} px{' with labels' if labels else ''}")
-    pose_seed = seed_key(f"{seed}/{domain}/{split}")
-    # a domain with poses of its own (motion) keeps them; the others draw the benchmark's distribution
-    pose_source = None if get_domain(domain).pose_source is not None else poses.sampler(pose_seed)
-    return generate(path, domain, n, res, seed, split, labels=labels, body=body, perturbation=perturbation,
-                    pose_source=pose_source)
-
-
 def _metrics(full: dict) -> dict:
     return {k: float(full[k]) for k in METRICS if k in full}
 
@@ -348,7 +340,7 @@ def _load_state(path: Path, cfg: BenchConfig, kind: str, log: _Log) -> dict:
         return {"cells": {}}
     state = json.loads(path.read_text())
     free = {"targets", "variants", "seeds", "curve_variants", "unsup_variants", "unsup_seeds", "unsup_targets",
-            "unsup_heads", "device", "eval_batch",
+            "unsup_heads", "device", "eval_batch", "peer_python", "peer_worker", "peer_resolution", "peer_timeout",
             *(f"{name}.device" for name in RUN_SECTIONS)}  # the runs take the benchmark's device
     mine = _dotted(json.loads(json.dumps(cfg.to_dict())))
     saved = _dotted(state.get("config", {}))
@@ -398,11 +390,50 @@ def aggregate(cells: dict, targets, variants, seeds) -> dict:
     return results
 
 
+def shift_strength(results: dict, threshold: float = WEAK_SHIFT) -> dict:
+    """Per target with a ``source`` and an ``oracle`` entry: how much the target shifts the source
+    model, ``{"oracle_gain": {metric: (source - oracle) / source}, "weak": oracle_gain["pa_mpjpe"] <
+    threshold, "gap_closed": {variant: {metric: (source - variant) / (source - oracle)}}}`` for
+    ``metric`` in ``pa_mpjpe`` and ``mpjpe`` (means over seeds). The share of the gap a variant closes
+    is ``None`` where the oracle does not beat the source on that metric (no gap to close)."""
+    out = {}
+    for t, row in results.items():
+        if "source" not in row or "oracle" not in row:
+            continue
+        gain, closed = {}, {}
+        for m in ("pa_mpjpe", "mpjpe"):
+            src, orc = row["source"].get(f"{m}_mean"), row["oracle"].get(f"{m}_mean")
+            if src is None or orc is None:
+                continue
+            gain[m] = (src - orc) / src if src else None
+            for v in VARIANT_ORDER:
+                if v in ("source", "oracle") or f"{m}_mean" not in row.get(v, {}):
+                    continue
+                closed.setdefault(v, {})[m] = (src - row[v][f"{m}_mean"]) / (src - orc) if src > orc else None
+        if gain.get("pa_mpjpe") is None:
+            continue
+        out[t] = {"oracle_gain": gain, "weak": gain["pa_mpjpe"] < threshold, "threshold": threshold,
+                  "gap_closed": closed}
+    return out
+
+
+def with_shift(results: dict, peer_rows: Mapping[str, dict] | None = None) -> dict:
+    """``results`` with ``results[target]["shift"]`` (:func:`shift_strength`) and, where given,
+    ``results[target]["mediapipe"]`` (the peer's scores) added; the variants' entries unchanged."""
+    for t, shift in shift_strength(results).items():
+        results[t]["shift"] = shift
+    for t, row in (peer_rows or {}).items():
+        if t in results:
+            results[t]["mediapipe"] = row
+    return results
+
+
 def ablation_order_check(results: dict) -> dict:
     """Per target and on the mean over targets: does PA-MPJPE fall along source > l2 > ls > ls_lt?"""
     out = {}
     means = {v: [] for v in ABLATION_ORDER}
     for t, row in results.items():
+        row = {v: e for v, e in row.items() if v in VARIANT_ORDER}
         if all(v in row for v in ABLATION_ORDER):
             values = [row[v]["pa_mpjpe_mean"] for v in ABLATION_ORDER]
             out[t] = {"pa_mpjpe": dict(zip(ABLATION_ORDER, values)),
@@ -424,7 +455,8 @@ def markdown_table(results: dict, targets, variants, metric: str = "pa_mpjpe", t
     """Rows: variants (ablation order first); columns: targets and their mean; cells ``mean ± std``."""
     targets = [t for t in targets if t in results]
     rows = [v for v in VARIANT_ORDER if v in variants and any(v in results[t] for t in targets)]
-    head = f"| {metric.upper().replace('_', '-')} (mm) | " + " | ".join(targets) + " | mean |"
+    names = [t + (" (weak shift)" if results[t].get("shift", {}).get("weak") else "") for t in targets]
+    head = f"| {metric.upper().replace('_', '-')} (mm) | " + " | ".join(names) + " | mean |"
     lines = ([f"**{title}**", ""] if title else []) + [head, "|---" * (len(targets) + 2) + "|"]
     for v in rows:
         cells, means = [], []
@@ -555,6 +587,44 @@ def run_cell(cfg: BenchConfig, target: str, variant: str, seed: int, info: dict,
     return result
 
 
+def mediapipe_rows(cfg: BenchConfig, out: Path, info: dict, body, log: _Log, cached: Mapping | None = None) -> dict:
+    """The MediaPipe row per target (with ``cfg.peer_python``; ``{}`` without): the peer of
+    :mod:`maskpose.bench.peers` on the target's test split rendered at ``cfg.peer_resolution`` (the
+    same seed, so the same people and cameras as the benchmark's test split, at the peer's fair
+    resolution), scored by :func:`~maskpose.bench.peers.score_peer` (PCK of the limb keypoints,
+    misses count as failures; PA-MPJPE over the 12 limb joints + mid-hips, on its detections). A
+    degradation changes only train masks, so ``motion+erode2`` shares ``motion``'s row; a UAP
+    target's perturbation exists at the benchmark's resolution only, so the peer gets its own test
+    split, resized to ``peer_resolution`` by the worker. ``cached`` rows of the same resolution are
+    reused."""
+    if not cfg.peer_python:
+        return {}
+    python = resolve_peer_python(PeersConfig(peer_python=cfg.peer_python))
+    worker = Path(cfg.peer_worker) if cfg.peer_worker else WORKER
+    res = cfg.peer_resolution
+    rows: dict = {}
+    for t in cfg.targets:
+        old = (cached or {}).get(t)
+        if old is not None and old.get("resolution") == res:
+            rows[t] = old
+            continue
+        domain, _ = parse_target(t)
+        if t.startswith("uap-"):
+            path, size = Path(info["targets"][t]["test"]), res
+        else:
+            path = _generate(out / "data" / domain / f"test_peer{res}", domain, cfg.target_test, res, cfg.data_seed,
+                             "test", True, body, log, poses=cfg.poses)
+            size = None
+        data = MaskposeDataset(path)
+        gt2d = torch.from_numpy(np.asarray(data.arrays["joints2d"][data.indices], np.float32))
+        gt3d = np.asarray(data.arrays["joints3d"][data.indices], np.float64)
+        log(f"{t}: MediaPipe on {len(data)} test samples at {size or data.resolution[0]} px")
+        peer = run_peer(python, worker, path, out / "peer" / f"{t}.npz", t, size, cfg.peer_timeout)
+        rows[t] = score_peer(peer, gt2d, gt3d, float(crop_side(data))) | {
+            "resolution": res, "dataset": str(path), "protocol": "bench peers: 12 limb joints + mid-hips"}
+    return rows
+
+
 def _start(cfg: BenchConfig, out, kind: str, printer, threads: int | None):
     """What both benchmarks do first: validate, set the threads, make ``out``, open the log and the
     resumable state ``out/bench_<kind>.json``, build the body. Returns ``(out, log, state_path,
@@ -584,12 +654,15 @@ def run_adapt_benchmark(cfg: BenchConfig, out, json_path=None, printer: Callable
     todo = [(t, v, s) for t in cfg.targets for v in VARIANT_ORDER if v in cfg.variants for s in cfg.seeds]
     payload: dict = {}
 
+    peer_rows = {t: r for t, r in state.get("mediapipe", {}).items() if t in cfg.targets} if cfg.peer_python else {}
+
     def save(elapsed: float) -> dict:
-        results = aggregate(cells, cfg.targets, cfg.variants, cfg.seeds)
+        results = with_shift(aggregate(cells, cfg.targets, cfg.variants, cfg.seeds), peer_rows)
         payload.clear()
         payload.update({
             "benchmark": "adapt", "config": cfg.to_dict(), "source_checkpoint": info["source_checkpoint"],
             "uap": info.get("uap", {}), "datasets": info["targets"], "cells": cells, "results": results,
+            **({"mediapipe": peer_rows} if peer_rows else {}),
             "ablation_order": ablation_order_check(results),
             "complete": all(f"{t}|{v}|{s}" in cells for t, v, s in todo),
             "seconds_this_run": round(elapsed, 1),
@@ -614,6 +687,7 @@ def run_adapt_benchmark(cfg: BenchConfig, out, json_path=None, printer: Callable
             log(f"  {key}: PA-MPJPE {c['pa_mpjpe']:.1f} mm, MPJPE {c['mpjpe']:.1f} mm, "
                 f"IoU {c.get('silhouette_iou', float('nan')):.1f} % ({c['seconds']:.0f} s)")
         save(time.time() - log.start)
+    peer_rows.update(mediapipe_rows(cfg, out, info, body, log, peer_rows))
     payload = save(time.time() - log.start)
     log(f"{len(todo) - done_before} cell(s) run, {done_before} reused")
     md = adapt_markdown(payload, cfg)
@@ -628,11 +702,64 @@ def run_adapt_benchmark(cfg: BenchConfig, out, json_path=None, printer: Callable
     return payload
 
 
+def shift_markdown(results: dict, targets) -> str:
+    """The shift table: the oracle's gain over the source per target (weak below 20 % on PA-MPJPE)
+    and the share of the source-oracle gap each variant closes."""
+    targets = [t for t in targets if "shift" in results.get(t, {})]
+    if not targets:
+        return ""
+
+    def pct(x):
+        return "–" if x is None else f"{100 * x:.0f} %"
+
+    threshold = results[targets[0]]["shift"]["threshold"]
+    lines = [f"**Shift strength**: the oracle's gain over the source, (source − oracle) / source, PA-MPJPE / MPJPE; "
+             f"below {100 * threshold:.0f} % on PA-MPJPE: weak shift. Then the share of the gap from source to "
+             "oracle each variant closes on PA-MPJPE, (source − variant) / (source − oracle).", "",
+             "| | " + " | ".join(targets) + " |", "|---" * (len(targets) + 1) + "|"]
+    cells = []
+    for t in targets:
+        sh = results[t]["shift"]
+        cell = f"{pct(sh['oracle_gain'].get('pa_mpjpe'))} / {pct(sh['oracle_gain'].get('mpjpe'))}"
+        cells.append(cell + (" **weak shift**" if sh["weak"] else ""))
+    lines.append("| oracle gain | " + " | ".join(cells) + " |")
+    variants = [v for v in VARIANT_ORDER if any(v in results[t]["shift"]["gap_closed"] for t in targets)]
+    for v in variants:
+        row = [pct(results[t]["shift"]["gap_closed"].get(v, {}).get("pa_mpjpe")) for t in targets]
+        lines.append(f"| gap closed: {v} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def mediapipe_markdown(results: dict, targets) -> str:
+    """The MediaPipe row per target (``bench peers``' protocol), where it was run."""
+    targets = [t for t in targets if "mediapipe" in results.get(t, {})]
+    if not targets:
+        return ""
+
+    def fmt(x):
+        return "–" if x is None else f"{x:.1f}"
+
+    rows = {t: results[t]["mediapipe"] for t in targets}
+    res = sorted({r["resolution"] for r in rows.values()})
+    lines = [f"**MediaPipe Pose** (`bench peers`' protocol) on the same test samples at {'/'.join(map(str, res))} px: "
+             "detected %, PCK@0.1 of the limb keypoints (misses count as failures), PA-MPJPE (mm) over the 12 limb "
+             "joints + mid-hips on its detections (n); not the 17-joint PA-MPJPE of the tables above.", "",
+             "| mediapipe | " + " | ".join(targets) + " |", "|---" * (len(targets) + 1) + "|",
+             "| detected % | " + " | ".join(fmt(rows[t].get("detection_rate")) for t in targets) + " |",
+             "| PCK@0.1 | " + " | ".join(fmt(rows[t].get("pck2d@0.1")) for t in targets) + " |",
+             "| PA-MPJPE (n) | " + " | ".join(f"{fmt(rows[t].get('pa_mpjpe'))} ({rows[t].get('pa_mpjpe_count', 0)})"
+                                            for t in targets) + " |"]
+    return "\n".join(lines)
+
+
 def adapt_markdown(payload: dict, cfg: BenchConfig) -> str:
     results = payload["results"]
     parts = [markdown_table(results, cfg.targets, cfg.variants, "pa_mpjpe",
                             f"PA-MPJPE (mm) on the target test splits, mean ± std over seeds {list(cfg.seeds)}"),
              "", markdown_table(results, cfg.targets, cfg.variants, "mpjpe", "MPJPE (mm)"), ""]
+    for extra in (shift_markdown(results, cfg.targets), mediapipe_markdown(results, cfg.targets)):
+        if extra:
+            parts += [extra, ""]
     iou = markdown_table(results, cfg.targets, cfg.variants, "silhouette_iou", "Silhouette IoU (%)")
     parts += [iou.replace("SILHOUETTE-IOU (mm)", "IoU (%)"), ""]
     order = payload.get("ablation_order", {})
@@ -703,5 +830,6 @@ def plot_curves(payload: dict, cfg: BenchConfig, path: Path) -> Path | None:
     return path
 
 
-__all__ = ["ADAPT_LOSSES", "ALL_TARGETS", "BenchConfig", "UNSUP_VARIANTS", "VARIANT_ORDER", "ablation_order_check",
-           "aggregate", "markdown_table", "run_adapt_benchmark"]
+__all__ = ["ADAPT_LOSSES", "ALL_TARGETS", "BenchConfig", "UNSUP_VARIANTS", "VARIANT_ORDER", "WEAK_SHIFT",
+           "ablation_order_check", "aggregate", "markdown_table", "mediapipe_markdown", "mediapipe_rows",
+           "run_adapt_benchmark", "shift_markdown", "shift_strength", "with_shift"]

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from maskpose.apps.demo import SHIPPED_SOURCE, SMALL_SOURCE, shipped_checkpoint
-from maskpose.bench.adapt import _generate, _Log
+from maskpose.bench.common import _generate, _Log
 from maskpose.body.anny_body import AnnyBody
 from maskpose.body.sampler import PoseDistribution
 from maskpose.conventions import H36M_JOINTS

@@ -66,6 +66,9 @@ def bench_adapt(
                                                       "chamfer_points, mas, ls_lt_mas, oracle."),
     seeds: Optional[str] = typer.Option(None, help="Comma-separated seeds (default 0,1)."),
     threads: Optional[int] = THREADS, config: Optional[Path] = CONFIG,
+    peer_python: Optional[Path] = typer.Option(None, "--peer-python",
+                                               help="Python of an env with mediapipe: adds a MediaPipe row per "
+                                                    "target (bench peers' protocol, BenchConfig.peer_resolution)."),
 ) -> None:
     """Source model vs. every adaptation loss vs. an oracle, on every synthetic target domain.
 
@@ -76,6 +79,8 @@ def bench_adapt(
     from maskpose.bench import adapt as bench  # deferred: CLI start-up
 
     cfg = _bench_config(bench.BenchConfig, quick, device, targets, variants, seeds, source_checkpoint, config)
+    if peer_python is not None:
+        cfg = cfg.updated({"peer_python": str(peer_python)}).validate()
     bench.run_adapt_benchmark(cfg, out, json_path, threads=threads)
 
 

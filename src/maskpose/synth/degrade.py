@@ -318,14 +318,19 @@ def generate_target_splits(root, target: str, n_train: int, n_test: int, res: in
     test split of ``motion+erode2`` equals that of ``motion``, and the train split's images equal
     ``motion``'s. ``train_labels`` defaults to labels on the source domain ``studio`` only (as in
     ``generate_domain_splits``). ``droplimb`` renders the train split with the synthesis extras
-    (``depth``, ``parts``; they stay the clean render) so the limb is removed exactly.
+    (``depth``, ``parts``; they stay the clean render) so the limb is removed exactly, except for a
+    domain that writes its own datasets (``bgsub``), whose limbs are found from ``joints2d``.
     """
     domain, degradation = parse_target(target)
     if train_labels is None:
         train_labels = domain == "studio"
     config = config if config is not None else SynthesisConfig()
     base = Path(root) / target
-    train_config = replace(config, extras=True) if degradation == "droplimb" and not config.extras else config
+    # droplimb removes the rendered parts exactly where the domain renders them (bgsub's masks come
+    # from background subtraction, without parts: its limbs are found from joints2d)
+    renders_parts = get_domain(domain).generator is None
+    train_config = replace(config, extras=True) if degradation == "droplimb" and not config.extras \
+        and renders_parts else config
     if body is None:
         body = AnnyBody(device=config.device)
     train = generate(base / "train", domain, n_train, res, seed, "train", train_labels, train_config, body=body,

@@ -55,6 +55,18 @@ Adaptation targets (issue 14; the hooks live in :mod:`maskpose.synth.targets`):
     seeded order with a random yaw. Another folder of BVH clips: pass
     ``pose_source=motion_pose_source(folder)`` to the generator or :func:`register_motion_domain`.
 
+``bgsub``
+    Masks produced by the project's background subtraction (:func:`maskpose.data.video.extract_video`)
+    on synthetic static-camera videos (:func:`maskpose.synth.video.render_frames`), with all the
+    extractor's errors; 3D truth from the renderer, in perspective crop cameras
+    (:mod:`maskpose.synth.bgsub`). Written by the domain's own ``generator``.
+``clothed``
+    The ``realistic`` domain's appearance (per-part clothing in every texture family, a continuous
+    range of skin tones, hair, shoes, one to three tinted lights) on studio geometry: the sampler's
+    poses, studio's crop camera (fixed focal ratio, no elevation, truncation, occluders or other
+    people), studio's backgrounds (user photos with ``--backgrounds DIR`` on half the samples), no
+    camera effects. Against the studio source, only the person's appearance changes.
+
 Extension hook (UAP domains and others): :func:`register_domain` adds a domain whose ``transform``
 takes ``(images (B,H,W,3) uint8, masks (B,H,W) uint8, rng, perturbation)``; ``perturbation`` is
 whatever array the caller passes to :func:`apply_domain` / :func:`maskpose.synth.generator.generate`
@@ -74,6 +86,7 @@ import numpy as np
 
 from maskpose.errors import ConfigError, MaskposeError
 from maskpose.synth.appearance import SETTINGS
+from maskpose.synth.bgsub import BgsubConfig, generate_bgsub
 from maskpose.synth.realism import CameraEffects
 from maskpose.synth.realistic import (
     REALISTIC_DISTRACTORS,
@@ -84,6 +97,7 @@ from maskpose.synth.realistic import (
     realistic_background,
     realistic_pose_source,
     realistic_transform,
+    studio_background,
 )
 from maskpose.synth.targets import (
     CCTV_NOISE,
@@ -125,6 +139,10 @@ class Domain:
         noise: the renderer adds its sensor noise (off where the transform adds its own).
         fill, offset: the crop placement of :func:`~maskpose.synth.generator.place_camera`,
             replacing ``SynthesisConfig.fill`` / ``offset`` when set.
+        generator: optional ``f(out_dir, domain, n, res, seed, split, labels, config, *, body,
+            progress) -> Path`` that writes the dataset itself (``bgsub``: video, background
+            subtraction, crops); :func:`~maskpose.synth.generator.generate` hands such a domain over
+            to it (no pose source, perturbation or per-sample hooks apply).
     """
 
     name: str
@@ -142,6 +160,7 @@ class Domain:
     noise: bool = True
     fill: tuple[float, float] | None = None
     offset: float | None = None
+    generator: Callable[..., Path] | None = None
 
 
 def lowres(images: np.ndarray, size: int) -> np.ndarray:
@@ -224,7 +243,8 @@ def apply_domain(name: str, images: np.ndarray, masks: np.ndarray | None = None,
     them with :func:`maskpose.synth.generator.generate`).
     """
     domain = get_domain(name)
-    if domain.view is not None or domain.occluders is not None or domain.pose_source is not None:
+    if domain.view is not None or domain.occluders is not None or domain.pose_source is not None \
+            or domain.generator is not None:
         raise ConfigError(f"domain {name!r} changes the camera, the occlusion or the poses, not only the image; "
                           "generate it with maskpose.synth.generator.generate")
     if domain.transform is None:
@@ -317,5 +337,30 @@ register_domain(Domain(
             "effects": CameraEffects().params(), "mask": "visible"},
 ))
 
+
+def register_bgsub_domain(name: str = "bgsub", settings: BgsubConfig | None = None, overwrite: bool = False) -> Domain:
+    """Register a ``bgsub`` target (:mod:`maskpose.synth.bgsub`) with its video and extraction
+    settings (default :class:`~maskpose.synth.bgsub.BgsubConfig`)."""
+    settings = settings if settings is not None else BgsubConfig()
+    description = ("masks from background subtraction (MOG2, tracking, crops) on synthetic static-camera videos, "
+                   "3D truth from the renderer; perspective crop cameras")
+
+    def generator(out_dir, domain, n, res, seed, split, labels, config, *, body=None, progress=None):
+        return generate_bgsub(out_dir, domain, n, res, seed, split, labels, config, body=body, progress=progress,
+                              settings=settings, description=description)
+
+    return register_domain(Domain(name, description, generator=generator, params={"bgsub": settings.params()}),
+                           overwrite=overwrite)
+
+
+register_bgsub_domain("bgsub")
+register_domain(Domain(
+    "clothed", "realistic appearance (clothing textures, skin tones, hair, shoes, 1-3 tinted lights) on studio "
+    "geometry, cameras and backgrounds",
+    render="realistic", backgrounds=studio_background,
+    params={"appearance": "realistic", "geometry": "studio", "backgrounds": "studio"},
+))
+
 __all__ = ["CCTV_VIEW", "Domain", "DOMAINS", "OCCLUDED_VIEW", "OCCLUDERS", "THERMAL_STATS", "apply_domain",
-           "estimate_noise_std", "get_domain", "lowres", "register_domain", "register_motion_domain"]
+           "estimate_noise_std", "get_domain", "lowres", "register_bgsub_domain", "register_domain",
+           "register_motion_domain"]

@@ -275,6 +275,11 @@ def generate(
     config = config if config is not None else SynthesisConfig()
     spec = get_domain(domain)
     _check_request(spec, n, res, perturbation, out_dir, config.backgrounds, config.scene)
+    if spec.generator is not None:  # a domain that writes its datasets itself (bgsub: videos)
+        if pose_source is not None:
+            raise ConfigError(f"domain {domain!r} takes its motion from its own videos; it takes no pose source")
+        return Path(spec.generator(out_dir, domain, n, res, seed, split, labels, config, body=body,
+                                   progress=progress))
     stage = scene_stage(config.scene) if config.scene is not None else None  # a bad scene fails before any work
     device = resolve_device(config.device)
     body = body if body is not None else AnnyBody(device=device)

@@ -40,7 +40,7 @@ import torch
 
 from maskpose.body.sampler import PoseSampler
 from maskpose.errors import ConfigError
-from maskpose.synth.appearance import photo_bank
+from maskpose.synth.appearance import background, photo_bank
 from maskpose.synth.realism import PhotoBackgrounds, camera_effects, procedural_background
 from maskpose.synth.targets import Occluders, View, elevate, motion_pose_source
 
@@ -88,6 +88,15 @@ def realistic_background(rng: np.random.Generator, res: int, photos: PhotoBackgr
                           interpolation=cv2.INTER_AREA if side > res else cv2.INTER_LINEAR)
         return np.ascontiguousarray(crop[:, ::-1] if rng.random() < 0.5 else crop)
     return procedural_background(rng, res)
+
+
+def studio_background(rng: np.random.Generator, res: int, photos: PhotoBackgrounds | None = None) -> np.ndarray:
+    """One background ``(res, res, 3)`` float32 in [0, 1] for the ``clothed`` domain: studio's own
+    (:func:`maskpose.synth.appearance.background`), or a crop of the user's photos on half the draws
+    when ``photos`` is given (the choice drawn first)."""
+    if photos is not None and rng.random() < 0.5:
+        return photos.crop(rng, res)
+    return background(rng, res, "studio")
 
 
 def realistic_transform(images: np.ndarray, masks=None, rng=None, perturbation=None) -> np.ndarray:
@@ -219,4 +228,4 @@ REALISTIC_DISTRACTORS = Distractors()
 
 __all__ = ["BACKGROUND_STREAM", "DISTRACTOR_STREAM", "REALISTIC_DISTRACTORS", "REALISTIC_FILL", "REALISTIC_OCCLUDERS",
            "REALISTIC_OFFSET", "REALISTIC_VIEW", "Distractors", "MixedPoses", "photo_backgrounds",
-           "realistic_background", "realistic_pose_source", "realistic_transform"]
+           "realistic_background", "realistic_pose_source", "realistic_transform", "studio_background"]

@@ -300,7 +300,11 @@ def render_frames(
         ``(video, gt_masks, meta)``: RGB frames ``(T, H, W, 3)`` uint8, ``gt_masks`` ``(T, H, W)``
         uint8 (0 background, ``k + 1`` person ``k``'s visible pixels) and a dict: the settings
         (JSON-ready) plus ``K``, ``gain`` ``(T,)``, ``boxes`` ``(T, people, 4)`` arrays and the
-        clean ``background`` ``(H, W, 3)`` float32 in [0, 1] (before flicker and noise).
+        clean ``background`` ``(H, W, 3)`` float32 in [0, 1] (before flicker and noise), and the
+        people's truth in the camera (= world) frame: ``joints3d`` ``(T, people, 17, 3)`` H36M-17
+        metres, ``translation`` ``(T, people, 3)`` (Anny's root, the pelvis), ``pose``
+        ``(T, people, 18, 6)`` and ``phenotypes`` ``(people, 6)``, so that
+        ``body(pose, phenotypes).joints + translation == joints3d``.
     """
     width, height = (int(v) for v in res)
     _check_sequence(frames, people, width, height, flicker, noise, fps, focal_ratio, camera_height, batch_size)
@@ -321,9 +325,12 @@ def render_frames(
     video = np.empty((frames, height, width, 3), np.uint8)
     masks = np.zeros((frames, height, width), np.uint8)
     boxes = np.full((frames, people, 4), -1, np.int32)
+    joints3d = np.zeros((frames, people, 17, 3), np.float32)
+    translation = np.zeros((frames, people, 3), np.float32)
     for start in range(0, frames, batch_size):
         stop = min(frames, start + batch_size)
-        image, label = stage.composite(cast, appearance_seeds, start, stop, camera_height)
+        image, label, truth = stage.composite(cast, appearance_seeds, start, stop, camera_height)
+        joints3d[start:stop], translation[start:stop] = truth
         noise_maps = noise_rng.normal(0.0, noise, size=image.shape).astype(np.float32) if noise > 0 else 0.0
         image = image * gains[start:stop, None, None, None] * 255.0 + noise_maps
         video[start:stop] = np.clip(np.round(image), 0, 255).astype(np.uint8)
@@ -345,7 +352,10 @@ def render_frames(
         "people": cast.meta,
         "anny_topology": body.topology,
     }
-    arrays = {"K": Kn.astype(np.float32), "gain": gains, "boxes": boxes, "background": bg}
+    arrays = {"K": Kn.astype(np.float32), "gain": gains, "boxes": boxes, "background": bg,
+              "joints3d": joints3d, "translation": translation,
+              "pose": torch.stack(cast.poses, 1).numpy().astype(np.float32),
+              "phenotypes": torch.stack(cast.phenotypes).numpy().astype(np.float32)}
     return video, masks, {**meta, **arrays}
 
 
@@ -428,13 +438,16 @@ class _SquareStage:
         self.renderer = SynthesisRenderer(body, device=device)
 
     def composite(self, cast: _Cast, appearance_seeds: Sequence[int], start: int, stop: int,
-                  camera_height: float) -> tuple[np.ndarray, np.ndarray]:
-        """Frames ``start:stop`` before flicker and noise: float images in [0, 1] ``(n, H, W, 3)``
-        and the visible-person labels ``(n, H, W)`` (0 background, ``k + 1`` person ``k``)."""
+                  camera_height: float) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        """Frames ``start:stop`` before flicker and noise: float images in [0, 1] ``(n, H, W, 3)``,
+        the visible-person labels ``(n, H, W)`` (0 background, ``k + 1`` person ``k``) and the
+        people's camera-frame ``joints3d (n, people, 17, 3)`` and ``translation (n, people, 3)``."""
         n, height, width, side = stop - start, self.height, self.width, self.side
         image = np.broadcast_to(self.background, (n, height, width, 3)).copy()
         nearest = np.full((n, height, width), np.inf, np.float32)
         label = np.zeros((n, height, width), np.uint8)
+        joints = np.zeros((n, len(cast.poses), 17, 3), np.float32)
+        translations = np.zeros((n, len(cast.poses), 3), np.float32)
         window = (slice(None), slice(self.oy, self.oy + height), slice(self.ox, self.ox + width))
         for k in range(len(cast.poses)):
             with torch.no_grad():
@@ -444,6 +457,8 @@ class _SquareStage:
                 trans = cast.paths[k][start:stop].to(self.device).clone()
                 trans[:, 1] = camera_height - vertices[..., 1].amax(1)  # lowest vertex on the floor
                 vertices = vertices + trans[:, None]
+                joints[:, k] = (out.joints + trans[:, None]).cpu().numpy()
+                translations[:, k] = trans.cpu().numpy()
             rngs = [np.random.default_rng(appearance_seeds[k]) for _ in range(n)]
             rendered = self.renderer.render(vertices, self.K.expand(n, 3, 3).to(self.device), rngs,
                                             setting="studio", size=side,
@@ -455,7 +470,7 @@ class _SquareStage:
             nearest = np.where(front, depth, nearest)
             label[front] = k + 1
             image[front] = rendered.image[window][front].astype(np.float32) / 255.0
-        return image, label
+        return image, label, (joints, translations)
 
 
 def _person_boxes(label: np.ndarray, people: int) -> np.ndarray:
