@@ -45,8 +45,9 @@ goes through sequence numbers and needs the profiler's own overhead on every ope
 a few Python calls per step (on CUDA they also synchronise the device at every barrier, which is why
 the ratios come from the plain steps, and the probed steps' own total is reported beside them).
 
-Stages: ``data`` (drawing the batch, reading it from the memory map), ``fitting`` (the no-grad
-forward, the ``fit_iterations`` Adam steps on the body parameters, storing the fits), forward and
+Stages: ``data`` (drawing the batch, reading it from the memory map), ``fitting`` (the
+``fit_iterations`` Adam steps on the body parameters from the step's own forward, storing the fits;
+timed around ``Trainer.fit_parameters``), forward and
 backward of ``encoder`` (the network: encoder and mesh head), ``body``, ``render`` (the silhouette
 renderer), ``loss`` (the objective: in adapt S2D, D2T and the losses L_S, L_T and the prior; in
 pretrain the joint and parameter losses), ``optimizer`` (Adam's step), ``other`` (the rest: the
@@ -89,9 +90,10 @@ from maskpose.train.loop import Trainer
 STAGES = ("data", "fitting", "encoder_forward", "body_forward", "render_forward", "loss_forward",
           "loss_backward", "render_backward", "body_backward", "encoder_backward", "optimizer", "other")
 #: The parts of the ``fitting`` stage (``bench_step(...)["adapt_fitting"]["fitting_ms"]``): the
-#: no-grad network forward, the forward stages of the fitting iterations (summed), and the rest (their
-#: backward passes, the Adam steps on the body parameters, storing the fits).
-FITTING_PARTS = ("network_forward", "body_forward", "render_forward", "loss_forward", "rest")
+#: forward stages of the fitting iterations (summed), and the rest (their backward passes, the Adam
+#: steps on the body parameters, storing the fits). The fit starts from the step's own network
+#: forward, so it has no network forward of its own.
+FITTING_PARTS = ("body_forward", "render_forward", "loss_forward", "rest")
 #: The runs of a round, by name.
 RUNS = ("pretrain", "adapt", "adapt_fitting")
 #: The issue's goals for the ratios (docs/performance.md): adapt without / with fitting.
@@ -156,11 +158,25 @@ class StepProbe:
                 self.handles.append(module.register_forward_hook(self._post_hook(name)))
         self.handles.append(trainer.optimizer.register_step_pre_hook(lambda *_: self._optimizer(True)))
         self.handles.append(trainer.optimizer.register_step_post_hook(lambda *_: self._optimizer(False)))
+        # the fitting stage is the call of fit_parameters (an instance attribute shadowing the method)
+        fit = trainer.fit_parameters
+
+        def timed_fit(*args, **kwargs):
+            if not self.active:
+                return fit(*args, **kwargs)
+            self.phase, self.fit_start = "fitting", self._now()
+            try:
+                return fit(*args, **kwargs)
+            finally:
+                self._add("fitting", self._now() - self.fit_start)
+                self.phase = "step"
+        trainer.fit_parameters = timed_fit
 
     def remove(self) -> None:
         for handle in self.handles:
             handle.remove()
         self.handles = []
+        self.trainer.__dict__.pop("fit_parameters", None)
 
     def _now(self) -> float:
         synchronize(self.device)
@@ -172,18 +188,8 @@ class StepProbe:
             if not self.active:
                 return
             now = self._now()
-            if name == "encoder":
-                if not torch.is_grad_enabled():  # the no-grad forward of a fitting step
-                    if self.phase == "data":
-                        self._add("data", now - self.start)
-                        self.phase, self.fit_start = "fitting", now
-                    if self.phase == "fitting":
-                        self.opened["fit:encoder"] = now
-                    return
-                if self.phase == "data":
-                    self._add("data", now - self.start)
-                elif self.phase == "fitting":
-                    self._add("fitting", now - self.fit_start)
+            if name == "encoder" and self.phase == "data":
+                self._add("data", now - self.start)
                 self.phase = "step"
             if self.phase == "step":
                 self.opened[name] = now
@@ -197,7 +203,7 @@ class StepProbe:
                 return
             if self.phase == "fitting" and f"fit:{name}" in self.opened:
                 now = self._now()
-                key = "network_forward" if name == "encoder" else f"{name}_forward"
+                key = f"{name}_forward"
                 self.fitting[key] = self.fitting.get(key, 0.0) + 1e3 * (now - self.opened.pop(f"fit:{name}"))
                 return
             if self.phase != "step" or name not in self.opened:

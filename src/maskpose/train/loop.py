@@ -335,12 +335,6 @@ class Trainer:
             self.step += 1
             return {"step": self.step, "loss": 0.0, "empty_masks_skipped": self.empty_masks_skipped}
         batch = self.add_anchor(load_batch(self.data, indices[self.rank :: self.world], self.res, self.device))
-        if cfg.fit_every and self.step % cfg.fit_every == 0:
-            with torch.no_grad():
-                mesh_out = self.forward(self.model, self.network_input(batch)).mesh
-            fitted = self.fit_parameters(batch, mesh_out).tensors()
-            for i, index in enumerate(batch["index"].tolist()):
-                self.fits[int(index)] = {k: v[i].cpu() for k, v in fitted.items()}
         mixed = False
         if self.source is not None:
             gen = torch.Generator().manual_seed(cfg.seed * 7919 + self.step)  # the same on every rank
@@ -351,6 +345,12 @@ class Trainer:
         sync_later = self.net.no_sync() if (mixed and self.world > 1) else contextlib.nullcontext()
         with sync_later:
             outputs = self.forward(self.net, self.network_input(batch))
+            if cfg.fit_every and self.step % cfg.fit_every == 0:
+                # fit from this step's own forward (the weights are those of the update to come):
+                # fit_to_masks detaches its start, so no second forward of the network is needed
+                fitted = self.fit_parameters(batch, outputs.mesh).tensors()
+                for i, index in enumerate(batch["index"].tolist()):
+                    self.fits[int(index)] = {k: v[i].cpu() for k, v in fitted.items()}
             loss, parts = self.objective(self._prediction(outputs, batch), batch)
             if cfg.fit_every:
                 fit_loss = self._fit_loss(batch, outputs.mesh)
