@@ -10,11 +10,13 @@ import pytest
 import torch
 from scipy import ndimage
 from skimage.morphology import disk
+from typer.testing import CliRunner
 
 from maskpose.body.anny_body import AnnyBody
 from maskpose.body.motion import MotionLibrary
 from maskpose.body.rotations import sixd_to_rotmat
 from maskpose.body.sampler import PoseSampler
+from maskpose.cli import app
 from maskpose.conventions import seed_sequence
 from maskpose.data.dataset import read_meta
 from maskpose.errors import ConfigError
@@ -28,6 +30,7 @@ from maskpose.synth.degrade import (
     limb_region,
     parse_target,
 )
+from maskpose.synth.degrade import sample_rngs as degradation_rngs
 from maskpose.synth.domains import DOMAINS, apply_domain, get_domain, register_domain, register_motion_domain
 from maskpose.synth.generator import POSE_CHUNK, POSE_STREAM, SynthesisConfig, generate, sample_rngs
 from maskpose.synth.targets import (
@@ -503,3 +506,21 @@ def test_mediapipe_row_with_a_fake_peer(tmp_path, body):
     results = with_shift({"clothed": {"source": _entry(100.0, 150.0)}}, rows)
     assert results["clothed"]["mediapipe"]["pck2d@0.1"] == 50.0
     assert "| PCK@0.1 | 50.0 |" in mediapipe_markdown(results, ["clothed"])
+
+
+def test_synth_cli_writes_a_degraded_target(tmp_path):
+    """`maskpose synth --domain thermal+erode2` is the thermal split with its masks eroded by 2 px
+    (the images and labels are the domain's, the masks those of degrade_masks with the same seed)."""
+    out = tmp_path / "deg"
+    result = CliRunner().invoke(app, ["synth", "--out", str(out), "--domain", "thermal+erode2", "--n", "3",
+                                      "--res", "32", "--seed", "4", "--no-geodesic", "--batch-size", "3"])
+    assert result.exit_code == 0, result.output
+    clean = generate(tmp_path / "clean", "thermal", 3, 32, 4, "train", True, SynthesisConfig(geodesic=False, batch_size=3))
+    image, mask, joints = _load(out, "image", "mask", "joints3d")
+    clean_image, clean_mask, clean_joints = _load(clean, "image", "mask", "joints3d")
+    np.testing.assert_array_equal(image, clean_image)
+    np.testing.assert_array_equal(joints, clean_joints)
+    expected = degrade_masks(clean_mask, "erode2", degradation_rngs(4, "erode2", range(3)))
+    np.testing.assert_array_equal(mask, expected)
+    assert (mask <= clean_mask).all() and mask.sum() < clean_mask.sum()
+    assert read_meta(out)["attrs"]["mask_degradation"] == {"name": "erode2", "seed": 4}

@@ -28,7 +28,9 @@ data_app.add_typer(import_app, name="import")
 def synth(
     out: Path = typer.Option(..., "--out", help="Dataset folder to write (replaced only once the new one is complete)."),
     domain: str = typer.Option("studio", "--domain", help="studio, realistic, lowres-96, lowres-52, lowres-32, thermal, "
-                                                          "scene, cctv, occluded, motion."),
+                                                          "scene, cctv, occluded, motion, bgsub, clothed; "
+                                                          "DOMAIN+DEGRADATION (e.g. motion+erode2) degrades "
+                                                          "the masks."),
     n: int = typer.Option(1000, "--n", min=1, help="Number of samples."),
     res: int = typer.Option(128, "--res", min=16, help="Square crop size in pixels."),
     seed: int = typer.Option(0, "--seed", help="Base seed (with domain and split it fixes every sample)."),
@@ -54,7 +56,8 @@ def synth(
     if scene is not None and not scene.is_file():
         raise ConfigError(f"--scene {scene}: no such scene file (make one with `maskpose scene fit VIDEO`)")
 
-    from maskpose.synth.generator import SynthesisConfig, generate  # deferred: CLI start-up
+    from maskpose.synth.degrade import generate_target  # deferred: CLI start-up
+    from maskpose.synth.generator import SynthesisConfig
 
     every = max(batch_size, (n // 10 // batch_size) * batch_size)
 
@@ -63,7 +66,7 @@ def synth(
             typer.echo(f"{done}/{total}", err=True)
 
     start = time.perf_counter()
-    path = generate(out, domain, n, res, seed, split, labels, SynthesisConfig(batch_size=batch_size, device=device,
+    path = generate_target(out, domain, n, res, seed, split, labels, SynthesisConfig(batch_size=batch_size, device=device,
                     geodesic=geodesic, extras=extras, backgrounds=None if backgrounds is None else str(backgrounds),
                     scene=None if scene is None else str(scene)), progress=progress)
     where = "" if scene is None else f" in the scene of {scene}"

@@ -307,39 +307,49 @@ def degrade_dataset(path, degradation: str, seed: int = 0, chunk: int = 256) -> 
     return path
 
 
+def generate_target(out_dir, target: str, n: int, res: int = 128, seed: int = 0, split: str = "train",
+                    labels: bool = True, config: SynthesisConfig | None = None, *, body=None, **kwargs) -> Path:
+    """One split of a target: :func:`~maskpose.synth.generator.generate` of the target's domain, then,
+    when the target names a degradation (``motion+erode2``), :func:`degrade_dataset` of its masks
+    with ``seed``. The images and labels are the domain's own, so ``motion+erode2`` differs from
+    ``motion`` (same seed and split) in its masks alone. ``droplimb`` renders with the synthesis
+    extras (``depth``, ``parts``; they stay the clean render) so the limb is removed exactly, except
+    for a domain that writes its own datasets (``bgsub``), whose limbs are found from ``joints2d``."""
+    domain, degradation = parse_target(target)
+    config = config if config is not None else SynthesisConfig()
+    renders_parts = get_domain(domain).generator is None
+    if degradation == "droplimb" and not config.extras and renders_parts:
+        config = replace(config, extras=True)
+    path = generate(out_dir, domain, n, res, seed, split, labels, config, body=body, **kwargs)
+    if degradation is not None:
+        degrade_dataset(path, degradation, seed)
+    return path
+
+
 def generate_target_splits(root, target: str, n_train: int, n_test: int, res: int = 128, seed: int = 0,
                            config: SynthesisConfig | None = None, *, train_labels: bool | None = None, body=None,
                            **kwargs) -> dict[str, Path]:
-    """Write ``root/<target>/train`` (masks degraded when the target names a degradation) and
-    ``root/<target>/test`` (labelled, undegraded): a drop-in for
+    """Write ``root/<target>/train`` (:func:`generate_target`: masks degraded when the target names
+    a degradation) and ``root/<target>/test`` (labelled, undegraded): a drop-in for
     :func:`~maskpose.synth.generator.generate_domain_splits` that also takes target names.
 
     The samples are those of the domain (seeds come from the domain name, not the target's): the
     test split of ``motion+erode2`` equals that of ``motion``, and the train split's images equal
     ``motion``'s. ``train_labels`` defaults to labels on the source domain ``studio`` only (as in
-    ``generate_domain_splits``). ``droplimb`` renders the train split with the synthesis extras
-    (``depth``, ``parts``; they stay the clean render) so the limb is removed exactly, except for a
-    domain that writes its own datasets (``bgsub``), whose limbs are found from ``joints2d``.
+    ``generate_domain_splits``).
     """
-    domain, degradation = parse_target(target)
+    domain, _ = parse_target(target)
     if train_labels is None:
         train_labels = domain == "studio"
     config = config if config is not None else SynthesisConfig()
     base = Path(root) / target
-    # droplimb removes the rendered parts exactly where the domain renders them (bgsub's masks come
-    # from background subtraction, without parts: its limbs are found from joints2d)
-    renders_parts = get_domain(domain).generator is None
-    train_config = replace(config, extras=True) if degradation == "droplimb" and not config.extras \
-        and renders_parts else config
     if body is None:
         body = AnnyBody(device=config.device)
-    train = generate(base / "train", domain, n_train, res, seed, "train", train_labels, train_config, body=body,
-                     **kwargs)
-    if degradation is not None:
-        degrade_dataset(train, degradation, seed)
+    train = generate_target(base / "train", target, n_train, res, seed, "train", train_labels, config, body=body,
+                            **kwargs)
     test = generate(base / "test", domain, n_test, res, seed, "test", True, config, body=body, **kwargs)
     return {"train": train, "test": test}
 
 
 __all__ = ["DEGRADATIONS", "LIMB_JOINTS", "LIMB_PARTS", "check_degradation", "degrade_dataset", "disc_kernel", "degrade_masks",
-           "generate_target_splits", "limb_region", "parse_target", "sample_rngs"]
+           "generate_target", "generate_target_splits", "limb_region", "parse_target", "sample_rngs"]
