@@ -14,12 +14,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from maskpose.cli import app
 from maskpose.conventions import seed_sequence
 from maskpose.data.dataset import MaskposeDataset
 from maskpose.data.video import count_frames
+from maskpose.synth.scene import pitch_rotation
 from maskpose.synth.video import load_ground_truth, render_frames
 
 FRAMES, WIDTH, HEIGHT, WARMUP = 40, 320, 240, 10
@@ -159,6 +161,55 @@ def test_synth_video_with_mocap_clips(tmp_path, body):
     assert count_frames(video) == 12 and meta["fourcc"] == "FMP4"
     assert {p["clip"] for p in meta["people"]} <= {"cmu_131_01_40fps", "humanoid3d_walk", "humanoid3d_backflip"}
     assert (masks > 0).any((1, 2)).all()
+
+
+def test_elevated_camera_and_people_walking_in_depth(body, tmp_path):
+    """A camera pitched down 30 degrees, 3.5 m up, two people walking 2 m in depth: the truth is in
+    the pitched camera's frame (the joints project onto each person's visible mask, the lowest
+    vertex lies on the floor n . X = h, the body rebuilds the joints), the pelvis walks the
+    requested depth in the level frame, the defaults leave the scene level, and the CLI takes the
+    flags (bad values: one error line)."""
+    pitch, h, walk = 30.0, 3.5, 2.0
+    video, masks, info = render_frames(frames=6, people=2, res=(160, 120), seed=3, body=body, noise=0.0,
+                                       flicker=0.0, pitch_deg=pitch, camera_height=h, depth_walk=walk)
+    a = math.radians(pitch)
+    normal = np.array([0.0, math.cos(a), math.sin(a)])
+    assert np.allclose(info["camera"]["ground_normal"], normal) and info["camera"]["pitch_deg"] == pitch
+    J, K = info["joints3d"].astype(np.float64), info["K"].astype(np.float64)
+    uv = J[..., :2] / J[..., 2:] * K[0, 0] + K[:2, 2]
+    hits, inside = [], 0
+    for t in range(6):
+        for k in range(2):
+            for x, y in uv[t, k]:
+                xi, yi = int(round(x)), int(round(y))
+                if 0 <= xi < 160 and 0 <= yi < 120:
+                    inside += 1
+                    hits.append(masks[t, yi, xi] == k + 1)
+    assert inside > 0.9 * 6 * 2 * 17 and np.mean(hits) > 0.75  # occlusion by the other person aside
+    with torch.no_grad():
+        out = body(torch.from_numpy(info["pose"].reshape(12, 18, 6)), torch.from_numpy(info["phenotypes"]).repeat(6, 1))
+    trans = info["translation"].reshape(12, 1, 3).astype(np.float64)
+    vertices = out.vertices.numpy().astype(np.float64) + trans
+    np.testing.assert_allclose((vertices @ normal).max(1), h, atol=1e-4)  # standing on the floor
+    np.testing.assert_allclose(out.joints.numpy() + trans, J.reshape(12, 17, 3), atol=1e-4)
+    level = info["translation"].astype(np.float64) @ pitch_rotation(pitch)  # rows: R^T t, the level frame
+    np.testing.assert_allclose(level[-1, :, 2] - level[0, :, 2], [walk, -walk], atol=1e-3)
+    assert np.ptp(level[:, :, 1]) < 0.1  # the pelvis keeps its height above the floor
+    assert [p["depth_path_m"][1] - p["depth_path_m"][0] for p in info["people"]] == pytest.approx([walk, -walk])
+    assert (masks > 0).any((1, 2)).all()
+    _, _, level_info = render_frames(frames=2, people=1, res=(64, 48), seed=3, body=body)
+    assert "pitch_deg" not in level_info["camera"] and "depth_path_m" not in level_info["people"][0]
+    runner = CliRunner()
+    result = runner.invoke(app, ["masks", "synth-video", "--out", str(tmp_path / "v"), "--frames", "3", "--res",
+                                 "64x48", "--pitch", "20", "--camera-height", "3", "--depth-walk", "1", "--no-iou"])
+    assert result.exit_code == 0, result.output
+    assert "camera 20 deg down, 3 m up; people walk 1 m in depth" in result.stdout
+    assert json.loads((tmp_path / "v" / "video_meta.json").read_text())["camera"]["pitch_deg"] == 20.0
+    for flags, message in ((["--pitch", "95"], "pitch must be 0 to 80"), (["--depth-walk", "9"], "depth walk")):
+        result = runner.invoke(app, ["masks", "synth-video", "--out", str(tmp_path / "w"), "--frames", "3",
+                                     "--res", "64x48", "--no-iou", *flags])
+        errors = [line for line in result.output.replace("\r", "\n").splitlines() if line.startswith("error:")]
+        assert result.exit_code != 0 and len(errors) == 1 and message in errors[0] and "Traceback" not in result.output
 
 
 # ------------------------------------------------------------------------------------------------

@@ -93,6 +93,13 @@ def synth_video(
     fps: float = typer.Option(25.0, "--fps", min=1.0, help="Frame rate."),
     flicker: float = typer.Option(0.05, "--flicker", min=0.0, help="Global lighting flicker amplitude (0.05: +-5 %)."),
     noise: float = typer.Option(2.0, "--noise", min=0.0, help="Gaussian sensor noise std, grey levels (0-255)."),
+    pitch: Optional[float] = typer.Option(None, "--pitch",
+                                          help="Camera pitched down by this many degrees (default: level)."),
+    camera_height: Optional[float] = typer.Option(None, "--camera-height",
+                                                  help="Camera height above the floor, metres (default 1.2)."),
+    depth_walk: Optional[float] = typer.Option(None, "--depth-walk",
+                                               help="Metres each person walks towards or away from the camera "
+                                                    "while crossing (default: fixed depths)."),
     container: str = typer.Option("mp4", "--format", help="Video container: mp4 (mp4v) or avi (FMP4)."),
     iou: bool = typer.Option(True, "--iou/--no-iou", help="Measure the extraction IoU against the ground truth."),
     method: str = typer.Option("mog2", "--method", help="Background subtractor for the IoU: mog2 or knn."),
@@ -120,15 +127,21 @@ def synth_video(
     config = video_masks.ExtractionConfig(method=method.lower(), warmup=warmup, detect_shadows=shadows)
     if iou and warmup >= frames:
         raise ConfigError(f"--warmup {warmup} leaves no frame of the {frames} to score; lower it or add frames")
+    view = {k: v for k, v in (("pitch_deg", pitch), ("camera_height", camera_height), ("depth_walk", depth_walk))
+            if v is not None}  # the renderer's defaults otherwise (maskpose.synth.video)
     with tqdm(total=frames, desc="render", unit="frame", leave=False) as bar:
         video, masks, meta = render_static_camera_sequence(
             out / f"video.{container}", frames=frames, people=people, clips=motions, res=size, seed=seed,
             flicker=flicker, noise=noise, fps=fps, device=device,
-            progress=lambda done, total: bar.update(done - bar.n))
+            progress=lambda done, total: bar.update(done - bar.n), **view)
     motion = ", ".join(sorted({p["clip"] for p in meta["people"]}))
     typer.echo(f"{video}: {frames} frames {size[0]}x{size[1]} at {fps:g} fps ({meta['fourcc']}), "
                f"{people} {'person' if people == 1 else 'people'} ({motion}), flicker +-{flicker:.0%}, "
                f"noise {noise:g}")
+    if view:
+        camera = meta["camera"]
+        typer.echo(f"camera {camera.get('pitch_deg', 0.0):g} deg down, {camera['height_m']:g} m up; people walk "
+                   f"{meta.get('depth_walk_m', 0.0):g} m in depth")
     typer.echo(f"ground truth: {video.with_name(meta['masks'])} (person pixels per frame: "
                f"{(masks > 0).sum((1, 2)).mean():.0f} of {size[0] * size[1]})")
     if iou:

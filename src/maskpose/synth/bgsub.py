@@ -166,13 +166,26 @@ def video_samples(folder: Path, settings: BgsubConfig, video_seed: int, rng: np.
         body=body, device=device)
     video = folder / f"video{settings.suffix}"
     write_video(video, frames_rgb, DEFAULT_FPS)  # as `masks synth-video` writes it: the codec is part of the input
+    return clip_samples(video, gt, truth, settings, res, labels, {"seed": video_seed, "people": people, "mocap": mocap})
+
+
+def clip_samples(video: Path, gt: np.ndarray, truth: dict, settings: BgsubConfig, res: int, labels: bool,
+                 summary: dict | None = None) -> tuple[list[dict], dict]:
+    """The samples of a rendered and written ``video`` (:func:`video_samples` after the render):
+    extracted into ``video``'s folder (``extracted/``), every ``settings.frame_stride``-th frame's
+    crops turned into perspective crops of ``res`` pixels, labelled from ``truth`` (the meta of
+    :func:`~maskpose.synth.video.render_frames`, ``gt`` its masks) when ``labels``; returns the
+    samples and the video's ``summary`` (updated)."""
+    summary = dict(summary or {})
+    people = int(np.asarray(truth["joints3d"]).shape[1])
+    folder = Path(video).parent
     K = np.asarray(truth["K"], np.float64)
     aa = 2 * res
     extraction = replace(settings.extraction, resolution=aa)
     try:
         result = extract_video(video, folder / "extracted", extraction)
     except DataError:  # nobody tracked (e.g. a person hidden behind another all along): no samples
-        return [], {"seed": video_seed, "people": people, "mocap": mocap, "extracted": 0, "kept": 0}
+        return [], {**summary, "extracted": 0, "kept": 0}
     ds = MaskposeDataset(result.path)
     arrays = {k: np.asarray(ds.arrays[k]) for k in ("mask", "frame_index", "track_id", "crop_box", "merged")}
     frames = {i: f for i, f in FrameSource(video)}
@@ -209,9 +222,8 @@ def video_samples(folder: Path, settings: BgsubConfig, video_seed: int, rng: np.
             sample.update(_labels(truth, t, k, R, K_crop))
         samples.append(sample)
     ious = [float((s["mask"] & s["exact"]).sum() / max(1, (s["mask"] | s["exact"]).sum())) for s in samples]
-    summary = {"seed": video_seed, "people": people, "mocap": mocap, "extracted": int(result.num_samples),
-               "merged": int(result.merged_samples), "kept": len(samples),
-               "mask_iou_mean": round(float(np.mean(ious)), 4) if ious else None}
+    summary.update({"extracted": int(result.num_samples), "merged": int(result.merged_samples), "kept": len(samples),
+                    "mask_iou_mean": round(float(np.mean(ious)), 4) if ious else None})
     return samples, summary
 
 
@@ -289,4 +301,4 @@ def generate_bgsub(out_dir, domain: str, n: int, res: int, seed: int, split: str
     return Path(out_dir)
 
 
-__all__ = ["BGSUB_STREAM", "BgsubConfig", "crop_to_source", "generate_bgsub", "video_samples", "warp_crop"]
+__all__ = ["BGSUB_STREAM", "BgsubConfig", "clip_samples", "crop_to_source", "generate_bgsub", "video_samples", "warp_crop"]

@@ -12,15 +12,23 @@ scene seen by a fixed pinhole camera, and writes
 
 The scene (every choice from ``seed``):
 
-* **camera**: level, at ``camera_height`` metres above a flat floor, focal ``focal_ratio * W``
-  pixels, principal point at the frame centre; the camera frame is the world frame (OpenCV axes:
-  x right, y down, z forward), the floor is the plane ``y = camera_height``;
+* **camera**: at ``camera_height`` metres above a flat floor, focal ``focal_ratio * W`` pixels,
+  principal point at the frame centre, level by default (the camera frame is the world frame,
+  OpenCV axes: x right, y down, z forward, the floor the plane ``y = camera_height``) or pitched
+  down by ``pitch_deg`` (the camera frame is ``R_x(θ)`` times that level frame,
+  :func:`maskpose.synth.scene.pitch_rotation`, as ``maskpose scene fit`` models it; the floor is
+  ``n · X = camera_height``, ``n = (0, cos θ, sin θ)``; the wall and the tiles are ray-traced
+  through the pitched camera);
 * **background**: a far wall textured with a people-free scikit-image photograph (as
   :mod:`maskpose.synth.appearance` uses; smooth noise when none is available) above a tiled floor
   drawn in perspective (rendered at twice the size and averaged down, so distant tiles do not alias);
 * **people**: person ``k`` walks at depth about 4.5, 6.5, 5.5 or 7.5 m, alternately left to right
   and right to left, from about 8 % to 92 % of the frame width over the sequence, so the people
-  cross the frame (and, for two or more, each other). The motion is the built-in procedural walk
+  cross the frame (and, for two or more, each other); the depth is the horizontal distance, and
+  in a pitched view the crossing is placed at the pelvis's camera-frame depth. With
+  ``depth_walk`` ``d`` person ``k`` also walks ``d`` metres in depth while crossing (from
+  ``depth - d/2`` to ``depth + d/2`` for even ``k``, the other way for odd ``k``), heading along
+  the diagonal. The motion is the built-in procedural walk
   (:func:`procedural_walk`: legs swinging, knees bending in swing, arms counter-swinging), or a
   mocap clip of a :class:`~maskpose.body.motion.MotionLibrary` resampled to the video rate and
   looped (accumulating its displacement). A clip's horizontal path is turned about the vertical
@@ -28,7 +36,7 @@ The scene (every choice from ``seed``):
   and its progress along that direction is rescaled to cross the frame; a clip that hardly
   travels (a jump on the spot) is carried across at uniform speed; the procedural walk moves at
   the speed that crosses the frame in the sequence (brisk for short ones). Every frame the body is
-  lowered or raised so that its lowest vertex touches the floor;
+  lowered or raised (along the floor's normal) so that its lowest vertex touches the floor;
 * **appearance and lighting**: the clothing, skin and the Lambert-shaded directional light of
   :class:`~maskpose.synth.appearance.SynthesisRenderer`'s ``studio`` setting (one appearance per
   person, the same in every frame), composited with the exact z-buffer depth;
@@ -68,6 +76,7 @@ from maskpose.errors import ConfigError, DataError
 from maskpose.render.camera import intrinsics
 from maskpose.synth.appearance import photo_bank
 from maskpose.synth.renderer import SynthesisRenderer
+from maskpose.synth.scene import pitch_rotation, rotate_root
 
 #: Default frame size ``(W, H)``, frame rate, flicker amplitude and noise std (grey levels).
 DEFAULT_RES = (320, 240)
@@ -77,6 +86,14 @@ DEFAULT_NOISE = 2.0
 #: Depth (metres) of person k (cycled) and the fraction of the frame width crossed.
 DEPTHS = (4.5, 6.5, 5.5, 7.5)
 CROSSING = (0.08, 0.92)
+#: The camera's downward pitch (degrees; 0: level) and how far each person walks in depth over the
+#: sequence (metres; 0: at a fixed depth): the defaults of :func:`render_frames` and the CLI.
+DEFAULT_PITCH_DEG = 0.0
+DEFAULT_DEPTH_WALK = 0.0
+#: The nearest a walking person's path may come to the camera (horizontal metres).
+NEAREST_DEPTH = 1.5
+#: Height of the pelvis above the floor (metres) used to place the crossing in a pitched view.
+PELVIS_HEIGHT = 0.9
 
 
 # --------------------------------------------------------------------------------------------
@@ -156,10 +173,14 @@ def _clip_motion(clip, frames: int, fps: float, start: int) -> tuple[torch.Tenso
 
 
 def _place(pose: torch.Tensor, displacement: torch.Tensor, direction: int, depth: float,
-           x_range: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
+           x_range: tuple[float, float], depth_range: tuple[float, float] | None = None
+           ) -> tuple[torch.Tensor, torch.Tensor]:
     """Turn a motion about the vertical so it travels along ``direction`` (+1 right, -1 left),
     scale its progress to cross ``x_range`` (metres, in order of travel) at ``depth``; returns the
-    pose (heading turned) and the pelvis path ``(T, 3)`` with zero height."""
+    pose (heading turned) and the pelvis path ``(T, 3)`` with zero height (the level frame:
+    x right, z forward, horizontal). With ``depth_range`` ``(z0, z1)`` the path goes from depth
+    ``z0`` to ``z1`` as it crosses (walking towards or away from the camera), and the heading is
+    turned to that diagonal."""
     frames = pose.shape[0]
     net = displacement[-1]
     travel = float(torch.hypot(net[0], net[2]))
@@ -179,8 +200,16 @@ def _place(pose: torch.Tensor, displacement: torch.Tensor, direction: int, depth
     x0, x1 = x_range
     path = torch.zeros(frames, 3)
     path[:, 0] = x0 + (x1 - x0) * progress
-    path[:, 2] = depth + drift
-    return pose, path
+    if depth_range is None:
+        path[:, 2] = depth + drift
+        return pose, path
+    z0, z1 = depth_range
+    path[:, 2] = z0 + (z1 - z0) * progress + drift
+    # the heading follows the diagonal: turn the x-z polar angle by atan2(dz, |dx|) (sign of travel)
+    diagonal = math.atan2(direction * (z1 - z0), direction * (x1 - x0))
+    rot = sixd_to_rotmat(pose)
+    rot[:, 0] = _yaw(-diagonal) @ rot[:, 0]
+    return rotmat_to_sixd(rot), path
 
 
 def _as_clips(clips) -> list:
@@ -203,14 +232,39 @@ def _as_clips(clips) -> list:
 # scene
 
 
+def _floor_rays(rows: np.ndarray, cols: np.ndarray, f: float, cx: float, cy: float, camera_height: float,
+                wall_depth: float, pitch_deg: float):
+    """Per pixel ray of a camera pitched down by ``pitch_deg``: the horizontal distance ``z``
+    ``(h, 1)`` and lateral position ``x`` ``(h, w)`` where it meets the floor, and the rows
+    ``(h, 1)`` that see the floor (nearer than the wall) and the 12 cm skirting board."""
+    if pitch_deg == 0.0:  # level: the closed form (kept exactly, the default's bytes)
+        junction = cy + f * camera_height / wall_depth  # image row where the floor meets the wall
+        below = np.maximum(rows - cy, 1e-3)
+        z = f * camera_height / below
+        xw = (cols - cx) * z / f
+        skirting = (rows >= junction - f * 0.12 / wall_depth) & (rows < junction)
+        return z, xw, rows >= junction, skirting
+    c, s = math.cos(math.radians(pitch_deg)), math.sin(math.radians(pitch_deg))
+    dy, dx = (rows - cy) / f, (cols - cx) / f
+    up, ahead = c * dy + s, c - s * dy  # the level frame's down and forward components of the ray
+    reach = np.where(up > 1e-6, camera_height / np.maximum(up, 1e-6), 0.0)
+    z = np.where(up > 1e-6, reach * ahead, 1e6).astype(np.float32)  # above the horizon: far
+    xw = (reach * dx).astype(np.float32)
+    on_floor = (up > 1e-6) & (z < wall_depth)
+    wall_y = wall_depth * up / np.maximum(ahead, 1e-6)  # height below the camera where the ray meets the wall
+    skirting = ~on_floor & (wall_y >= camera_height - 0.12) & (wall_y < camera_height)
+    return z, xw, on_floor, skirting
+
+
 def scene_background(width: int, height: int, K: np.ndarray, camera_height: float,
-                     rng: np.random.Generator, wall_depth: float = 12.0) -> np.ndarray:
-    """The static scene ``(H, W, 3)`` float32 in [0, 1]: a photo-textured wall over a tiled floor."""
+                     rng: np.random.Generator, wall_depth: float = 12.0,
+                     pitch_deg: float = DEFAULT_PITCH_DEG) -> np.ndarray:
+    """The static scene ``(H, W, 3)`` float32 in [0, 1]: a photo-textured wall over a tiled floor,
+    seen by a camera pitched down by ``pitch_deg``."""
 
     ss = 2  # supersampling
     w2, h2 = width * ss, height * ss
     f, cx, cy = K[0, 0] * ss, (K[0, 2] + 0.5) * ss - 0.5, (K[1, 2] + 0.5) * ss - 0.5
-    junction = cy + f * camera_height / wall_depth  # image row where the floor meets the wall
     rows = np.arange(h2, dtype=np.float32)[:, None]
     cols = np.arange(w2, dtype=np.float32)[None, :]
     # wall
@@ -229,17 +283,14 @@ def scene_background(width: int, height: int, K: np.ndarray, camera_height: floa
         small = rng.random((6, 8, 3), dtype=np.float32)
         wall = 0.3 + 0.4 * cv2.resize(small, (w2, h2), interpolation=cv2.INTER_CUBIC)
     # floor: checker tiles by ray-floor intersection
-    below = np.maximum(rows - cy, 1e-3)
-    z = f * camera_height / below
-    xw = (cols - cx) * z / f
+    z, xw, on_floor, skirting = _floor_rays(rows, cols, f, cx, cy, camera_height, wall_depth, pitch_deg)
     tile = rng.uniform(0.5, 0.8)
     checker = (np.floor(xw / tile) + np.floor(z / tile)) % 2
     tint = rng.uniform(0.93, 1.07, 3)  # neutral tiles with a slight common tint
     light, dark = rng.uniform(0.6, 0.72) * tint, rng.uniform(0.28, 0.4) * tint
     floor = np.where(checker[..., None] > 0, light, dark).astype(np.float32)
     floor = floor * (0.85 + 0.15 * np.clip(6.0 / z, 0, 1))[..., None]  # a little brighter nearby
-    image = np.where((rows >= junction)[..., None], floor, wall)
-    skirting = (rows >= junction - f * 0.12 / wall_depth) & (rows < junction)  # a 12 cm skirting board
+    image = np.where(on_floor[..., None], floor, wall)
     image = np.where(skirting[..., None], np.float32(0.2), image)
     image = cv2.resize(image.astype(np.float32), (width, height), interpolation=cv2.INTER_AREA)
     return np.clip(image, 0.0, 1.0).astype(np.float32)
@@ -270,6 +321,8 @@ def render_frames(
     *,
     focal_ratio: float = 0.9,
     camera_height: float = 1.2,
+    pitch_deg: float = DEFAULT_PITCH_DEG,
+    depth_walk: float = DEFAULT_DEPTH_WALK,
     batch_size: int = 16,
     device: str | torch.device = "cpu",
     body=None,
@@ -290,7 +343,14 @@ def render_frames(
         noise: Gaussian sensor noise std in grey levels (0-255).
         fps: frame rate of the video (and of the motion).
         focal_ratio: focal length in units of the frame width.
-        camera_height: metres above the floor (the camera looks level).
+        camera_height: metres above the floor.
+        pitch_deg: the camera's downward pitch in degrees (0: level, the default; 0 to 80). The
+            camera frame is ``R_x(θ)`` times the level frame (:func:`maskpose.synth.scene.pitch_rotation`,
+            the convention of ``maskpose scene fit``): the floor is ``n · X = camera_height`` with
+            ``n = (0, cos θ, sin θ)``.
+        depth_walk: metres each person walks in depth while crossing (0: fixed depths, the
+            default): person ``k`` goes from ``depth - d/2`` to ``depth + d/2`` (away from the
+            camera) for even ``k``, the other way for odd ``k``, heading along the diagonal.
         batch_size: frames rendered at once.
         device: torch device for Anny and the renderer.
         body: an :class:`~maskpose.body.anny_body.AnnyBody` to reuse (render topology).
@@ -304,10 +364,13 @@ def render_frames(
         people's truth in the camera (= world) frame: ``joints3d`` ``(T, people, 17, 3)`` H36M-17
         metres, ``translation`` ``(T, people, 3)`` (Anny's root, the pelvis), ``pose``
         ``(T, people, 18, 6)`` and ``phenotypes`` ``(people, 6)``, so that
-        ``body(pose, phenotypes).joints + translation == joints3d``.
+        ``body(pose, phenotypes).joints + translation == joints3d``. With a pitch, "camera frame"
+        is the pitched camera's (the truth projects onto the frames through ``K``), and the
+        meta's ``camera`` gains ``pitch_deg`` and the floor's ``ground_normal``.
     """
     width, height = (int(v) for v in res)
     _check_sequence(frames, people, width, height, flicker, noise, fps, focal_ratio, camera_height, batch_size)
+    _check_view(pitch_deg, depth_walk, people)
     clip_list = _as_clips(clips)
 
     root = seed_sequence(seed, 0x5EC0)
@@ -315,13 +378,14 @@ def render_frames(
     device = torch.device(device)
     K = intrinsics(focal_ratio * width, (height, width), batch=1)[0]
     Kn = K.numpy().astype(np.float64)
-    bg = scene_background(width, height, Kn, camera_height, scene_rng)
+    bg = scene_background(width, height, Kn, camera_height, scene_rng, pitch_deg=pitch_deg)
     body = body if body is not None else AnnyBody(device=device)
-    cast = _cast_people(people, clip_list, frames, fps, seed, width, Kn, motion_rng)
+    cast = _cast_people(people, clip_list, frames, fps, seed, width, Kn, motion_rng,
+                        view=_View(camera_height, pitch_deg, depth_walk))
     appearance_seeds = [int(s) for s in light_rng.integers(0, 2**62, size=people)]
     gains = _gains(frames, flicker, light_rng)
 
-    stage = _SquareStage(body, K, bg, device)
+    stage = _SquareStage(body, K, bg, device, pitch_deg)
     video = np.empty((frames, height, width, 3), np.uint8)
     masks = np.zeros((frames, height, width), np.uint8)
     boxes = np.full((frames, people, 4), -1, np.int32)
@@ -349,6 +413,7 @@ def render_frames(
         "noise": float(noise),
         "camera": {"K": Kn.tolist(), "height_m": float(camera_height), "focal_ratio": float(focal_ratio),
                    "note": "level camera at the world origin, OpenCV axes; floor y = height_m"},
+        **({"depth_walk_m": float(depth_walk)} if depth_walk else {}),
         "people": cast.meta,
         "anny_topology": body.topology,
     }
@@ -356,6 +421,11 @@ def render_frames(
               "joints3d": joints3d, "translation": translation,
               "pose": torch.stack(cast.poses, 1).numpy().astype(np.float32),
               "phenotypes": torch.stack(cast.phenotypes).numpy().astype(np.float32)}
+    if pitch_deg:
+        normal = pitch_rotation(pitch_deg)[:, 1]
+        meta["camera"].update(pitch_deg=float(pitch_deg), ground_normal=[float(v) for v in normal],
+                              note="camera pitched down by pitch_deg at the origin, OpenCV axes; floor "
+                                   "ground_normal . X = height_m (camera frame = R_x(pitch) level frame)")
     return video, masks, {**meta, **arrays}
 
 
@@ -376,6 +446,33 @@ def _check_sequence(frames: int, people: int, width: int, height: int, flicker: 
         raise ConfigError("fps, focal_ratio, camera_height and batch_size must be positive")
 
 
+def _check_view(pitch_deg: float, depth_walk: float, people: int) -> None:
+    """Refuse a pitch or a walk in depth :func:`render_frames` cannot render."""
+    if not (math.isfinite(pitch_deg) and 0.0 <= pitch_deg <= 80.0):
+        raise ConfigError(f"pitch must be 0 to 80 degrees down, got {pitch_deg}")
+    nearest = min(DEPTHS[:people]) - 0.25 - depth_walk / 2
+    if not math.isfinite(depth_walk) or depth_walk < 0 or nearest < NEAREST_DEPTH:
+        raise ConfigError(f"depth walk must be 0 to {2 * (min(DEPTHS) - 0.25 - NEAREST_DEPTH):g} m (a path may "
+                          f"not come nearer than {NEAREST_DEPTH:g} m), got {depth_walk}")
+
+
+@dataclass(frozen=True)
+class _View:
+    """The camera's pitch and height and the people's walk in depth (see :func:`render_frames`)."""
+
+    camera_height: float
+    pitch_deg: float = DEFAULT_PITCH_DEG
+    depth_walk: float = DEFAULT_DEPTH_WALK
+
+    def camera_depth(self, depth: float) -> float:
+        """The camera-frame z of a pelvis at horizontal distance ``depth`` (the level frame's
+        ``depth`` itself when level)."""
+        if not self.pitch_deg:
+            return depth
+        a = math.radians(self.pitch_deg)
+        return depth * math.cos(a) + (self.camera_height - PELVIS_HEIGHT) * math.sin(a)
+
+
 @dataclass
 class _Cast:
     """The people of a sequence: per person the pose ``(T, 18, 6)``, the pelvis path ``(T, 3)``,
@@ -388,8 +485,10 @@ class _Cast:
 
 
 def _cast_people(people: int, clip_list: list[Clip], frames: int, fps: float, seed: int, width: int,
-                 Kn: np.ndarray, rng: np.random.Generator) -> _Cast:
-    """Motions, walking paths and phenotypes of the people, placed in the scene (draws from ``rng``)."""
+                 Kn: np.ndarray, rng: np.random.Generator, view: _View) -> _Cast:
+    """Motions, walking paths and phenotypes of the people, placed in the scene (draws from ``rng``;
+    a pitch or a walk in depth draws nothing more). Poses are in the camera frame, paths in the
+    level frame."""
     bounds = np.array([ADULT_PHENOTYPE_RANGE.get(k, (0.5, 0.5)) for k in PHENOTYPE_LABELS])
     flip = 1 if rng.random() < 0.5 else -1
     cast = _Cast()
@@ -399,7 +498,13 @@ def _cast_people(people: int, clip_list: list[Clip], frames: int, fps: float, se
         u0, u1 = (np.array(CROSSING) + rng.uniform(-0.03, 0.03)) * (width - 1)
         if direction < 0:
             u0, u1 = u1, u0
-        x_range = tuple(float((u - Kn[0, 2]) * depth / Kn[0, 0]) for u in (u0, u1))
+        if view.depth_walk:
+            away = 1.0 if k % 2 == 0 else -1.0
+            depth_range = (depth - away * view.depth_walk / 2, depth + away * view.depth_walk / 2)
+            x_range = tuple(float((u - Kn[0, 2]) * view.camera_depth(z) / Kn[0, 0]) for u, z in zip((u0, u1), depth_range))
+        else:
+            depth_range = None
+            x_range = tuple(float((u - Kn[0, 2]) * view.camera_depth(depth) / Kn[0, 0]) for u in (u0, u1))
         if clip_list:
             clip = clip_list[(int(seed) + k) % len(clip_list)]
             start = int(rng.integers(len(clip)))
@@ -407,17 +512,22 @@ def _cast_people(people: int, clip_list: list[Clip], frames: int, fps: float, se
             motion = {"clip": clip.name, "path": str(clip.path), "start_frame": start}
         else:
             # the speed that crosses the frame in the sequence, so the feet keep pace with the floor
-            speed = abs(x_range[1] - x_range[0]) * fps / (frames - 1)
+            travel = abs(x_range[1] - x_range[0]) if depth_range is None else \
+                math.hypot(x_range[1] - x_range[0], depth_range[1] - depth_range[0])
+            speed = travel * fps / (frames - 1)
             pose, disp = procedural_walk(frames, fps, speed=speed, stride=float(rng.uniform(1.2, 1.5)),
                                          phase=float(rng.uniform(0, 2 * math.pi)))
             motion = {"clip": "procedural-walk", "speed_m_s": speed}
-        pose, path = _place(pose, disp, direction, depth, x_range)
+        pose, path = _place(pose, disp, direction, depth, x_range, depth_range)
+        if view.pitch_deg:
+            pose = rotate_root(pose, pitch_rotation(view.pitch_deg))  # upright in the world, seen pitched
         pheno = bounds[:, 0] + (bounds[:, 1] - bounds[:, 0]) * rng.random(len(PHENOTYPE_LABELS))
         cast.poses.append(pose)
         cast.paths.append(path)
         cast.phenotypes.append(torch.tensor(pheno, dtype=torch.float32))
+        walk = {} if depth_range is None else {"depth_path_m": [float(z) for z in depth_range]}
         cast.meta.append({"id": k, "depth_m": depth, "direction": "right" if direction > 0 else "left",
-                          "phenotypes": [float(p) for p in pheno], **motion})
+                          "phenotypes": [float(p) for p in pheno], **walk, **motion})
     return cast
 
 
@@ -425,8 +535,11 @@ class _SquareStage:
     """Renders people over the clean background on a square canvas (the synthesis renderer's
     shape) centred on the frame, and composites them by depth."""
 
-    def __init__(self, body, K: torch.Tensor, background: np.ndarray, device: torch.device):
+    def __init__(self, body, K: torch.Tensor, background: np.ndarray, device: torch.device,
+                 pitch_deg: float = DEFAULT_PITCH_DEG):
         self.body, self.background, self.device = body, background, device
+        # level frame -> camera frame; its middle column is the floor's downward normal
+        self.pitch = torch.tensor(pitch_rotation(pitch_deg), dtype=torch.float32) if pitch_deg else None
         self.height, self.width = background.shape[:2]
         self.side = max(self.width, self.height)
         self.ox, self.oy = (self.side - self.width) // 2, (self.side - self.height) // 2
@@ -455,7 +568,13 @@ class _SquareStage:
                                 cast.phenotypes[k].expand(n, -1).to(self.device))
                 vertices = out.vertices
                 trans = cast.paths[k][start:stop].to(self.device).clone()
-                trans[:, 1] = camera_height - vertices[..., 1].amax(1)  # lowest vertex on the floor
+                if self.pitch is None:
+                    trans[:, 1] = camera_height - vertices[..., 1].amax(1)  # lowest vertex on the floor
+                else:  # the path in the camera frame, moved along the floor normal to touch the floor
+                    R = self.pitch.to(self.device)
+                    down = R[:, 1]
+                    trans = trans @ R.T
+                    trans = trans + (camera_height - (vertices @ down).amax(1))[:, None] * down
                 vertices = vertices + trans[:, None]
                 joints[:, k] = (out.joints + trans[:, None]).cpu().numpy()
                 translations[:, k] = trans.cpu().numpy()
