@@ -58,7 +58,10 @@ shrink a height residual, never a row residual. The search: ``θ`` on a 1° grid
 ``(-min a(b), 85°)`` (every foot below the horizon), the best ``h`` for each (every ``H_k = H̄``),
 then joint least squares over every parameter; points with a residual above
 ``max(3 × 1.4826 MAD, 0.05)`` after the first pass are dropped and the fit repeated (boxes cut by
-an obstacle, a shadow, a child). Uncertainties: Gauss-Newton ``(JᵀJ)⁻¹`` of the scaled residuals,
+an obstacle, a shadow, a child). Then whole tracks: a track whose presence raises the other tracks'
+rms row residual :data:`TRACK_OUTLIER` times or more is dropped and the fit repeated (a fragment of a
+person or a ghost that lives a few frames can pull the pitch tens of degrees while its own fitted
+height stays plausible, since a free per-track height absorbs it). Uncertainties: Gauss-Newton ``(JᵀJ)⁻¹`` of the scaled residuals,
 the priors' rows included, so a pitch the data leave open shows a large standard error.
 
 The camera height scales with ``H̄`` (people 10 % taller than assumed give a camera 10 % higher);
@@ -107,6 +110,9 @@ SCHEMA_VERSION = 1
 PERSON_HEIGHT = 1.7
 #: Relative spread of adult heights (the residual scale of the prior) and the prior's pitch scale.
 HEIGHT_SPREAD, PITCH_PRIOR_DEG = 0.06, 30.0
+#: A track is dropped (and the fit repeated) when its presence raises the rms row residual of the other
+#: tracks' points this many times or more: a fragment of a person, a ghost of the background model, a child.
+TRACK_OUTLIER = 3.0
 #: Highest pitch searched (degrees).
 MAX_PITCH_DEG = 85.0
 #: Residual scale (relative to the box height) assumed for a per-track fit too small to measure its own.
@@ -286,6 +292,31 @@ def aggregate_boxes(top, bottom, tracks, bin_px: float) -> tuple[np.ndarray, np.
     return out_top, out_bottom, groups[:, 0]
 
 
+def _fit_points(top, bottom, tracks, keep, focal: float, cy: float, height: float):
+    """The fit of :func:`fit_ground` on the points ``keep``: a pooled grid start, joint least
+    squares, the points with a residual above ``max(3 x 1.4826 MAD, 0.05)`` dropped and the fit
+    repeated, then a refit with the residual scale found. Returns ``(model, x, keep)``."""
+    keep = keep.copy()
+    pooled = _Ground(top[keep], bottom[keep], focal, cy, height)
+    start = pooled.start()
+    sigma = max(float(np.sqrt(np.mean(pooled.rows(start) ** 2))), 0.003)
+    for first in (True, False):  # fit, drop the outliers, fit again with the points' own residual scale
+        model = _Ground(top[keep], bottom[keep], focal, cy, height, None if tracks is None else tracks[keep], sigma)
+        x = model.refine(np.concatenate([start[:2], np.full(model.tracks, math.log(height))]))
+        r = model.rows(x)
+        sigma = _residual_scale(r, model.tracks)
+        inliers = np.abs(r) <= max(3.0 * 1.4826 * float(np.median(np.abs(r - np.median(r)))), 0.05)
+        if not first or inliers.all() or inliers.sum() < 3:
+            break
+        keep[np.flatnonzero(keep)[~inliers]] = False
+        start = x[:2]
+    if abs(model.sigma - sigma) > 0.2 * sigma:  # refit with the residual scale the fit found
+        model.sigma = sigma
+        x = model.refine(x)
+        model.sigma = _residual_scale(model.rows(x), model.tracks)
+    return model, x, keep
+
+
 def fit_ground(top, bottom, focal: float, cy: float, height: float = PERSON_HEIGHT, tracks=None,
                bin_px: float | None = None) -> GroundFit:
     """Fit the camera pitch and height to person boxes (module docstring, "Fit").
@@ -315,24 +346,29 @@ def fit_ground(top, bottom, focal: float, cy: float, height: float = PERSON_HEIG
     if tracks is not None:
         top, bottom, tracks = aggregate_boxes(top, bottom, tracks, bin_px or 0.05 * (2 * cy + 1))
     keep = np.ones(len(top), bool)
-    pooled = _Ground(top, bottom, focal, cy, height)
-    start = pooled.start()
-    sigma = max(float(np.sqrt(np.mean(pooled.rows(start) ** 2))), 0.003)
-    for first in (True, False):  # fit, drop the outliers, fit again with the points' own residual scale
-        model = _Ground(top[keep], bottom[keep], focal, cy, height, None if tracks is None else tracks[keep], sigma)
-        x = model.refine(np.concatenate([start[:2], np.full(model.tracks, math.log(height))]))
-        r = model.rows(x)
-        sigma = _residual_scale(r, model.tracks)
-        inliers = np.abs(r) <= max(3.0 * 1.4826 * float(np.median(np.abs(r - np.median(r)))), 0.05)
-        if not first or inliers.all() or inliers.sum() < 3:
+    model, x, keep = _fit_points(top, bottom, tracks, keep, focal, cy, height)
+    # A track that does not fit the others (a fragment of a person, a ghost of the background model, a
+    # child) can pull the pitch far off while its own height stays plausible: drop the track whose
+    # presence raises the other points' rms row residual most, while it raises it TRACK_OUTLIER-fold.
+    while tracks is not None and len(np.unique(tracks[keep])) > 2:
+        residual = np.full(len(top), np.nan)
+        residual[keep] = model.rows(x)
+        trials = []
+        for k in np.unique(tracks[keep]):
+            rest = keep & (tracks != k)
+            if rest.sum() < 3:
+                continue
+            fitted = _fit_points(top, bottom, tracks, rest, focal, cy, height)
+            others = fitted[2]  # the points the fit without k keeps
+            without = float(np.sqrt(np.mean(fitted[0].rows(fitted[1]) ** 2)))
+            with_k = float(np.sqrt(np.nanmean(residual[others] ** 2)))
+            trials.append((with_k / max(without, BOX_NOISE / 4), fitted))
+        if not trials:
             break
-        keep[np.flatnonzero(keep)[~inliers]] = False
-        start = x[:2]
-    if abs(model.sigma - sigma) > 0.2 * sigma:  # refit with the residual scale the fit found
-        model.sigma = sigma
-        x = model.refine(x)
-        r = model.rows(x)
-        model.sigma = _residual_scale(r, model.tracks)
+        ratio, fitted = max(trials, key=lambda t: t[0])
+        if ratio < TRACK_OUTLIER:
+            break
+        model, x, keep = fitted
     r = model.rows(x)
     try:
         cov = model.covariance(x)
