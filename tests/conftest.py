@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from maskpose.body.anny_body import AnnyBody
 from maskpose.device import torch_threads
 
 # Test helpers (tests/shapes.py) are importable as plain modules.
@@ -16,3 +17,9 @@ def one_thread():
     ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
     with torch_threads(1):
         yield
+
+
+@pytest.fixture(scope="module")
+def body():
+    """The Anny body model (default topology), one per test module."""
+    return AnnyBody()

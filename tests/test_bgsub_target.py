@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from maskpose.bench.adapt import BenchConfig, _Log, target_splits
-from maskpose.body.anny_body import AnnyBody
 from maskpose.data.dataset import read_meta
 from maskpose.errors import ConfigError
 from maskpose.synth.bgsub import BgsubConfig, _video_seed, video_samples
@@ -22,10 +21,6 @@ from maskpose.synth.generator import SynthesisConfig, generate
 RES = 48
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
-
-@pytest.fixture(scope="module")
-def body():
-    return AnnyBody()
 
 
 @pytest.fixture(scope="module")

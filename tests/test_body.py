@@ -33,11 +33,6 @@ from maskpose.errors import MaskposeError
 
 
 @pytest.fixture(scope="module")
-def body():
-    return AnnyBody()
-
-
-@pytest.fixture(scope="module")
 def full_body():
     return AnnyBody("anny")
 

@@ -35,12 +35,6 @@ K = {name: i for i, name in enumerate(MOCAP_KEYPOINTS)}
 BONE_JOINTS = [i for i in range(17) if i != 10]
 
 
-@pytest.fixture(scope="module")
-def body():
-    from maskpose.body.anny_body import AnnyBody
-
-    return AnnyBody()
-
 
 @pytest.fixture(scope="module")
 def clips():

@@ -11,7 +11,6 @@ import pytest
 import torch
 from PIL import Image
 
-from maskpose.body.anny_body import AnnyBody
 from maskpose.body.rotations import sixd_to_rotmat
 from maskpose.body.sampler import PoseSampler
 from maskpose.conventions import seed_sequence
@@ -70,10 +69,6 @@ MAGENTA = (255, 0, 255)
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
-
-@pytest.fixture(scope="module")
-def body():
-    return AnnyBody()
 
 
 @pytest.fixture(scope="module")

@@ -132,12 +132,6 @@ def test_bad_input_raises_maskpose_error():
 
 
 # ------------------------------------------------------------------------------- body fixtures
-@pytest.fixture(scope="module")
-def body():
-    from maskpose.body.anny_body import AnnyBody
-
-    return AnnyBody()
-
 
 def _random_bodies(body, n: int, res: int, seed: int = 0):
     """Posed bodies placed as a detector crop would: ``(vertices (n, V, 3), K (n, 3, 3))``."""

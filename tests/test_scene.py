@@ -19,7 +19,6 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from maskpose.body.anny_body import AnnyBody
 from maskpose.body.rotations import sixd_to_rotmat
 from maskpose.body.sampler import PoseSampler
 from maskpose.cli import app
@@ -50,10 +49,6 @@ CONFIG = SynthesisConfig(batch_size=8, geodesic=False)
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
-
-@pytest.fixture(scope="module")
-def body():
-    return AnnyBody()
 
 
 @pytest.fixture(scope="module")

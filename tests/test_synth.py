@@ -42,12 +42,6 @@ def _two_threads():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="module")
-def body():
-    from maskpose.body.anny_body import AnnyBody
-
-    return AnnyBody()
-
 
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory, body):

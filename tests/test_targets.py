@@ -12,7 +12,6 @@ from scipy import ndimage
 from skimage.morphology import disk
 from typer.testing import CliRunner
 
-from maskpose.body.anny_body import AnnyBody
 from maskpose.body.motion import MotionLibrary
 from maskpose.body.rotations import sixd_to_rotmat
 from maskpose.body.sampler import PoseSampler
@@ -49,10 +48,6 @@ PELVIS, THORAX = 0, 8
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
-
-@pytest.fixture(scope="module")
-def body():
-    return AnnyBody()
 
 
 def _load(path, *names):

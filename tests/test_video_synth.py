@@ -39,12 +39,6 @@ def decode(path):
     return np.stack(frames)
 
 
-@pytest.fixture(scope="module")
-def body():
-    from maskpose.body.anny_body import AnnyBody
-
-    return AnnyBody()
-
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
