@@ -11,6 +11,7 @@ import torch
 
 from maskpose.bench import adapt as bench
 from maskpose.bench.adapt import BenchConfig, run_adapt_benchmark
+from maskpose.conventions import seed_key
 from maskpose.errors import ConfigError
 
 MICRO = BenchConfig().updated(dict(
@@ -277,7 +278,7 @@ def test_degraded_target_adapts_on_degraded_masks_and_tests_on_clean_labels(tmp_
     train, test = (tmp_path / "run" / "data" / "occluded+erode2" / split for split in ("train", "test"))
     assert read_meta(train)["attrs"]["mask_degradation"]["name"] == "erode2"
     clean = generate(tmp_path / "clean", "occluded", cfg.target_train, cfg.resolution, 0, "train", True,
-                     pose_source=cfg.poses.sampler(bench.seed_key("0/occluded/train")))
+                     pose_source=cfg.poses.sampler(seed_key("0/occluded/train")))
     expected = degrade_masks(np.load(clean / "mask.npy"), "erode2", np.random.default_rng(0))
     np.testing.assert_array_equal(np.load(train / "mask.npy"), expected)
     assert np.load(test / "mask.npy").sum() > 0 and "mask_degradation" not in read_meta(test).get("attrs", {})

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from maskpose.bench.adapt import BenchConfig, _Log, target_splits
+from maskpose.bench.adapt import BenchConfig, target_splits
+from maskpose.bench.common import _Log
 from maskpose.data.dataset import read_meta
 from maskpose.errors import ConfigError
 from maskpose.synth.bgsub import BgsubConfig, _video_seed, video_samples

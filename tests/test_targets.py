@@ -481,7 +481,8 @@ np.savez(out, detected=detected, landmarks2d=lm, visibility=np.full((n, 33), 0.9
 def test_mediapipe_row_with_a_fake_peer(tmp_path, body):
     import sys
 
-    from maskpose.bench.adapt import BenchConfig, _Log, mediapipe_markdown, mediapipe_rows, with_shift
+    from maskpose.bench.adapt import BenchConfig, mediapipe_markdown, mediapipe_rows, with_shift
+    from maskpose.bench.common import _Log
 
     worker = tmp_path / "fake_peer.py"
     worker.write_text(FAKE_PEER)

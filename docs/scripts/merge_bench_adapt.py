@@ -27,7 +27,6 @@ from maskpose.bench.adapt import (
     MOVED_KEYS,
     VARIANT_ORDER,
     BenchConfig,
-    _Log,
     ablation_order_check,
     adapt_markdown,
     aggregate,
@@ -35,6 +34,7 @@ from maskpose.bench.adapt import (
     plot_bars,
     with_shift,
 )
+from maskpose.bench.common import _Log
 from maskpose.body.anny_body import AnnyBody
 
 #: The settings that make two runs' cells comparable (dotted for the run templates): they must match.

@@ -48,11 +48,10 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from maskpose.bench.common import _dataset_ready, _generate, _Log  # noqa: F401 (re-exported)
+from maskpose.bench.common import _generate, _Log
 from maskpose.bench.peers import WORKER, PeersConfig, resolve_peer_python, run_peer, score_peer
 from maskpose.body.anny_body import AnnyBody
 from maskpose.body.sampler import PoseDistribution
-from maskpose.conventions import seed_key  # noqa: F401 (re-exported: the seeds of the splits)
 from maskpose.data.dataset import MaskposeDataset, read_meta
 from maskpose.errors import ConfigError
 from maskpose.io import atomic_write_json

@@ -35,13 +35,13 @@ from pathlib import Path
 from maskpose.bench.adapt import (
     UNSUP_VARIANTS,
     BenchConfig,
-    _generate,
     _metrics,
     _start,
     _write_json,
     aggregate,
     target_splits,
 )
+from maskpose.bench.common import _generate
 from maskpose.models.regressor import ModelConfig
 from maskpose.train.evaluate import evaluate_checkpoint, spp_metrics
 from maskpose.train.loop import supervised_losses, train
