@@ -14,7 +14,7 @@ from scipy.spatial import cKDTree
 from skimage.morphology import medial_axis, thin
 
 from maskpose.conventions import H36M_BONES
-from maskpose.errors import ConfigError, MaskposeError
+from maskpose.errors import ConfigError, MaskposeError, all_finite
 from maskpose.render.stick import capsule_silhouette
 from maskpose.topology import (
     ChamferMapLoss,
@@ -175,6 +175,19 @@ def test_s2d_backward_lands_on_the_nearest_off_pixel():
     inward_distance_map(soft, kernel="chessboard", binarization="straight_through").sum().backward()
     expected = torch.ones(masks.numel()).index_add_(0, end, torch.ones(len(end)))
     assert torch.equal(soft.grad.flatten(), expected)
+
+
+def test_s2d_descent_on_a_map_too_deep_for_int16_keys():
+    # A 1 x 2100 strip whose only off pixel is its left end: levels reach 2099, beyond what the
+    # walk's int16 keys (level * 16 + code) hold, so the walk runs on int32 keys; it must still go
+    # from every pixel straight to that one off pixel.
+    on = torch.ones(1, 1, 1, 2100, dtype=torch.bool)
+    on[..., 0] = False
+    levels = erosion_levels(on, "chessboard")
+    assert torch.equal(levels.flatten().long(), torch.arange(2100))
+    start = torch.tensor([1, 700, 2099])
+    end, reached = nearest_off_pixel(levels, start)
+    assert reached.all() and (end == 0).all()
 
 
 def test_loss_reads_only_what_it_needs_but_matches_full_maps():
@@ -506,3 +519,19 @@ def test_benchmark_reports_the_ratio(tmp_path):
 
     bad = CliRunner().invoke(app, ["bench", "topology", "--kernel", "euclidean", "--batch", "1", "--size", "16"])
     assert bad.exit_code == 2 and "kernel must be one of" in bad.output
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.int64])
+def test_all_finite_agrees_with_isfinite(dtype):
+    # all_finite (min and max) is the checks' fast form of isfinite(...).all(): same answer on
+    # every placement of NaN and +-inf, alone or together, and on empty tensors.
+    gen = torch.Generator().manual_seed(0)
+    for trial in range(60):
+        values = torch.randn(3, 1, 7, 5, generator=gen) * 1e4
+        if dtype.is_floating_point:
+            for bad in (float("nan"), float("inf"), -float("inf")):
+                if torch.rand((), generator=gen) < 0.3:
+                    values.view(-1)[int(torch.randint(values.numel(), (), generator=gen))] = bad
+        values = values.to(dtype)
+        assert all_finite(values) == bool(torch.isfinite(values).all()), trial
+    assert all_finite(torch.zeros(0, 1, 4, 4))

@@ -38,7 +38,7 @@ from maskpose.body.limits import (
     NUM_POSE_ROTATIONS,
 )
 from maskpose.body.rotations import sixd_to_rotmat
-from maskpose.errors import MaskposeError, check_shape
+from maskpose.errors import MaskposeError, all_finite, check_shape
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +220,7 @@ class AnnyBody(nn.Module):
         check_shape("phenotypes", phenotypes, (pose.shape[0], 6))
         if translation is not None:
             check_shape("translation", translation, (pose.shape[0], 3))
-        if not torch.isfinite(pose).all() or not torch.isfinite(phenotypes).all():
+        if not all_finite(pose) or not all_finite(phenotypes):
             raise MaskposeError("pose and phenotypes must be finite (found NaN or Inf)")
         if phenotypes.min() < 0.0 or phenotypes.max() > 1.0:
             raise MaskposeError(

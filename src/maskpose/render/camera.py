@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import torch
 
-from maskpose.errors import MaskposeError, check_shape
+from maskpose.errors import MaskposeError, all_finite, check_shape
 
 
 def intrinsics(
@@ -80,7 +80,7 @@ def intrinsics(
 def check_intrinsics(K: torch.Tensor, batch: int | None = None) -> None:
     """Raise :class:`MaskposeError` unless ``K`` is ``(B, 3, 3)`` with a finite, positive focal."""
     check_shape("K", K, (batch, 3, 3))
-    if not bool(torch.isfinite(K).all()):
+    if not all_finite(K):
         raise MaskposeError("K must be finite (found NaN or Inf)")
     if bool((K[:, 0, 0] <= 0).any()) or bool((K[:, 1, 1] <= 0).any()):
         raise MaskposeError("K must have positive focal lengths K[:, 0, 0] and K[:, 1, 1]")
@@ -89,7 +89,7 @@ def check_intrinsics(K: torch.Tensor, batch: int | None = None) -> None:
 def check_in_front(points: torch.Tensor, name: str = "vertices", near: float = 0.0) -> None:
     """Raise :class:`MaskposeError` if any point has depth ``z <= near`` (behind the camera)."""
     z = points[..., 2]
-    if not bool(torch.isfinite(points).all()):
+    if not all_finite(points):
         raise MaskposeError(f"{name} must be finite (found NaN or Inf)")
     if z.numel() and bool((z <= near).any()):
         bad = int((z <= near).sum())

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import torch
 
-from maskpose.errors import MaskposeError, check_shape
+from maskpose.errors import MaskposeError, all_finite, check_shape
 from maskpose.render import _raster, _warp_kernels
 from maskpose.render.camera import check_in_front, check_intrinsics, project
 
@@ -121,7 +121,7 @@ def _face_valid(vertices: torch.Tensor, faces: torch.Tensor, behind: str, near: 
         return None
     if behind != "cull":
         raise MaskposeError(f"behind must be 'error' or 'cull', got {behind!r}")
-    if not bool(torch.isfinite(vertices).all()):
+    if not all_finite(vertices):
         raise MaskposeError("vertices must be finite (found NaN or Inf)")
     return (vertices[..., 2][:, faces] > near).all(-1)
 

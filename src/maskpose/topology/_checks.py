@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from maskpose.errors import ConfigError, MaskposeError, check_shape
+from maskpose.errors import ConfigError, MaskposeError, all_finite, check_shape
 from maskpose.typing import BINARIZATIONS, KERNELS, Binarization, Kernel
 
 #: Default gradient through the 0.5 threshold: the one training uses (``TrainConfig``, docs/design.md §9).
@@ -25,7 +25,7 @@ def check_mask(name: str, mask) -> None:
         raise MaskposeError(f"{name} must be a floating-point tensor (values in [0, 1]), got {mask.dtype}")
     if mask.shape[0] == 0 or mask.shape[2] == 0 or mask.shape[3] == 0:
         raise MaskposeError(f"{name} must not be empty, got shape {tuple(mask.shape)}")
-    if not bool(torch.isfinite(mask).all()):
+    if not all_finite(mask):
         bad = int((~torch.isfinite(mask)).sum())
         raise MaskposeError(f"{name} contains {bad} NaN or infinite value(s); masks must be finite, in [0, 1]")
 
