@@ -535,3 +535,19 @@ def test_all_finite_agrees_with_isfinite(dtype):
         values = values.to(dtype)
         assert all_finite(values) == bool(torch.isfinite(values).all()), trial
     assert all_finite(torch.zeros(0, 1, 4, 4))
+
+
+def test_topology_loss_with_a_precomputed_target_skeleton_is_the_same():
+    # Fitting in the loop passes the masks' skeleton, computed once, to its 8 iterations: the loss
+    # and its gradient must be exactly those computed from the mask itself; a wrong shape is refused.
+    target = human_masks(3, 48, seed=11)
+    pred = F.avg_pool2d(human_masks(3, 48, seed=12), 3, 1, 1)
+    results = []
+    for skeleton in (None, topological_skeleton(target)):
+        soft = pred.clone().requires_grad_(True)
+        loss = topology_alignment_loss(soft, target, reduction="none", target_skeleton=skeleton)
+        loss.sum().backward()
+        results.append((loss.detach(), soft.grad))
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+    with pytest.raises(MaskposeError, match="target_skeleton must have the target's shape"):
+        topology_alignment_loss(pred, target, target_skeleton=target[:2])

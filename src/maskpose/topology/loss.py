@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from maskpose.errors import check_reduction, reduce
+from maskpose.errors import MaskposeError, check_reduction, reduce
 from maskpose.typing import Binarization, Kernel, Reduction
 
 from ._checks import DEFAULT_BINARIZATION, DEFAULT_TEMPERATURE, check_options, check_pair
@@ -148,7 +148,8 @@ def silhouette_alignment_loss(pred: torch.Tensor, target: torch.Tensor, kernel: 
 def topology_alignment_loss(pred: torch.Tensor, target: torch.Tensor, kernel: Kernel = "octagonal",
                             iterations: int | None = None, binarization: Binarization = DEFAULT_BINARIZATION,
                             temperature: float = DEFAULT_TEMPERATURE, reduction: Reduction = "mean",
-                            false_positive_weight: float = 1.0) -> torch.Tensor:
+                            false_positive_weight: float = 1.0,
+                            target_skeleton: torch.Tensor | None = None) -> torch.Tensor:
     r"""``L_T``: the Chamfer map loss between the D2T skeletons of two silhouettes.
 
     .. math::
@@ -162,9 +163,13 @@ def topology_alignment_loss(pred: torch.Tensor, target: torch.Tensor, kernel: Ke
             (``kernel`` and ``iterations`` apply to the inward maps of D2T and to the Chamfer maps).
         false_positive_weight: weight of the predicted-to-target skeleton term, as in
             :func:`chamfer_of_binary`; 1 (default) is the plain loss.
+        target_skeleton: optional ``topological_skeleton(target, kernel, iterations)`` computed
+            beforehand, for a target without gradient that several calls share (the 8 iterations
+            of fitting in the loop score the same masks); the same values as computing it here.
 
     Shape:
         - pred, target: :math:`(B, 1, H, W)`.
+        - target_skeleton: :math:`(B, 1, H, W)`, like ``target``.
         - output: scalar, or :math:`(B,)` with ``reduction="none"``; pixels between the skeletons.
 
     Example:
@@ -177,7 +182,11 @@ def topology_alignment_loss(pred: torch.Tensor, target: torch.Tensor, kernel: Ke
     check_options(kernel, iterations, binarization, temperature)
     check_reduction(reduction)
     pred_skeleton = _skeleton_of_binary(_binarize(pred, binarization, temperature), kernel, iterations)
-    target_skeleton = _skeleton_of_binary(_binarize(target, binarization, temperature), kernel, iterations)
+    if target_skeleton is None:
+        target_skeleton = _skeleton_of_binary(_binarize(target, binarization, temperature), kernel, iterations)
+    elif target_skeleton.shape != target.shape:
+        raise MaskposeError(f"target_skeleton must have the target's shape {tuple(target.shape)}, "
+                            f"got {tuple(target_skeleton.shape)}")
     return reduce(chamfer_of_binary(pred_skeleton, target_skeleton, kernel, iterations, false_positive_weight),
                   reduction)
 

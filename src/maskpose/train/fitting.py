@@ -54,6 +54,7 @@ def fit_to_masks(mesh_out: MeshHeadOutput, batch: dict, body: BodyModel, rendere
         params = {k: v.detach().clone().requires_grad_(True) for k, v in mesh_out.tensors().items()}
         optimizer = torch.optim.Adam(params.values(), lr=lr)
         K = batch_intrinsics(batch, res, focal_px, device)
+        batch = objective.with_mask_targets(batch)  # every iteration scores the same masks
         for _ in range(iterations):
             current = MeshHeadOutput(**dict(params, **_bounded(params, clamp_phenotypes)))
             loss, _ = objective(mesh_prediction(current, body, K, res, renderer), batch)

@@ -47,7 +47,7 @@ from maskpose.masks.physique import PhysiqueNet
 from maskpose.masks.symmetry import bone_symmetry_loss, centre_symmetry_loss
 from maskpose.models.integral import hypothesis_cross_entropy, winner_takes_all_l1
 from maskpose.models.regressor import JointHeadOutput, MeshHeadOutput
-from maskpose.topology import silhouette_alignment_loss, topology_alignment_loss
+from maskpose.topology import silhouette_alignment_loss, topological_skeleton, topology_alignment_loss
 from maskpose.topology.baselines import (
     bce_loss,
     pixel_l1_loss,
@@ -64,6 +64,9 @@ ANCHOR_KEYS = ("anchor_phenotypes", "anchor_scale")
 #: Weight of the hypothesis choice (cross-entropy toward the winner) within the joints3d loss of a
 #: head with depth hypotheses: small beside the metric L1, so choosing never outweighs fitting.
 HYPOTHESIS_CHOICE_WEIGHT = 0.01
+#: Batch key of the masks' D2T skeleton, when a caller computed it once for many calls
+#: (:meth:`Objective.with_mask_targets`); the ``lt`` term computes it itself otherwise.
+MASK_SKELETON_KEY = "mask_skeleton"
 
 def param_fields(body: str) -> tuple[str, ...]:
     """The dataset fields that hold a body model's parameters (what the ``params`` loss compares
@@ -155,6 +158,15 @@ class Objective(nn.Module):
     def needs_labels(self) -> bool:
         return any(name in SUPERVISED_LOSSES for name in self.weights)
 
+    def with_mask_targets(self, batch: dict) -> dict:
+        """``batch`` plus what the mask terms compute from the masks alone, for a caller that scores
+        the same batch many times (fitting in the loop, per-image refinement): the masks' D2T
+        skeleton under :data:`MASK_SKELETON_KEY` when ``lt`` is on. The values of every term are
+        unchanged; only the repeated work is saved."""
+        if not self.weights.get("lt"):
+            return batch
+        return dict(batch, **{MASK_SKELETON_KEY: topological_skeleton(batch["mask"], **self.topology_options)})
+
     def forward(self, pred: Prediction, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         total = torch.zeros((), device=pred.joints3d.device)
         parts = {}
@@ -207,7 +219,8 @@ class Objective(nn.Module):
 
     def _lt(self, pred: Prediction, batch: dict) -> torch.Tensor:
         return topology_alignment_loss(self.seen_silhouette(pred, batch), batch["mask"], **self.topology_options,
-                                       false_positive_weight=self.false_positive_weight)
+                                       false_positive_weight=self.false_positive_weight,
+                                       target_skeleton=batch.get(MASK_SKELETON_KEY))
 
     def _l1(self, pred: Prediction, batch: dict) -> torch.Tensor:
         return pixel_l1_loss(self.seen_silhouette(pred, batch), batch["mask"],
