@@ -103,6 +103,16 @@ def test_fit_parameters_is_fit_to_masks_and_the_old_loop(checkpoint, data, tmp_p
                  trainer.config.focal_px, 10, trainer.config.fit_lr, history=history)
     assert len(history) == 10 and max(history[-3:]) < history[0]
 
+    # A training step's own loss as the first iteration (start_loss): the same fit, bit for bit,
+    # and the step's graph is kept for its backward.
+    outputs = trainer.forward(trainer.net, trainer.network_input(batch))
+    step_loss, _ = trainer.objective(trainer._prediction(outputs, batch), batch)
+    reused = trainer.fit_parameters(batch, outputs.mesh, start_loss=step_loss)
+    for k, v in new.tensors().items():
+        assert torch.equal(v, reused.tensors()[k]), k
+    step_loss.backward()
+    assert all(p.grad is not None for p in trainer.net.parameters() if p.requires_grad)
+
 
 def _photo(data, tmp_path):
     """A 60x90 photo with two tiny-dataset people pasted in, one cut by the photo's left border

@@ -31,7 +31,7 @@ PHENOTYPE_RANGE = (0.0, 1.0)
 
 def fit_to_masks(mesh_out: MeshHeadOutput, batch: dict, body: BodyModel, renderer, objective: Objective, res: int,
                  focal_px: float, iterations: int, lr: float, clamp_phenotypes: bool = True,
-                 history: list[float] | None = None) -> MeshHeadOutput:
+                 history: list[float] | None = None, start_loss: torch.Tensor | None = None) -> MeshHeadOutput:
     """Body parameters fitted to the batch's masks, starting from ``mesh_out``.
 
     Args:
@@ -45,6 +45,12 @@ def fit_to_masks(mesh_out: MeshHeadOutput, batch: dict, body: BodyModel, rendere
         clamp_phenotypes: keep the shape parameters in :data:`PHENOTYPE_RANGE` (Anny); False for
             SMPL's unbounded betas.
         history: when given, the loss before each step is appended to it.
+        start_loss: optionally, ``objective`` already evaluated on ``mesh_out`` itself (not
+            detached), as a training step does with its own forward. The first iteration then
+            takes its gradient from that graph (kept for the caller's backward) instead of
+            posing, rendering and scoring the same parameters again: the same values, one
+            forward pass fewer. Used only where ``mesh_out`` lies inside the fit's bounds (else
+            the first iteration's clamped parameters would differ from it).
 
     Returns the fitted parameters, detached (``MeshHeadOutput``). Runs with gradients enabled
     whatever the caller's mode (``torch.no_grad`` in prediction).
@@ -55,19 +61,38 @@ def fit_to_masks(mesh_out: MeshHeadOutput, batch: dict, body: BodyModel, rendere
         optimizer = torch.optim.Adam(params.values(), lr=lr)
         K = batch_intrinsics(batch, res, focal_px, device)
         batch = objective.with_mask_targets(batch)  # every iteration scores the same masks
-        for _ in range(iterations):
-            current = MeshHeadOutput(**dict(params, **_bounded(params, clamp_phenotypes)))
-            loss, _ = objective(mesh_prediction(current, body, K, res, renderer), batch)
+        reuse = (start_loss is not None and start_loss.requires_grad and iterations > 0
+                 and _within_bounds(mesh_out, clamp_phenotypes))
+        for iteration in range(iterations):
+            optimizer.zero_grad(set_to_none=True)
+            if reuse and iteration == 0:
+                loss = start_loss
+                tensors = mesh_out.tensors()
+                grads = torch.autograd.grad(start_loss, list(tensors.values()), retain_graph=True, allow_unused=True)
+                for (name, value), grad in zip(tensors.items(), grads):
+                    params[name].grad = torch.zeros_like(value) if grad is None else grad.detach()
+            else:
+                current = MeshHeadOutput(**dict(params, **_bounded(params, clamp_phenotypes)))
+                loss, _ = objective(mesh_prediction(current, body, K, res, renderer), batch)
+                loss.backward()
             if history is not None:
                 history.append(float(loss.detach()))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
             optimizer.step()
     with torch.no_grad():
         if clamp_phenotypes:
             params["phenotypes"].clamp_(*PHENOTYPE_RANGE)
         params["scale"].clamp_(min=MIN_SCALE)
     return MeshHeadOutput(**{k: v.detach() for k, v in params.items()})
+
+
+def _within_bounds(mesh_out: MeshHeadOutput, clamp_phenotypes: bool) -> bool:
+    """True when :func:`_bounded` leaves ``mesh_out``'s values unchanged (inside both bounds)."""
+    with torch.no_grad():
+        inside = bool((mesh_out.scale >= MIN_SCALE).all())
+        if clamp_phenotypes:
+            low, high = PHENOTYPE_RANGE
+            inside = inside and bool(((mesh_out.phenotypes >= low) & (mesh_out.phenotypes <= high)).all())
+    return inside
 
 
 def _bounded(params: dict[str, torch.Tensor], clamp_phenotypes: bool) -> dict[str, torch.Tensor]:

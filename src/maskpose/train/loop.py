@@ -298,12 +298,14 @@ class Trainer:
 
     _FIT_KEYS = ("pose", "phenotypes", "scale", "offset")  # the fields of MeshHeadOutput, in order
 
-    def fit_parameters(self, batch: dict, mesh_out: MeshHeadOutput) -> MeshHeadOutput:
+    def fit_parameters(self, batch: dict, mesh_out: MeshHeadOutput,
+                       start_loss: torch.Tensor | None = None) -> MeshHeadOutput:
         """Refine predicted body parameters on the mask losses alone (the model is not touched):
         :func:`~maskpose.train.fitting.fit_to_masks` with the run's objective, ``fit_iterations``
-        and ``fit_lr`` (Anny only: the config refuses fitting for SMPL)."""
+        and ``fit_lr`` (Anny only: the config refuses fitting for SMPL); ``start_loss``: the
+        step's own objective on ``mesh_out``, reused by the first iteration."""
         return fit_to_masks(mesh_out, batch, self.body, self.renderer, self.objective, self.res, self.config.focal_px,
-                            self.config.fit_iterations, self.config.fit_lr)
+                            self.config.fit_iterations, self.config.fit_lr, start_loss=start_loss)
 
     def _fit_loss(self, batch: dict, mesh_out: MeshHeadOutput) -> torch.Tensor | None:
         """Pull the prediction toward the stored fits of the batch's samples (pseudo-labels)."""
@@ -345,13 +347,13 @@ class Trainer:
         sync_later = self.net.no_sync() if (mixed and self.world > 1) else contextlib.nullcontext()
         with sync_later:
             outputs = self.forward(self.net, self.network_input(batch))
+            loss, parts = self.objective(self._prediction(outputs, batch), batch)
             if cfg.fit_every and self.step % cfg.fit_every == 0:
-                # fit from this step's own forward (the weights are those of the update to come):
-                # fit_to_masks detaches its start, so no second forward of the network is needed
-                fitted = self.fit_parameters(batch, outputs.mesh).tensors()
+                # fit from this step's own forward and loss (the weights are those of the update
+                # to come): no second forward of the network, and none of the first fitting iteration
+                fitted = self.fit_parameters(batch, outputs.mesh, start_loss=loss).tensors()
                 for i, index in enumerate(batch["index"].tolist()):
                     self.fits[int(index)] = {k: v[i].cpu() for k, v in fitted.items()}
-            loss, parts = self.objective(self._prediction(outputs, batch), batch)
             if cfg.fit_every:
                 fit_loss = self._fit_loss(batch, outputs.mesh)
                 if fit_loss is not None:
