@@ -205,3 +205,15 @@ def test_cached_surface_data_equals_a_fresh_computation(full_body):
     assert cached.keys() == fresh.keys()
     for key in fresh:
         assert torch.equal(cached[key], fresh[key]), key
+
+
+def test_one_per_seed_sampler_matches_one_sampler_per_seed():
+    # The realistic domain's other people: one batch whose i-th sample comes from seed i's own
+    # generator, bit for bit what a sampler per seed gives; the count must match the seeds.
+    seeds = [3, 11, 3, 40]
+    pose, phenotypes = PoseSampler.one_per_seed(seeds, spread=0.5).sample(len(seeds))
+    singles = [PoseSampler(seed=s, spread=0.5).sample(1) for s in seeds]
+    assert torch.equal(pose, torch.cat([p for p, _ in singles]))
+    assert torch.equal(phenotypes, torch.cat([f for _, f in singles]))
+    with pytest.raises(MaskposeError, match="one sample per seed"):
+        PoseSampler.one_per_seed(seeds).sample(2)

@@ -217,6 +217,8 @@ class StepProbe:
 
     def _grad_hook(self, name: str) -> Callable:
         def hook(grad):
+            if self.phase == "fitting":  # the fitting's first iteration reads the step's own graph
+                return None
             now = self._now()
             # The network's backward starts once all its outputs have their gradient (the last);
             # the other stages once the first of their outputs has it.

@@ -6,6 +6,7 @@ penalises leaving it, so a pose from the sampler has zero prior loss.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -121,6 +122,19 @@ class PoseSampler:
         if not 0.0 < spread <= 1.0:
             raise MaskposeError(f"spread must lie in (0, 1], got {spread}")
         self.spread = spread
+        #: with :meth:`one_per_seed`: the generator of each sample, in order
+        self.per_sample_generators: list[torch.Generator] | None = None
+
+    @classmethod
+    def one_per_seed(cls, seeds: Sequence[int], **options) -> PoseSampler:
+        """A sampler whose ``sample(len(seeds))`` draws its ``i``-th sample from a generator of its
+        own, seeded ``seeds[i]``: bit for bit the same as stacking ``cls(seed=s, **options).sample(1)``
+        over the seeds (each generator makes the same draws in the same order), with the rotations
+        built once for the batch instead of once per seed (the realistic domain's other people).
+        ``options``: the constructor's other arguments."""
+        sampler = cls(seed=0, **options)
+        sampler.per_sample_generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+        return sampler
 
     @classmethod
     def facing_camera(cls, seed: int = 0, distribution: PoseDistribution | None = None) -> PoseSampler:
@@ -132,7 +146,13 @@ class PoseSampler:
             "yaw": (-d.max_yaw_deg, d.max_yaw_deg), "pitch": (-10.0, 10.0), "roll": (-8.0, 8.0)})
 
     def _uniform(self, low: torch.Tensor, high: torch.Tensor, n: int) -> torch.Tensor:
-        u = torch.rand((n, *low.shape), generator=self.generator)
+        generators = self.per_sample_generators
+        if generators is None:
+            u = torch.rand((n, *low.shape), generator=self.generator)
+        elif n != len(generators):
+            raise MaskposeError(f"this sampler draws one sample per seed ({len(generators)}), asked for {n}")
+        else:
+            u = torch.cat([torch.rand((1, *low.shape), generator=g) for g in generators])
         return low + (high - low) * u
 
     def _shrunk(self, ranges: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

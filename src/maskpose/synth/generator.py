@@ -266,7 +266,8 @@ def generate(
         perturbation: array passed to the domain's transform (UAP domains).
         progress: optional ``callback(done, total)``.
         timings: optional dict that receives the seconds spent per stage (``poses``, ``anny``,
-            ``camera``, ``rasterize``, ``appearance``, ``shading``, ``domain``, ``geodesic``,
+            ``camera``, ``backgrounds`` (a domain's or scene's own backgrounds, drawn before
+            rendering), ``rasterize``, ``appearance``, ``shading``, ``domain``, ``geodesic``,
             ``write``).
 
     Returns:
@@ -430,6 +431,7 @@ def render_batch(body, renderer, poses: _PoseStream, spec, seed: int, split: str
         photos = photo_backgrounds(config.backgrounds)
         backgrounds = np.stack([spec.backgrounds(rng, res, photos)
                                 for rng in sample_rngs(seed, spec.name, split, BACKGROUND_STREAM, indices)])
+    clock("backgrounds")
     rendered = renderer.render(vertices, K, app_rngs, setting=spec.render, size=res, backgrounds=backgrounds,
                                noise=spec.noise, timings=timings)
     clock.last = time.perf_counter()

@@ -695,6 +695,8 @@ def jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
 
 
 def _apply(image: np.ndarray, d: EffectDraw) -> np.ndarray:
+    # Every step below returns a fresh array or works on this call's own one, so the later steps
+    # may work in place (the same values, without a temporary per step).
     x = _to_float(image)
     if d.motion_length:
         x = cv2.filter2D(x, -1, motion_kernel(d.motion_length, d.motion_angle), borderType=cv2.BORDER_REFLECT)
@@ -706,11 +708,12 @@ def _apply(image: np.ndarray, d: EffectDraw) -> np.ndarray:
         x = cv2.transform(x, colour_matrix(d.white_balance, d.saturation, d.hue))
     if d.contrast != 1.0 or d.brightness != 0.0:
         mean = float(np.dot(np.asarray(cv2.mean(x)[:3], np.float32), _LUMA))
-        x = x * np.float32(d.contrast) + np.float32(mean * (1 - d.contrast) + d.brightness)
+        x *= np.float32(d.contrast)
+        x += np.float32(mean * (1 - d.contrast) + d.brightness)
     if d.gamma != 1.0:
-        x = cv2.pow(np.clip(x, 0.0, 1.0), d.gamma)
+        x = cv2.pow(np.clip(x, 0.0, 1.0, out=x), d.gamma)
     if d.noise_std:
-        x = sensor_noise(np.clip(x, 0.0, 1.0), d.noise_std, d.noise_shot, np.random.default_rng(d.noise_seed))
+        x = sensor_noise(np.clip(x, 0.0, 1.0, out=x), d.noise_std, d.noise_shot, np.random.default_rng(d.noise_seed))
     out = _to_uint8(x)
     if d.jpeg_quality:
         out = jpeg_roundtrip(out, d.jpeg_quality)

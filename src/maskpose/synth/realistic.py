@@ -186,14 +186,13 @@ class Distractors:
         chosen = [i for i, d in enumerate(draws) if d[0]]
         if not chosen:
             return image, mask, depth, parts
-        poses, phens = zip(*(PoseSampler(seed=draws[i][3]).sample(1) for i in chosen), strict=True)
-        pose = torch.cat(poses)
+        pose, phen = PoseSampler.one_per_seed([draws[i][3] for i in chosen]).sample(len(chosen))
         if elevation is not None or roll is not None:
             pose = elevate(pose, [0.0 if elevation is None else elevation[i] for i in chosen],
                            None if roll is None else [roll[i] for i in chosen])
         device = translation.device
         with torch.no_grad():
-            out = body(pose.to(device), torch.cat(phens).to(device))
+            out = body(pose.to(device), phen.to(device))
             t = translation[chosen].clone().float()
             factor = torch.tensor([draws[i][1] for i in chosen], dtype=torch.float32, device=device)
             t = t * factor[:, None]
@@ -209,8 +208,10 @@ class Distractors:
                 vertices, k = vertices[seen], k[seen]
                 if not chosen:
                     return image, mask, depth, parts
+        # Only the distractors' own pixels are composited (noise off: nothing mixes in the
+        # background), so they are rendered over black rather than over a copy of the images.
         rendered = renderer.render(vertices, k, [rngs[i] for i in chosen], setting=setting, size=res,
-                                   backgrounds=image[chosen], noise=False)
+                                   backgrounds=np.zeros((len(chosen), res, res, 3), np.float32), noise=False)
         image, mask, depth, parts = image.copy(), mask.copy(), depth.copy(), parts.copy()
         for j, i in enumerate(chosen):
             theirs = rendered.mask[j].astype(bool)

@@ -69,19 +69,21 @@ class SynthesisRenderer:
         self.vertex_parts = vertex_parts(anny).to(self.device)
         self.rest = anny.template_vertices.detach().float().to(self.device)  # Anny world, Z up
         self.head_top_z = float(self.rest[:, 2].max())
+        self.incident_faces = _incident_faces(self.faces, self.rest.shape[0])
 
     def vertex_normals(self, vertices: torch.Tensor) -> torch.Tensor:
-        """``(B, V, 3)`` unit outward vertex normals (area-weighted face normals)."""
+        """``(B, V, 3)`` unit outward vertex normals (area-weighted face normals).
+
+        Each vertex sums its faces' normals in face order, one gather per incidence column
+        (:func:`_incident_faces`): the same additions in the same order as an ``index_add_`` over
+        (face, corner), without materialising the (B, F, 3, 3) per-corner copy."""
         f = self.faces
-        v0, v1, v2 = vertices[:, f[:, 0]], vertices[:, f[:, 1]], vertices[:, f[:, 2]]
+        v0, v1, v2 = (vertices.index_select(1, f[:, k]) for k in range(3))
         face_n = torch.linalg.cross(v1 - v0, v2 - v0, dim=-1)  # outward for Anny's winding
-        batch, num_vertices = vertices.shape[:2]
-        offsets = torch.arange(batch, device=vertices.device)[:, None, None] * num_vertices
-        normals = torch.zeros(batch * num_vertices, 3, dtype=vertices.dtype, device=vertices.device)
-        # One flat index_add over (batch, face, corner): much faster than per-dimension adds.
-        normals.index_add_(0, (offsets + f[None]).reshape(-1),
-                           face_n[:, :, None, :].expand(-1, -1, 3, -1).reshape(-1, 3))
-        normals = normals.view(batch, num_vertices, 3)
+        padded = torch.cat((face_n, face_n.new_zeros(vertices.shape[0], 1, 3)), 1)  # face F: zero (padding)
+        normals = torch.zeros_like(vertices)
+        for column in self.incident_faces:
+            normals += padded.index_select(1, column)
         return normals / normals.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
     @torch.no_grad()
@@ -131,11 +133,12 @@ class SynthesisRenderer:
         image = torch.from_numpy(_backgrounds(rngs, backgrounds, res, setting)).to(self.device)
         clock("appearance")
 
-        surface = self._surface(frags, vertices)
+        surface = self._surface(frags, vertices, points=setting == "thermal")
         colour = self._shade(surface, app, setting, batch)
         image = image.contiguous()
-        image.view(-1, 3).index_copy_(0, surface.flat, colour.clamp(0.0, 1.0))
-        if noise:
+        image.view(-1, 3).index_copy_(0, surface.flat, colour.clamp_(0.0, 1.0))
+        # Zero noise std everywhere (the realistic setting's draws) adds exact zeros: skip the draws' maps.
+        if noise and (setting == "thermal" or bool(app.noise_std.any())):
             image = self._add_noise(image, noise_seeds, app, setting, res)
 
         mask = surface.mask
@@ -143,15 +146,20 @@ class SynthesisRenderer:
         parts.index_copy_(0, surface.flat, surface.part.to(torch.uint8))
         parts = parts.view(batch, res, res)
         depth = torch.where(mask, frags.depth, torch.zeros_like(frags.depth))
-        image_u8 = (image.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8)
+        # In place (``image`` is this call's own buffer): a fresh 12 MB temporary per step costs
+        # more in page faults than the arithmetic.
+        image_u8 = image.clamp_(0.0, 1.0).mul_(255.0).add_(0.5).to(torch.uint8)
         clock("shading")
         return Rendered(
             image=image_u8.cpu().numpy(), mask=mask.to(torch.uint8).cpu().numpy(),
             depth=depth.float().cpu().numpy(), parts=parts.cpu().numpy(),
         )
 
-    def _surface(self, frags, vertices: torch.Tensor) -> _Surface:
-        """The covered pixels and what the mesh is there, with flat indices (one gather per table)."""
+    def _surface(self, frags, vertices: torch.Tensor, points: bool = True) -> _Surface:
+        """The covered pixels and what the mesh is there, with flat indices (one gather per table).
+
+        ``points``: also interpolate the camera-frame points (only thermal shading reads them;
+        ``point`` is ``None`` without)."""
         batch, num_vertices = vertices.shape[:2]
         height, width = frags.face_index.shape[1:3]
         mask = frags.face_index >= 0
@@ -162,12 +170,18 @@ class SynthesisRenderer:
         corner = self.faces.index_select(0, face)  # (N, 3)
         nearest = corner.gather(1, bary.argmax(1, keepdim=True))[:, 0]
         part = self.vertex_parts.index_select(0, nearest)  # (N,)
-        per_vertex = torch.cat((self.vertex_normals(vertices), vertices,
-                                self.rest.expand(batch, -1, -1)), -1).reshape(-1, 9)
-        gathered = per_vertex.index_select(0, (bb[:, None] * num_vertices + corner).view(-1)).view(-1, 3, 9)
-        interp = (gathered * bary[..., None]).sum(1)  # (N, 9)
+        tables = (self.vertex_normals(vertices), vertices) if points else (self.vertex_normals(vertices),)
+        per_vertex = torch.cat((*tables, self.rest.expand(batch, -1, -1)), -1)
+        columns = per_vertex.shape[-1]
+        gathered = per_vertex.reshape(-1, columns).index_select(0, (bb[:, None] * num_vertices + corner).view(-1))
+        gathered = gathered.view(-1, 3, columns)
+        # The three corners summed in order: the same bits as ``(gathered * bary[..., None]).sum(1)``
+        # without its (N, 3, columns) temporary.
+        interp = gathered[:, 0] * bary[:, 0:1]
+        interp += gathered[:, 1] * bary[:, 1:2]
+        interp += gathered[:, 2] * bary[:, 2:3]
         normal = interp[:, 0:3] / interp[:, 0:3].norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        return _Surface(mask, flat, bb, part, normal, interp[:, 3:6], interp[:, 6:9])
+        return _Surface(mask, flat, bb, part, normal, interp[:, 3:6] if points else None, interp[:, -3:])
 
     def _albedo(self, surface: _Surface, app, setting: str, batch: int) -> torch.Tensor:
         """``(N, 3)`` base colour of every covered pixel: its garment slot (or hair) and texture."""
@@ -196,9 +210,18 @@ class SynthesisRenderer:
         used = 1 if setting == "studio" else _MAX_LIGHTS  # studio has one light, scene up to three
         lights = torch.cat((app.ambient, app.light_dir[:, :used].reshape(batch, -1),
                             app.light_colour[:, :used].reshape(batch, -1)), -1).index_select(0, surface.sample)
-        lambert = torch.bmm(lights[:, 3:3 + 3 * used].view(-1, used, 3), n[:, :, None])  # (N, L, 1)
-        light = lights[:, 0:3] + (lambert.clamp_min(0.0) * lights[:, 3 + 3 * used:].view(-1, used, 3)).sum(1)
-        return albedo * light
+        # Written out per component and per light, in the order of the batched matrix product and
+        # of the sum over lights they replace (the same bits, without (N, L, 3) temporaries).
+        direction = lights[:, 3:3 + 3 * used].view(-1, used, 3)
+        lambert = direction[:, :, 0] * n[:, 0:1]
+        lambert += direction[:, :, 1] * n[:, 1:2]
+        lambert += direction[:, :, 2] * n[:, 2:3]  # (N, L)
+        lambert.clamp_min_(0.0)
+        colour = lights[:, 3 + 3 * used:].view(-1, used, 3)
+        light = lambert[:, 0:1] * colour[:, 0]
+        for k in range(1, used):
+            light += lambert[:, k:k + 1] * colour[:, k]
+        return albedo * (lights[:, 0:3] + light)
 
     def _add_noise(self, image: torch.Tensor, noise_seeds: Sequence[int], app, setting: str,
                    res: int) -> torch.Tensor:
@@ -225,7 +248,7 @@ class _Surface:
     sample: torch.Tensor
     part: torch.Tensor
     normal: torch.Tensor
-    point: torch.Tensor
+    point: torch.Tensor | None
     rest: torch.Tensor
 
 
@@ -240,6 +263,22 @@ class _Clock:
             now = time.perf_counter()
             self.timings[stage] = self.timings.get(stage, 0.0) + now - self.tick
             self.tick = now
+
+
+def _incident_faces(faces: torch.Tensor, num_vertices: int) -> list[torch.Tensor]:
+    """The faces around every vertex, as columns: column ``k`` holds each vertex's ``k``-th
+    incident face in increasing face order (a face twice if it uses the vertex twice), and the
+    padding index ``F`` (a zero face) where the vertex has fewer. Summing the columns in order
+    adds each vertex's faces in the order of a flat (face, corner) ``index_add_``."""
+    flat = faces.reshape(-1)
+    order = torch.argsort(flat, stable=True)  # (face, corner) slots grouped by vertex, in face order
+    counts = torch.bincount(flat, minlength=num_vertices)
+    vertex = flat[order]
+    rank = torch.arange(flat.numel(), device=flat.device) - (torch.cumsum(counts, 0) - counts)[vertex]
+    table = torch.full((num_vertices, max(1, int(counts.max()))), faces.shape[0], dtype=torch.long,
+                       device=flat.device)
+    table[vertex, rank] = torch.div(order, 3, rounding_mode="floor")
+    return [table[:, k].contiguous() for k in range(table.shape[1])]
 
 
 def _square_size(K: torch.Tensor, size: int | tuple[int, int] | None) -> int:
