@@ -62,6 +62,7 @@ def fit_to_masks(mesh_out: MeshHeadOutput, batch: dict, body: BodyModel, rendere
         K = batch_intrinsics(batch, res, focal_px, device)
         batch = objective.with_mask_targets(batch)  # every iteration scores the same masks
         reuse = (start_loss is not None and start_loss.requires_grad and iterations > 0
+                 and all(value.requires_grad for value in mesh_out.tensors().values())
                  and _within_bounds(mesh_out, clamp_phenotypes))
         for iteration in range(iterations):
             optimizer.zero_grad(set_to_none=True)
@@ -69,8 +70,9 @@ def fit_to_masks(mesh_out: MeshHeadOutput, batch: dict, body: BodyModel, rendere
                 loss = start_loss
                 tensors = mesh_out.tensors()
                 grads = torch.autograd.grad(start_loss, list(tensors.values()), retain_graph=True, allow_unused=True)
-                for (name, value), grad in zip(tensors.items(), grads):
-                    params[name].grad = torch.zeros_like(value) if grad is None else grad.detach()
+                for name, grad in zip(tensors, grads):
+                    if grad is not None:  # as loss.backward() leaves it: no gradient, no update
+                        params[name].grad = grad.detach()
             else:
                 current = MeshHeadOutput(**dict(params, **_bounded(params, clamp_phenotypes)))
                 loss, _ = objective(mesh_prediction(current, body, K, res, renderer), batch)
