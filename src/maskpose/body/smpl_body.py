@@ -67,7 +67,7 @@ except ImportError:
 from maskpose.body.anny_body import COCO_WITH_FEET
 from maskpose.body.interface import BodyOutput
 from maskpose.body.rotations import rotmat_to_sixd, sixd_to_rotmat
-from maskpose.errors import ConfigError, MaskposeError, check_shape
+from maskpose.errors import ConfigError, MaskposeError, all_finite, check_shape
 
 log = logging.getLogger(__name__)
 
@@ -386,7 +386,7 @@ class SMPLBody(nn.Module):
         check_shape("betas", betas, (pose.shape[0], NUM_BETAS))
         if translation is not None:
             check_shape("translation", translation, (pose.shape[0], 3))
-        if not torch.isfinite(pose).all() or not torch.isfinite(betas).all():
+        if not all_finite(pose) or not all_finite(betas):
             raise MaskposeError("pose and betas must be finite (found NaN or Inf)")
 
     def skeleton(self, pose: torch.Tensor, betas: torch.Tensor, translation: torch.Tensor | None = None):
