@@ -61,16 +61,16 @@ def fit_to_masks(mesh_out: MeshHeadOutput, batch: dict, body: BodyModel, rendere
         optimizer = torch.optim.Adam(params.values(), lr=lr)
         K = batch_intrinsics(batch, res, focal_px, device)
         batch = objective.with_mask_targets(batch)  # every iteration scores the same masks
+        start = mesh_out.tensors()
         reuse = (start_loss is not None and start_loss.requires_grad and iterations > 0
-                 and all(value.requires_grad for value in mesh_out.tensors().values())
+                 and all(value.requires_grad for value in start.values())
                  and _within_bounds(mesh_out, clamp_phenotypes))
         for iteration in range(iterations):
             optimizer.zero_grad(set_to_none=True)
             if reuse and iteration == 0:
                 loss = start_loss
-                tensors = mesh_out.tensors()
-                grads = torch.autograd.grad(start_loss, list(tensors.values()), retain_graph=True, allow_unused=True)
-                for name, grad in zip(tensors, grads):
+                grads = torch.autograd.grad(start_loss, list(start.values()), retain_graph=True, allow_unused=True)
+                for name, grad in zip(start, grads):
                     if grad is not None:  # as loss.backward() leaves it: no gradient, no update
                         params[name].grad = grad.detach()
             else:
