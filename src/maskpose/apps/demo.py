@@ -263,8 +263,9 @@ def _overlays(checkpoints: list[Path], test_split: Path, count: int, device: str
     columns = []
     images = None
     for ckpt in checkpoints:
-        model, _ = load_model(ckpt, device)
-        preds = collect_predictions(model, data, device, body=body)
+        model, state = load_model(ckpt, device)
+        preds = collect_predictions(model, data, device, body=body,
+                                    masked_input=bool(state["config"].get("masked_input", False)))
         if images is None:
             images = torch.stack([data[i]["image"] for i in range(len(data))])
             columns.append([draw_overlay(img, torch.full((17, 2), -100.0), None) for img in images])

@@ -406,10 +406,9 @@ class OnlineAdapter:
         images = torch.from_numpy(np.stack([c[3] for c in crops])).permute(0, 3, 1, 2).float() / 255.0
         masks = torch.from_numpy(np.stack([c[4] for c in crops]))
         valid = torch.from_numpy(np.stack([c[5] for c in crops]))
-        if self.train_config.masked_input:
-            images = images * masks[:, None].float()
         self.model.eval()
-        return predict_crops(self.model, images, self.focal, self.body, None, masks, valid)
+        return predict_crops(self.model, images, self.focal, self.body, None, masks, valid,
+                             masked_input=self.train_config.masked_input)
 
     def update(self) -> dict:
         """One adaptation round: ``update_steps`` steps on batches drawn from the buffer."""

@@ -329,6 +329,30 @@ def mean_ious(records) -> tuple[float | None, float | None]:
     return (float(np.mean(before)) if before else None, float(np.mean(after)) if after else None)
 
 
+def masked_model(state: dict) -> bool:
+    """Whether a checkpoint's model sees the image times the person mask
+    (``TrainConfig.masked_input``): it then needs a mask with every input."""
+    return bool(state["config"].get("masked_input", False))
+
+
+def check_masks_for(masked: bool, has_masks: bool, checkpoint, where: str) -> None:
+    """``DataError`` when a masked-input model (:func:`masked_model`) is given inputs without masks;
+    ``where`` says how to give them."""
+    if masked and not has_masks:
+        raise DataError(f"{checkpoint}: this model sees the image times the person mask (masked_input), and "
+                        f"{where}")
+
+
+def model_input(images: torch.Tensor, masks: torch.Tensor | None, masked: bool) -> torch.Tensor:
+    """What the network sees: ``images`` ``(N, 3, H, W)``, or with ``masked`` the images times
+    their ``masks`` ``(N, H, W)`` (as :func:`maskpose.train.pipeline.masked_images` in training)."""
+    if not masked:
+        return images
+    if masks is None:
+        raise DataError("this model sees the image times the person mask (masked_input); no masks were given")
+    return images * masks[:, None].to(images.dtype)
+
+
 def read_dataset_masks(path: str | Path, res: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """``(masks, valid)`` of a dataset's samples at ``res``, ``(N, res, res)`` uint8 {0, 1} (resized
     nearest, as training resizes them): ``(None, None)`` without a ``mask`` field; ``valid`` is
@@ -371,6 +395,10 @@ def predict_to_folder(checkpoint: str | Path, inputs: str | Path, out: str | Pat
     masks = valid = None
     if is_dataset(inputs):
         masks, valid = read_dataset_masks(inputs, res)
+    masked = masked_model(state)
+    check_masks_for(masked, masks is not None, checkpoint,
+                    ("this dataset has no mask field" if is_dataset(inputs) else "a folder of images has no masks")
+                    + " (give a dataset with masks, photos with --masks, or --video)")
     if refine and masks is None:
         raise DataError(f"{inputs}: --refine fits each prediction to its mask, and "
                         + ("this dataset has no mask field" if is_dataset(inputs) else "a folder of images has no masks")
@@ -383,12 +411,12 @@ def predict_to_folder(checkpoint: str | Path, inputs: str | Path, out: str | Pat
     out.mkdir(parents=True, exist_ok=True)
     for start in range(0, len(names), batch_size):
         batch = images[start : start + batch_size].to(device)
-        heads = model(batch)
+        rows = slice(start, start + batch.shape[0])
+        heads = model(model_input(batch, None if masks is None else masks[rows].to(device), masked))
         silhouettes = None
         ious = [{} for _ in range(batch.shape[0])]
         if heads.mesh is not None:
             K = intrinsics(focal, res, batch=batch.shape[0], device=device)
-            rows = slice(start, start + batch.shape[0])
             mesh, pred, silhouettes, ious = refine_mesh(
                 heads.mesh, body, K, res, refiner, None if masks is None else masks[rows].to(device),
                 None if valid is None else valid[rows].to(device))
@@ -445,6 +473,7 @@ class CropPredictor:
         self.res = self.model.config.resolution
         self.focal = float(state["config"].get("focal") or default_focal(self.res))
         self.has_mesh = "mesh" in self.model.config.heads
+        self.masked_input = masked_model(state)
         self.refine = check_refine(refine, checkpoint, self.has_mesh)
         self.body, self.export_body = checkpoint_bodies(checkpoint, state, device, smpl_model, meshes)
         self.refiner = MaskRefiner(self.body, self.model.config, refine, refine_lr, device) if refine else None
@@ -454,14 +483,16 @@ class CropPredictor:
                  valid: torch.Tensor | None = None) -> list[dict]:
         """Records of crops ``(N, 3, res, res)`` (:func:`predict_crops`), with their ``masks`` and
         ``valid`` pixels ``(N, res, res)`` when known (IoU entries; refined with ``refine``)."""
-        return predict_crops(self.model, images, self.focal, self.body, self.export_body, masks, valid, self.refiner)
+        return predict_crops(self.model, images, self.focal, self.body, self.export_body, masks, valid, self.refiner,
+                             masked_input=self.masked_input)
 
 
 @torch.no_grad()
 def predict_crops(model, images: torch.Tensor, focal: float, body=None, export_body=None,
                   masks: torch.Tensor | None = None, valid: torch.Tensor | None = None,
-                  refiner: MaskRefiner | None = None) -> list[dict]:
-    """Predictions for square crops ``(N, 3, res, res)`` (floats in [0, 1], ``res`` the model's).
+                  refiner: MaskRefiner | None = None, masked_input: bool = False) -> list[dict]:
+    """Predictions for square crops ``(N, 3, res, res)`` (floats in [0, 1], ``res`` the model's;
+    with ``masked_input`` the network sees them times their ``masks``, which are then required).
 
     Returns one record per crop (numpy arrays): ``joints3d`` ``(17, 3)`` metres in the crop camera
     (a centred pinhole of focal ``focal`` px; root-relative for the joint head), ``joints2d``
@@ -478,7 +509,7 @@ def predict_crops(model, images: torch.Tensor, focal: float, body=None, export_b
     res = images.shape[-1]
     device = next(model.parameters()).device
     images = images.to(device)
-    heads = model(images)
+    heads = model(model_input(images, None if masks is None else masks.to(device), masked_input))
     records = [{} for _ in range(images.shape[0])]
     if heads.mesh is not None:
         K = intrinsics(focal, res, batch=images.shape[0], device=device)
@@ -1069,6 +1100,8 @@ def predict_photos(checkpoint: str | Path, inputs: str | Path, out: str | Path, 
         people_of(photo)
     predictor = CropPredictor(checkpoint, resolve_device(device), meshes=write_ply, smpl_model=smpl_model,
                               refine=refine, refine_lr=refine_lr)
+    check_masks_for(predictor.masked_input, masks is not None, checkpoint,
+                    "--boxes gives no masks (give --masks: per-person PNGs or a label image)")
     res, focal = predictor.res, predictor.focal
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

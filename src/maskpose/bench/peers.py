@@ -349,11 +349,12 @@ class _Model:
         self.model, state = load_model(checkpoint, device)
         self.focal = state["config"].get("focal") or None
         self.body = checkpoint_body(state, device)
+        self.masked_input = bool(state["config"].get("masked_input", False))  # it sees image x mask
 
     def predict(self, data: MaskposeDataset, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``joints2d`` in the dataset's crop pixels and ``joints3d`` (metres), ``(N, 17, ·)``."""
         preds = collect_predictions(self.model, data, self.device, batch_size, self.focal, self.body,
-                                    with_silhouettes=False)
+                                    with_silhouettes=False, masked_input=self.masked_input)
         pred2d = to_data_pixels(preds["joints2d"][:, :17], self.model.config.resolution, data.resolution)
         return pred2d, preds["joints3d"][:, :17]
 

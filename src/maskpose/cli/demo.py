@@ -40,3 +40,30 @@ def demo(out: Path = typer.Option(Path("demo_output"), "--out", help="Output fol
     if adapt_steps is not None:
         cfg.adapt.steps = adapt_steps
     run_demo(cfg)
+
+
+@app.command("build-photo-source")
+@friendly
+def build_photo_source(out: Path = typer.Option(..., "--out", help="Work folder (training data, run, and the "
+                                                "shippable checkpoint)."),
+                       steps: Optional[int] = typer.Option(None, "--steps", help="Fine-tuning steps (default: "
+                                                           "the shipped model's recipe)."),
+                       samples: Optional[int] = typer.Option(None, "--samples", help="Realistic training crops."),
+                       device: str = typer.Option("cpu", help="cpu, cuda, ...")):
+    """Rebuild the shipped real-photo model (source_realistic_64.pt, masked input): realistic
+    crops, then the shipped studio model fine-tuned on them (about 20 minutes on one thread)."""
+    from maskpose.apps.photo_source import PHOTO_SOURCE, PhotoSourceRecipe  # deferred: CLI start-up
+    from maskpose.apps.photo_source import build_photo_source as build  # deferred: CLI start-up
+    from maskpose.device import resolve_device  # deferred: CLI start-up
+
+    resolve_device(device)
+    recipe = PhotoSourceRecipe(device=device)
+    for name, value in (("--steps", steps), ("--samples", samples)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{name} must be an int >= 1, got {value}")
+    if steps is not None:
+        recipe.steps = steps
+    if samples is not None:
+        recipe.samples = samples
+    path = build(out, recipe)
+    typer.echo(f"wrote {path} (copy it to src/maskpose/assets/{PHOTO_SOURCE} to ship it)")

@@ -29,6 +29,7 @@ the same whatever batch it is rendered in.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ import cv2
 import numpy as np
 import torch
 
-from maskpose.body.sampler import PoseSampler
+from maskpose.body.sampler import PoseDistribution, PoseSampler
 from maskpose.errors import ConfigError
 from maskpose.synth.appearance import background, photo_bank
 from maskpose.synth.realism import PhotoBackgrounds, camera_effects, procedural_background
@@ -106,21 +107,33 @@ def realistic_transform(images: np.ndarray, masks=None, rng=None, perturbation=N
 
 
 class MixedPoses:
-    """A seeded pose source mixing the full :class:`~maskpose.body.sampler.PoseSampler` with the
-    shipped motion library: each sample is a mocap frame with probability ``motion_share``.
+    """A seeded pose source mixing a :class:`~maskpose.body.sampler.PoseSampler` with the shipped
+    motion library: each sample is a mocap frame with probability ``motion_share``.
+
+    The sampler is the full one, or with ``distribution`` (a
+    :class:`~maskpose.body.sampler.PoseDistribution`) its milder
+    :meth:`~maskpose.body.sampler.PoseSampler.facing_camera` form, the demo's poses, which are
+    closer to how people stand in photographs than the full sampler's random joint angles.
 
     ``sample(n, seed)`` draws both sources in full and picks per sample, so the choice of one
     sample does not shift the others' poses.
     """
 
-    def __init__(self, motion_share: float = 0.6, motion=None):
+    def __init__(self, motion_share: float = 0.6, motion=None, distribution: PoseDistribution | None = None):
         if not 0.0 <= motion_share <= 1.0:
             raise ConfigError(f"motion_share must lie in [0, 1], got {motion_share}")
         self.motion_share = motion_share
         self.motion = motion if motion is not None else motion_pose_source()
+        self.distribution = distribution
+
+    def sampler(self, seed: int) -> PoseSampler:
+        """The sampler part's :class:`~maskpose.body.sampler.PoseSampler` of one draw."""
+        if self.distribution is None:
+            return PoseSampler(seed=seed)
+        return PoseSampler.facing_camera(seed, self.distribution)
 
     def sample(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        sampled_pose, sampled_phen = PoseSampler(seed=seed).sample(n)
+        sampled_pose, sampled_phen = self.sampler(seed).sample(n)
         motion_pose, motion_phen = self.motion.sample(n, seed=seed)
         pick = torch.from_numpy(np.random.default_rng(seed).random(n) < self.motion_share)
         pose = torch.where(pick[:, None, None], torch.as_tensor(motion_pose, dtype=torch.float32), sampled_pose)
@@ -129,8 +142,11 @@ class MixedPoses:
 
     @property
     def description(self) -> dict:
-        return {"mixture": {"sampler": 1.0 - self.motion_share, "motion": self.motion_share},
-                "motion": self.motion.description}
+        described = {"mixture": {"sampler": 1.0 - self.motion_share, "motion": self.motion_share},
+                     "motion": self.motion.description}
+        if self.distribution is not None:  # the full sampler's datasets keep their old description
+            described["sampler"] = {"facing_camera": dataclasses.asdict(self.distribution)}
+        return described
 
 
 def realistic_pose_source() -> MixedPoses:

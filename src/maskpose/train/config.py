@@ -392,7 +392,12 @@ class TrainConfig:
         """This config with ``model`` and ``focal`` taken from an init checkpoint's saved config
         (``saved``: its ``"config"`` mapping). A field left at its default is inherited silently; a
         field set to another value than the checkpoint's (or named in ``explicit``, the fields the
-        user set, and differing) raises ``ConfigError`` naming both values."""
+        user set, and differing) raises ``ConfigError`` naming both values.
+
+        ``masked_input`` is inherited too: a model that saw the image times the mask keeps seeing
+        it (adapting it on plain images would feed it inputs it never saw), and an explicit
+        ``masked_input: false`` against such a checkpoint is refused. A plain model may be
+        fine-tuned to masked input."""
         check_body(source, saved, self.body)
         model = ModelConfig.from_dict(saved["model"])
         focal = float(saved.get("focal", 0.0) or 0.0)
@@ -405,9 +410,14 @@ class TrainConfig:
         if self.focal != focal and ("focal" in explicit or self.focal != 0.0):
             raise ConfigError(f"{source}: focal is {focal!r} in the checkpoint, {self.focal!r} in the config; "
                               "leave focal unset to inherit it")
-        if self.model == model and self.focal == focal:
+        saved_masked = bool(saved.get("masked_input", False))
+        if saved_masked and not self.masked_input and "masked_input" in explicit:
+            raise ConfigError(f"{source}: its model sees the image times the person mask (masked_input); "
+                              "masked_input: false would feed it plain images; leave masked_input unset")
+        masked = self.masked_input or saved_masked
+        if self.model == model and self.focal == focal and self.masked_input == masked:
             return self
-        return replace(self, model=model, focal=focal)
+        return replace(self, model=model, focal=focal, masked_input=masked)
 
     @staticmethod
     def from_yaml(path: str | Path) -> TrainConfig:

@@ -1,0 +1,107 @@
+"""The shipped source model for real photographs, :data:`PHOTO_SOURCE`, and the recipe that
+rebuilds it (``maskpose build-photo-source --out DIR``; docs/benchmark.md, "Real photographs").
+
+The model sees the image **times the person mask** (``TrainConfig.masked_input``): the users of
+maskpose have masks (the whole premise of adapting with silhouettes), and with the background
+gone the synthetic-to-real gap shrinks to the person's own appearance. It is the shipped 64 px
+studio model (:data:`maskpose.apps.demo.SHIPPED_SOURCE`) fine-tuned on the ``realistic`` domain
+(clothing, skin, hair, lights, varied cameras, occluders and other people; the stored mask is the
+visible part of the person) at 64 px, with the demo's milder poses
+(:class:`~maskpose.body.sampler.PoseDistribution`): the full sampler's random joint angles, and
+half of the poses from the motion library (:class:`~maskpose.synth.realistic.MixedPoses`), both
+measured worse on real crops (docs/benchmark.md, "Real photographs").
+
+With one thread on the CPU the same recipe gives the same weights.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from maskpose.apps.demo import SHIPPED_SOURCE, shipped_checkpoint
+from maskpose.body.sampler import PoseDistribution, PoseSampler
+from maskpose.device import torch_threads
+from maskpose.errors import ConfigError
+from maskpose.synth.generator import SynthesisConfig, generate
+from maskpose.synth.realistic import MixedPoses
+from maskpose.train.checkpoint import load_checkpoint, save_checkpoint
+from maskpose.train.config import TrainConfig
+from maskpose.train.loop import train
+
+#: The shipped real-photo model (package data, ``src/maskpose/assets``).
+PHOTO_SOURCE = "source_realistic_64.pt"
+
+#: What a shipped checkpoint keeps of a training checkpoint (no optimiser, no history).
+SHIPPED_KEYS = ("model", "config", "step")
+
+
+@dataclass
+class PhotoSourceRecipe:
+    """How :data:`PHOTO_SOURCE` is built: ``samples`` realistic training crops at ``resolution``
+    (base seed ``seed``; poses from ``poses``' milder sampler, with ``motion_share`` of them
+    from the motion library instead), then ``steps`` supervised steps of batch ``batch_size`` from the
+    shipped studio model, Adam at ``lr`` with a cosine schedule, masked input, on ``threads``
+    threads (one: bit-exact rebuilds)."""
+
+    samples: int = 12000
+    resolution: int = 64
+    seed: int = 7
+    motion_share: float = 0.0
+    poses: PoseDistribution = field(default_factory=PoseDistribution)
+    steps: int = 3000
+    batch_size: int = 32
+    lr: float = 3e-4
+    threads: int = 1
+    device: str = "cpu"
+
+    def pose_source(self) -> PoseSampler | MixedPoses:
+        """The training split's poses: ``poses``' sampler seeded as the demo seeds its splits
+        (``seed * 1000``), or with a ``motion_share`` a :class:`MixedPoses` of the two."""
+        if self.motion_share == 0.0:
+            return self.poses.sampler(self.seed * 1000)
+        return MixedPoses(self.motion_share, distribution=self.poses)
+
+    def run(self, data: str | Path, init: str | Path, out: str | Path) -> TrainConfig:
+        """The fine-tuning run from ``init`` (the shipped studio model) on ``data``."""
+        return TrainConfig(mode="pretrain", data=str(data), out=str(out), init_checkpoint=str(init),
+                           steps=self.steps, batch_size=self.batch_size, lr=self.lr, lr_schedule="cosine",
+                           masked_input=True, seed=0, device=self.device, log_every=100, checkpoint_every=500)
+
+
+def _dataset_complete(path: Path, n: int, res: int) -> bool:
+    """A finished realistic dataset of this size (``meta.json`` is written last)."""
+    try:
+        info = json.loads((path / "meta.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return (info.get("domain") == "realistic" and int(info.get("num_samples", -1)) == n
+            and list(info.get("resolution", [])) == [res, res])
+
+
+def shippable(checkpoint: str | Path, out: str | Path) -> Path:
+    """``checkpoint`` as the package ships it: only :data:`SHIPPED_KEYS`."""
+    state = load_checkpoint(checkpoint)
+    return save_checkpoint(out, {key: state[key] for key in SHIPPED_KEYS})
+
+
+def build_photo_source(out: str | Path, recipe: PhotoSourceRecipe | None = None, progress: bool = True) -> Path:
+    """Build :data:`PHOTO_SOURCE` under ``out``: the training split in ``out/data`` (kept, and
+    reused when complete), the run in ``out/run`` (resumed when interrupted), and the shippable
+    checkpoint ``out/<PHOTO_SOURCE>``, which is returned. Copy it to ``src/maskpose/assets`` to
+    ship it."""
+    recipe = recipe or PhotoSourceRecipe()
+    init = shipped_checkpoint(SHIPPED_SOURCE)
+    if init is None:
+        raise ConfigError(f"the shipped studio model {SHIPPED_SOURCE} is missing from the package "
+                          "(maskpose demo --retrain-source rebuilds it)")
+    out = Path(out)
+    data = out / "data"
+    with torch_threads(recipe.threads):
+        if not _dataset_complete(data, recipe.samples, recipe.resolution):
+            generate(data, "realistic", recipe.samples, recipe.resolution, recipe.seed, "train",
+                     config=SynthesisConfig(geodesic=False, device=recipe.device), pose_source=recipe.pose_source())
+        result = train(recipe.run(data, init, out / "run"), progress=progress)
+    return shippable(result.checkpoint, out / PHOTO_SOURCE)
+
