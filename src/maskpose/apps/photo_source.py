@@ -33,8 +33,9 @@ from maskpose.train.loop import train
 #: The shipped real-photo model (package data, ``src/maskpose/assets``).
 PHOTO_SOURCE = "source_realistic_64.pt"
 
-#: What a shipped checkpoint keeps of a training checkpoint (no optimiser, no history).
-SHIPPED_KEYS = ("model", "config", "step")
+#: What a shipped checkpoint keeps of a training checkpoint: the weights, the config, the step and
+#: the body record (no optimiser, no history).
+SHIPPED_KEYS = ("model", "config", "step", "body")
 
 
 @dataclass
