@@ -46,12 +46,12 @@ class PhotoSourceRecipe:
     shipped studio model, Adam at ``lr`` with a cosine schedule, masked input, on ``threads``
     threads (one: bit-exact rebuilds)."""
 
-    samples: int = 12000
+    samples: int = 24000
     resolution: int = 64
     seed: int = 7
     motion_share: float = 0.0
     poses: PoseDistribution = field(default_factory=PoseDistribution)
-    steps: int = 3000
+    steps: int = 6000
     batch_size: int = 32
     lr: float = 3e-4
     threads: int = 1
