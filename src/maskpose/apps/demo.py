@@ -34,7 +34,7 @@ from maskpose.device import torch_threads
 from maskpose.errors import ConfigError
 from maskpose.models.regressor import ModelConfig
 from maskpose.synth.generator import SynthesisConfig, generate
-from maskpose.train.checkpoint import load_model
+from maskpose.train.checkpoint import load_model, saved_masked_input
 from maskpose.train.config import MODE_RECIPES, TrainConfig
 from maskpose.train.evaluate import collect_predictions, evaluate_checkpoint
 from maskpose.train.loop import train
@@ -275,7 +275,7 @@ def _overlays(checkpoints: list[Path], test_split: Path, count: int, device: str
     for ckpt in checkpoints:
         model, state = load_model(ckpt, device)
         preds = collect_predictions(model, data, device, body=body,
-                                    masked_input=bool(state["config"].get("masked_input", False)))
+                                    masked_input=saved_masked_input(state["config"]))
         if images is None:
             images = torch.stack([data[i]["image"] for i in range(len(data))])
             columns.append([draw_overlay(img, torch.full((17, 2), -100.0), None) for img in images])

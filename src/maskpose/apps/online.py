@@ -76,7 +76,7 @@ from maskpose.device import resolve_device
 from maskpose.errors import ConfigError, DataError
 from maskpose.io import atomic_write_text
 from maskpose.render.silhouette import SilhouetteRenderer
-from maskpose.train.checkpoint import load_checkpoint, load_model, save_checkpoint, saved_body
+from maskpose.train.checkpoint import load_checkpoint, load_model, save_checkpoint, saved_body, saved_masked_input
 from maskpose.train.config import MODE_RECIPES, TrainConfig, default_losses
 from maskpose.train.loop import Termination, step_indices
 from maskpose.train.objectives import ANCHOR_KEYS, Objective
@@ -313,7 +313,7 @@ class OnlineAdapter:
             lr=self.config.lr, batch_size=self.config.batch_size, seed=self.config.seed, device=str(device),
             body=body, smpl_model=smpl_model_path(saved, smpl_model),
             h36m_regressor=saved.get("h36m_regressor", "") or "", smpl_topology=saved.get("smpl_topology", "decimated"),
-            masked_input=bool(saved.get("masked_input", False)), model=self.model.config,
+            masked_input=saved_masked_input(saved), model=self.model.config,
             focal=float(saved.get("focal", 0.0) or 0.0))
         self.train_config.validate()  # losses, body (SMPL: the extra and its file), device
         self.focal = self.train_config.focal_px

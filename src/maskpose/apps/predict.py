@@ -53,7 +53,7 @@ from maskpose.errors import ConfigError, DataError
 from maskpose.models.regressor import MeshHeadOutput
 from maskpose.render.silhouette import SilhouetteRenderer
 from maskpose.render.zbuffer import silhouette_mask
-from maskpose.train.checkpoint import load_checkpoint, load_model, saved_body
+from maskpose.train.checkpoint import load_checkpoint, load_model, saved_body, saved_masked_input
 from maskpose.train.config import TrainConfig, default_losses
 from maskpose.train.fitting import fit_to_masks
 from maskpose.train.objectives import Objective
@@ -329,14 +329,9 @@ def mean_ious(records) -> tuple[float | None, float | None]:
     return (float(np.mean(before)) if before else None, float(np.mean(after)) if after else None)
 
 
-def masked_model(state: dict) -> bool:
-    """Whether a checkpoint's model sees the image times the person mask
-    (``TrainConfig.masked_input``): it then needs a mask with every input."""
-    return bool(state["config"].get("masked_input", False))
-
-
 def check_masks_for(masked: bool, has_masks: bool, checkpoint, where: str) -> None:
-    """``DataError`` when a masked-input model (:func:`masked_model`) is given inputs without masks;
+    """``DataError`` when a masked-input model (:func:`~maskpose.train.checkpoint.saved_masked_input`)
+    is given inputs without masks;
     ``where`` says how to give them."""
     if masked and not has_masks:
         raise DataError(f"{checkpoint}: this model sees the image times the person mask (masked_input), and "
@@ -395,7 +390,7 @@ def predict_to_folder(checkpoint: str | Path, inputs: str | Path, out: str | Pat
     masks = valid = None
     if is_dataset(inputs):
         masks, valid = read_dataset_masks(inputs, res)
-    masked = masked_model(state)
+    masked = saved_masked_input(state["config"])
     check_masks_for(masked, masks is not None, checkpoint,
                     ("this dataset has no mask field" if is_dataset(inputs) else "a folder of images has no masks")
                     + " (give a dataset with masks, photos with --masks, or --video)")
@@ -473,7 +468,7 @@ class CropPredictor:
         self.res = self.model.config.resolution
         self.focal = float(state["config"].get("focal") or default_focal(self.res))
         self.has_mesh = "mesh" in self.model.config.heads
-        self.masked_input = masked_model(state)
+        self.masked_input = saved_masked_input(state["config"])
         self.refine = check_refine(refine, checkpoint, self.has_mesh)
         self.body, self.export_body = checkpoint_bodies(checkpoint, state, device, smpl_model, meshes)
         self.refiner = MaskRefiner(self.body, self.model.config, refine, refine_lr, device) if refine else None

@@ -58,7 +58,7 @@ from maskpose.eval import LIMB_JOINTS, pa_mpjpe
 from maskpose.eval.keypoints import LIMB_JOINT_NAMES
 from maskpose.io import atomic_write_json
 from maskpose.synth.domains import DOMAINS
-from maskpose.train.checkpoint import load_model
+from maskpose.train.checkpoint import load_model, saved_masked_input
 from maskpose.train.evaluate import (
     PCK2D_FRACTIONS,
     checkpoint_body,
@@ -349,7 +349,7 @@ class _Model:
         self.model, state = load_model(checkpoint, device)
         self.focal = state["config"].get("focal") or None
         self.body = checkpoint_body(state, device)
-        self.masked_input = bool(state["config"].get("masked_input", False))  # it sees image x mask
+        self.masked_input = saved_masked_input(state["config"])
 
     def predict(self, data: MaskposeDataset, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``joints2d`` in the dataset's crop pixels and ``joints3d`` (metres), ``(N, 17, ·)``."""

@@ -54,6 +54,13 @@ def _first_line(err: BaseException) -> str:
     return text.removeprefix("WeightsUnpickler error:").strip() or type(err).__name__
 
 
+def saved_masked_input(config: Mapping) -> bool:
+    """Whether the model of a checkpoint's saved config sees the image times the person mask
+    (``TrainConfig.masked_input``; absent in older checkpoints: no). Such a model needs the mask
+    with every input."""
+    return bool(config.get("masked_input", False))
+
+
 def saved_body(config: Mapping) -> str:
     """The body model of a saved config: its ``body``, ``"anny"`` when it has none (written before
     SMPL was a training option)."""

@@ -18,7 +18,7 @@ from maskpose.device import resolve_device
 from maskpose.errors import ConfigError
 from maskpose.models.regressor import ModelConfig
 from maskpose.topology import BINARIZATIONS
-from maskpose.train.checkpoint import check_body, load_checkpoint
+from maskpose.train.checkpoint import check_body, load_checkpoint, saved_masked_input
 from maskpose.typing import GEODESIC_MODES, LR_SCHEDULES, PRECISIONS, SKELETON_STYLES, SKELETON_TERMS
 from maskpose.typing import REGULARISERS as _REGULARISERS
 
@@ -410,7 +410,7 @@ class TrainConfig:
         if self.focal != focal and ("focal" in explicit or self.focal != 0.0):
             raise ConfigError(f"{source}: focal is {focal!r} in the checkpoint, {self.focal!r} in the config; "
                               "leave focal unset to inherit it")
-        saved_masked = bool(saved.get("masked_input", False))
+        saved_masked = saved_masked_input(saved)
         if saved_masked and not self.masked_input and "masked_input" in explicit:
             raise ConfigError(f"{source}: its model sees the image times the person mask (masked_input); "
                               "masked_input: false would feed it plain images; leave masked_input unset")

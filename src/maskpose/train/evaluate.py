@@ -36,7 +36,7 @@ from maskpose.eval import (
 from maskpose.eval.spp import fit_spp
 from maskpose.models.regressor import PoseRegressor
 from maskpose.render.zbuffer import silhouette_mask
-from maskpose.train.checkpoint import load_model, saved_body
+from maskpose.train.checkpoint import load_model, saved_body, saved_masked_input
 from maskpose.train.pipeline import batch_intrinsics, build_body, joint_prediction, masked_images, mesh_prediction
 
 
@@ -344,7 +344,7 @@ def _saved_model(checkpoint: str | Path, device, smpl_model: str | None = None):
     model, state = load_model(checkpoint, device)
     config = state["config"]
     body = checkpoint_body(state, device, smpl_model) if saved_body(config) != "anny" else None
-    return model, config.get("focal") or None, body, bool(config.get("masked_input", False))
+    return model, config.get("focal") or None, body, saved_masked_input(config)
 
 
 def spp_metrics(checkpoint: str | Path, data_path: str | Path, labelled_path: str | Path, fraction: float,
