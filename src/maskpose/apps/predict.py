@@ -57,7 +57,7 @@ from maskpose.train.checkpoint import load_checkpoint, load_model, saved_body, s
 from maskpose.train.config import TrainConfig, default_losses
 from maskpose.train.fitting import fit_to_masks
 from maskpose.train.objectives import Objective
-from maskpose.train.pipeline import build_body, intrinsics, joint_prediction, mesh_prediction
+from maskpose.train.pipeline import build_body, intrinsics, joint_prediction, masked_images, mesh_prediction
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -340,12 +340,8 @@ def check_masks_for(masked: bool, has_masks: bool, checkpoint, where: str) -> No
 
 def model_input(images: torch.Tensor, masks: torch.Tensor | None, masked: bool) -> torch.Tensor:
     """What the network sees: ``images`` ``(N, 3, H, W)``, or with ``masked`` the images times
-    their ``masks`` ``(N, H, W)`` (as :func:`maskpose.train.pipeline.masked_images` in training)."""
-    if not masked:
-        return images
-    if masks is None:
-        raise DataError("this model sees the image times the person mask (masked_input); no masks were given")
-    return images * masks[:, None].to(images.dtype)
+    their ``masks`` ``(N, H, W)``: :func:`maskpose.train.pipeline.masked_images`, as in training."""
+    return masked_images({"image": images} if masks is None else {"image": images, "mask": masks[:, None]}, masked)
 
 
 def read_dataset_masks(path: str | Path, res: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -390,14 +386,12 @@ def predict_to_folder(checkpoint: str | Path, inputs: str | Path, out: str | Pat
     masks = valid = None
     if is_dataset(inputs):
         masks, valid = read_dataset_masks(inputs, res)
+    no_masks = ("this dataset has no mask field" if is_dataset(inputs) else "a folder of images has no masks") \
+        + " (give a dataset with masks, photos with --masks, or --video)"
     masked = saved_masked_input(state["config"])
-    check_masks_for(masked, masks is not None, checkpoint,
-                    ("this dataset has no mask field" if is_dataset(inputs) else "a folder of images has no masks")
-                    + " (give a dataset with masks, photos with --masks, or --video)")
+    check_masks_for(masked, masks is not None, checkpoint, no_masks)
     if refine and masks is None:
-        raise DataError(f"{inputs}: --refine fits each prediction to its mask, and "
-                        + ("this dataset has no mask field" if is_dataset(inputs) else "a folder of images has no masks")
-                        + " (give a dataset with masks, photos with --masks, or --video)")
+        raise DataError(f"{inputs}: --refine fits each prediction to its mask, and {no_masks}")
     body, export_body = checkpoint_bodies(checkpoint, state, device, smpl_model, meshes=write_ply)
     refiner = MaskRefiner(body, model.config, refine, refine_lr, device) if refine else None
     names, images, sizes = read_inputs(inputs, res)
@@ -407,14 +401,14 @@ def predict_to_folder(checkpoint: str | Path, inputs: str | Path, out: str | Pat
     for start in range(0, len(names), batch_size):
         batch = images[start : start + batch_size].to(device)
         rows = slice(start, start + batch.shape[0])
-        heads = model(model_input(batch, None if masks is None else masks[rows].to(device), masked))
+        batch_masks = None if masks is None else masks[rows].to(device)
+        heads = model(model_input(batch, batch_masks, masked))
         silhouettes = None
         ious = [{} for _ in range(batch.shape[0])]
         if heads.mesh is not None:
             K = intrinsics(focal, res, batch=batch.shape[0], device=device)
             mesh, pred, silhouettes, ious = refine_mesh(
-                heads.mesh, body, K, res, refiner, None if masks is None else masks[rows].to(device),
-                None if valid is None else valid[rows].to(device))
+                heads.mesh, body, K, res, refiner, batch_masks, None if valid is None else valid[rows].to(device))
             silhouettes = silhouettes.cpu()
             if export_body is not None:
                 full = export_body(mesh.pose, mesh.phenotypes, pred.translation)
