@@ -22,7 +22,7 @@ from maskpose.data.adapters import (
     import_npz,
     polygons_to_mask,
 )
-from maskpose.data.dataset import MaskposeDataset, read_meta, write_dataset
+from maskpose.data.dataset import MaskposeDataset, dataset_ready, read_meta, write_dataset
 from maskpose.data.inspect import dataset_contact_sheet, dataset_stats
 from maskpose.errors import DataError
 from maskpose.io import atomic_write, atomic_write_json
@@ -45,6 +45,19 @@ def _tiny_dataset(path: Path, n: int = 10, res: int = 16, labels: bool = True) -
 
 # ---------------------------------------------------------------------------------------------
 # Reader
+
+
+def test_dataset_ready_matches_domain_size_resolution_and_labels(tmp_path):
+    labelled = _tiny_dataset(tmp_path / "l", n=4, res=16)
+    unlabelled = _tiny_dataset(tmp_path / "u", n=4, res=16, labels=False)
+    assert dataset_ready(labelled, "tiny", 4, 16, labels=True)
+    assert dataset_ready(unlabelled, "tiny", 4, 16) and not dataset_ready(unlabelled, "tiny", 4, 16, labels=True)
+    for domain, n, res in (("studio", 4, 16), ("tiny", 5, 16), ("tiny", 4, 32)):
+        assert not dataset_ready(labelled, domain, n, res)
+    assert not dataset_ready(tmp_path / "missing", "tiny", 4, 16)
+    (tmp_path / "torn").mkdir()
+    (tmp_path / "torn" / "meta.json").write_text("{")
+    assert not dataset_ready(tmp_path / "torn", "tiny", 4, 16)
 
 
 def test_subsets_and_shards_are_disjoint_and_cover(tmp_path):

@@ -16,12 +16,12 @@ With one thread on the CPU the same recipe gives the same weights.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from maskpose.apps.demo import SHIPPED_SOURCE, shipped_checkpoint
 from maskpose.body.sampler import PoseDistribution, PoseSampler
+from maskpose.data.dataset import dataset_ready
 from maskpose.device import torch_threads
 from maskpose.errors import ConfigError
 from maskpose.synth.generator import SynthesisConfig, generate
@@ -71,16 +71,6 @@ class PhotoSourceRecipe:
                            masked_input=True, seed=0, device=self.device, log_every=100, checkpoint_every=500)
 
 
-def _dataset_complete(path: Path, n: int, res: int) -> bool:
-    """A finished realistic dataset of this size (``meta.json`` is written last)."""
-    try:
-        info = json.loads((path / "meta.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return (info.get("domain") == "realistic" and int(info.get("num_samples", -1)) == n
-            and list(info.get("resolution", [])) == [res, res])
-
-
 def shippable(checkpoint: str | Path, out: str | Path) -> Path:
     """``checkpoint`` as the package ships it: only :data:`SHIPPED_KEYS`."""
     state = load_checkpoint(checkpoint)
@@ -100,7 +90,7 @@ def build_photo_source(out: str | Path, recipe: PhotoSourceRecipe | None = None,
     out = Path(out)
     data = out / "data"
     with torch_threads(recipe.threads):
-        if not _dataset_complete(data, recipe.samples, recipe.resolution):
+        if not dataset_ready(data, "realistic", recipe.samples, recipe.resolution):
             generate(data, "realistic", recipe.samples, recipe.resolution, recipe.seed, "train",
                      config=SynthesisConfig(geodesic=False, device=recipe.device), pose_source=recipe.pose_source())
         result = train(recipe.run(data, init, out / "run"), progress=progress)

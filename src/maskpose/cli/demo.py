@@ -51,7 +51,7 @@ def build_photo_source(out: Path = typer.Option(..., "--out", help="Work folder 
                        samples: Optional[int] = typer.Option(None, "--samples", help="Realistic training crops."),
                        device: str = typer.Option("cpu", help="cpu, cuda, ...")):
     """Rebuild the shipped real-photo model (source_realistic_64.pt, masked input): realistic
-    crops, then the shipped studio model fine-tuned on them (about 35 minutes on one thread)."""
+    crops, then the shipped studio model fine-tuned on them (about 33 minutes on one thread)."""
     from maskpose.apps.photo_source import PHOTO_SOURCE, PhotoSourceRecipe  # deferred: CLI start-up
     from maskpose.apps.photo_source import build_photo_source as build  # deferred: CLI start-up
     from maskpose.device import resolve_device  # deferred: CLI start-up

@@ -385,6 +385,18 @@ def mask_values(mask: np.ndarray, file: Path | str, what: str = "") -> np.ndarra
     raise DataError(f"{file}: mask{what} holds values {{{shown}}}; a mask must be {{0, 1}} or {{0, 255}}")
 
 
+def dataset_ready(path: str | os.PathLike, domain: str, n: int, res: int, labels: bool = False) -> bool:
+    """Whether ``path`` holds a finished dataset (``meta.json`` is written last) of this domain,
+    size and square resolution, with ``joints3d`` when ``labels``: one that a run may reuse
+    instead of generating it again (a missing or unreadable ``meta.json``: ``False``)."""
+    try:
+        info = json.loads((Path(path) / "meta.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return (int(info.get("num_samples", -1)) == n and list(info.get("resolution", [])) == [res, res]
+            and info.get("domain") == domain and (not labels or "joints3d" in info.get("fields", {})))
+
+
 def read_meta(path: str | os.PathLike) -> dict:
     """Read and validate ``meta.json`` of a dataset folder."""
     path = Path(path)
