@@ -12,10 +12,17 @@ import torch
 from typer.testing import CliRunner
 
 from maskpose.apps.demo import SHIPPED_SOURCE, shipped_checkpoint
-from maskpose.apps.photo_source import PHOTO_SOURCE, SHIPPED_KEYS, PhotoSourceRecipe, build_photo_source
+from maskpose.apps.photo_source import (
+    PHOTO_RECIPES,
+    PHOTO_SOURCE,
+    SHIPPED_KEYS,
+    PhotoSourceRecipe,
+    build_photo_source,
+)
 from maskpose.cli import app
+from maskpose.errors import ConfigError
 from maskpose.synth.generator import SynthesisConfig, generate
-from maskpose.train.checkpoint import load_checkpoint
+from maskpose.train.checkpoint import at_resolution, load_checkpoint, load_model, save_checkpoint
 from maskpose.train.evaluate import evaluate_checkpoint
 
 PHOTO = shipped_checkpoint(PHOTO_SOURCE)
@@ -84,3 +91,34 @@ def test_the_recipes_poses():
 def test_recipe_changes_reach_the_run():
     run = replace(PhotoSourceRecipe(), steps=7, lr=1e-4).run("d", "i", "o")
     assert (run.steps, run.lr, run.masked_input, run.init_checkpoint) == (7, 1e-4, True, "i")
+
+
+def test_at_resolution_keeps_the_weights_and_the_field_of_view(tmp_path):
+    state = load_checkpoint(STUDIO)
+    focused = save_checkpoint(tmp_path / "f.pt", {**state, "config": {**state["config"], "focal": 128.0}})
+    moved = load_checkpoint(at_resolution(focused, 128, tmp_path / "m.pt"))
+    assert moved["config"]["model"] == {**state["config"]["model"], "resolution": 128}
+    assert moved["config"]["focal"] == 256.0 and moved["step"] == 0
+    assert all(torch.equal(moved["model"][k], v) for k, v in state["model"].items())
+    model, _ = load_model(tmp_path / "m.pt")
+    assert model(torch.zeros(1, 3, 128, 128)) is not None  # the weights read the new size
+    assert load_checkpoint(at_resolution(STUDIO, 96, tmp_path / "z.pt"))["config"]["focal"] == 0.0
+    with pytest.raises(ConfigError, match="resolution"):
+        at_resolution(STUDIO, 7, tmp_path / "bad.pt")
+
+
+def test_a_recipe_at_another_resolution_starts_from_its_model_moved_there(tmp_path):
+    recipe = PhotoSourceRecipe(resolution=48, init=PHOTO_SOURCE, samples=8, steps=2, batch_size=4)
+    built = build_photo_source(tmp_path, recipe, progress=False)
+    assert built.name == "source_realistic_48.pt" == recipe.shipped_name()
+    state = load_checkpoint(built)
+    assert state["config"]["model"]["resolution"] == 48 and state["config"]["masked_input"] is True
+    init = load_checkpoint(state["config"]["init_checkpoint"])
+    assert all(torch.equal(init["model"][k], v) for k, v in load_checkpoint(PHOTO)["model"].items())
+    assert PHOTO_RECIPES[64] == PhotoSourceRecipe() and PHOTO_RECIPES[64].shipped_name() == PHOTO_SOURCE
+    assert (PHOTO_RECIPES[128].resolution, PHOTO_RECIPES[128].init) == (128, PHOTO_SOURCE)
+
+
+def test_the_cli_refuses_a_resolution_without_a_recipe(tmp_path):
+    result = CliRunner().invoke(app, ["build-photo-source", "--out", str(tmp_path / "o"), "--resolution", "96"])
+    assert result.exit_code != 0 and "--resolution must be one of [64, 128]" in result.output

@@ -24,9 +24,10 @@ from maskpose.body.sampler import PoseDistribution, PoseSampler
 from maskpose.data.dataset import dataset_ready
 from maskpose.device import torch_threads
 from maskpose.errors import ConfigError
+from maskpose.models.regressor import ModelConfig
 from maskpose.synth.generator import SynthesisConfig, generate
 from maskpose.synth.realistic import MixedPoses
-from maskpose.train.checkpoint import load_checkpoint, save_checkpoint
+from maskpose.train.checkpoint import at_resolution, load_checkpoint, save_checkpoint
 from maskpose.train.config import TrainConfig
 from maskpose.train.loop import train
 
@@ -43,8 +44,10 @@ class PhotoSourceRecipe:
     """How :data:`PHOTO_SOURCE` is built: ``samples`` realistic training crops at ``resolution``
     (base seed ``seed``; poses from ``poses``' milder sampler, with ``motion_share`` of them
     from the motion library instead), then ``steps`` supervised steps of batch ``batch_size`` from the
-    shipped studio model, Adam at ``lr`` with a cosine schedule, masked input, on ``threads``
-    threads (one: bit-exact rebuilds)."""
+    shipped model ``init`` (the studio model by default; at another resolution than ``resolution``,
+    its weights as a model of that resolution, :func:`~maskpose.train.checkpoint.at_resolution`), Adam at
+    ``lr`` with a cosine schedule, masked input, on ``threads`` threads (one: bit-exact rebuilds).
+    The result is :meth:`shipped_name`."""
 
     samples: int = 24000
     resolution: int = 64
@@ -56,6 +59,12 @@ class PhotoSourceRecipe:
     lr: float = 3e-4
     threads: int = 1
     device: str = "cpu"
+    init: str = SHIPPED_SOURCE
+
+    def shipped_name(self) -> str:
+        """The package file this recipe builds: :data:`PHOTO_SOURCE` at 64 px,
+        ``source_realistic_<resolution>.pt`` at another resolution."""
+        return f"source_realistic_{self.resolution}.pt"
 
     def pose_source(self) -> PoseSampler | MixedPoses:
         """The training split's poses: ``poses``' sampler seeded as the demo seeds its splits
@@ -71,6 +80,14 @@ class PhotoSourceRecipe:
                            masked_input=True, seed=0, device=self.device, log_every=100, checkpoint_every=500)
 
 
+#: The shipped real-photo models' recipes, by resolution: at 64 px from the studio model, at 128 px
+#: from the 64 px real-photo model (its weights read 128 px inputs after a fine-tune).
+PHOTO_RECIPES: dict[int, PhotoSourceRecipe] = {
+    64: PhotoSourceRecipe(),
+    128: PhotoSourceRecipe(resolution=128, init=PHOTO_SOURCE),
+}
+
+
 def shippable(checkpoint: str | Path, out: str | Path) -> Path:
     """``checkpoint`` as the package ships it: only :data:`SHIPPED_KEYS`."""
     state = load_checkpoint(checkpoint)
@@ -78,21 +95,25 @@ def shippable(checkpoint: str | Path, out: str | Path) -> Path:
 
 
 def build_photo_source(out: str | Path, recipe: PhotoSourceRecipe | None = None, progress: bool = True) -> Path:
-    """Build :data:`PHOTO_SOURCE` under ``out``: the training split in ``out/data`` (kept, and
-    reused when complete), the run in ``out/run`` (resumed when interrupted), and the shippable
-    checkpoint ``out/<PHOTO_SOURCE>``, which is returned. Copy it to ``src/maskpose/assets`` to
-    ship it."""
+    """Build the recipe's model (:data:`PHOTO_SOURCE` by default) under ``out``: the training split
+    in ``out/data`` (kept, and reused when complete), the run in ``out/run`` (resumed when
+    interrupted), and the shippable checkpoint ``out/<recipe.shipped_name()>``, which is returned.
+    Copy it to ``src/maskpose/assets`` to ship it."""
     recipe = recipe or PhotoSourceRecipe()
-    init = shipped_checkpoint(SHIPPED_SOURCE)
+    init = shipped_checkpoint(recipe.init)
     if init is None:
-        raise ConfigError(f"the shipped studio model {SHIPPED_SOURCE} is missing from the package "
-                          "(maskpose demo --retrain-source rebuilds it)")
+        rebuild = ("maskpose demo --retrain-source" if recipe.init == SHIPPED_SOURCE
+                   else "maskpose build-photo-source")
+        raise ConfigError(f"the shipped model {recipe.init} is missing from the package ({rebuild} rebuilds it)")
     out = Path(out)
     data = out / "data"
+    if ModelConfig.from_dict(load_checkpoint(init)["config"]["model"]).resolution != recipe.resolution:
+        out.mkdir(parents=True, exist_ok=True)
+        init = at_resolution(init, recipe.resolution, out / f"init_{recipe.resolution}.pt")
     with torch_threads(recipe.threads):
         if not dataset_ready(data, "realistic", recipe.samples, recipe.resolution):
             generate(data, "realistic", recipe.samples, recipe.resolution, recipe.seed, "train",
                      config=SynthesisConfig(geodesic=False, device=recipe.device), pose_source=recipe.pose_source())
         result = train(recipe.run(data, init, out / "run"), progress=progress)
-    return shippable(result.checkpoint, out / PHOTO_SOURCE)
+    return shippable(result.checkpoint, out / recipe.shipped_name())
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -49,15 +50,21 @@ def build_photo_source(out: Path = typer.Option(..., "--out", help="Work folder 
                        steps: Optional[int] = typer.Option(None, "--steps", help="Fine-tuning steps (default: "
                                                            "the shipped model's recipe)."),
                        samples: Optional[int] = typer.Option(None, "--samples", help="Realistic training crops."),
+                       resolution: int = typer.Option(64, "--resolution", help="64: source_realistic_64.pt from the "
+                                                      "studio model; 128: source_realistic_128.pt from the 64 px one."),
                        device: str = typer.Option("cpu", help="cpu, cuda, ...")):
-    """Rebuild the shipped real-photo model (source_realistic_64.pt, masked input): realistic
-    crops, then the shipped studio model fine-tuned on them (about 33 minutes on one thread)."""
-    from maskpose.apps.photo_source import PHOTO_SOURCE, PhotoSourceRecipe  # deferred: CLI start-up
+    """Rebuild a shipped real-photo model (masked input): realistic crops, then a shipped model
+    fine-tuned on them. At 64 px (source_realistic_64.pt) the studio model, about 33 minutes on one
+    thread; at 128 px (source_realistic_128.pt) the 64 px real-photo model."""
+    from maskpose.apps.photo_source import PHOTO_RECIPES  # deferred: CLI start-up
     from maskpose.apps.photo_source import build_photo_source as build  # deferred: CLI start-up
     from maskpose.device import resolve_device  # deferred: CLI start-up
 
     resolve_device(device)
-    recipe = PhotoSourceRecipe(device=device)
+    if resolution not in PHOTO_RECIPES:
+        raise ConfigError(f"--resolution must be one of {sorted(PHOTO_RECIPES)} (the shipped real-photo models), "
+                          f"got {resolution}")
+    recipe = replace(PHOTO_RECIPES[resolution], device=device)
     for name, value in (("--steps", steps), ("--samples", samples)):
         if value is not None and value < 1:
             raise ConfigError(f"{name} must be an int >= 1, got {value}")
@@ -66,4 +73,4 @@ def build_photo_source(out: Path = typer.Option(..., "--out", help="Work folder 
     if samples is not None:
         recipe.samples = samples
     path = build(out, recipe)
-    typer.echo(f"wrote {path} (copy it to src/maskpose/assets/{PHOTO_SOURCE} to ship it)")
+    typer.echo(f"wrote {path} (copy it to src/maskpose/assets/{recipe.shipped_name()} to ship it)")

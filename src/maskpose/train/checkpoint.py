@@ -139,3 +139,25 @@ def load_model(path: str | Path, device="cpu", expect: ModelConfig | None = None
     except (RuntimeError, TypeError, AttributeError) as err:
         raise ConfigError(f"{path}: weights do not fit the saved model configuration ({_first_line(err)})") from None
     return model, state
+
+
+def at_resolution(checkpoint: str | Path, resolution: int, out: str | Path) -> Path:
+    """``checkpoint`` saved as a model of input ``resolution`` pixels, written to ``out``: the start
+    of a fine-tuning run at another resolution than the model was trained at.
+
+    The weights are unchanged: the encoder is convolutional and its heads read globally pooled
+    features, so they fit any input size. Only the saved ``model.resolution`` changes, and a saved
+    focal length (pixels) with it, by ``resolution / old``: the same field of view. A saved focal of
+    0 already means twice the resolution. No optimiser state or history is kept.
+
+    Raises:
+        ConfigError: ``resolution`` is not a valid input size of this encoder (``ModelConfig``)."""
+    state = load_checkpoint(checkpoint)
+    config = dict(state["config"])
+    model = ModelConfig.from_dict(config["model"])
+    old = model.resolution
+    config["model"] = {**config["model"], "resolution": resolution}
+    ModelConfig.from_dict(config["model"]).validate()
+    focal = float(config.get("focal", 0.0) or 0.0)
+    config["focal"] = focal * resolution / old
+    return save_checkpoint(out, {"model": state["model"], "config": config, "step": 0})
