@@ -14,10 +14,14 @@ baseline), each without and with the ``anchor`` to the source prediction (shape 
 distance), each with the plain losses and with the occlusion-aware weight of false positives
 (``--fp-weight``), each on two schedules: ``demo`` (lr 1e-4, fitting in the loop every 4th step:
 ``maskpose.apps.demo.demo_adapt_run()``) and ``fast`` (lr 1e-3, no fitting). ``--only`` keeps the
-recipes whose name contains every given word.
+recipes whose name contains every given word. With ``--source-data S``, every recipe also
+takes a supervised batch of the labelled synthetic split ``S`` on a ``--source-ratio`` share of
+its steps (``TrainConfig.source_data``; the recipes' names gain ``+mix``): the source domain
+keeps the model from fitting the few real people of A alone.
 
     python docs/scripts/real_adaptation.py DATASET_OR_JSON [...] [--checkpoint CKPT] [--steps 40]
         [--fp-weight 0.25] [--anchor-scale 1.0] [--out /tmp/maskpose_real_adaptation] [--only ls anchor]
+        [--source-data S --source-ratio 0.5]
 
 The source checkpoint defaults to the shipped default model, or the small 64 px studio model when
 the default is not shipped. Runs are small (tiny real sets: a smoke measurement); the run folders
@@ -61,15 +65,18 @@ def default_checkpoint() -> Path:
     return path
 
 
-def recipes(fp_weight: float, anchor_scale: float) -> list[tuple[str, dict]]:
-    """``(name, TrainConfig changes)`` of every recipe."""
+def recipes(fp_weight: float, anchor_scale: float, source_data: str = "",
+            source_ratio: float = 0.5) -> list[tuple[str, dict]]:
+    """``(name, TrainConfig changes)`` of every recipe (with ``source_data``: each mixed with it)."""
+    mix = {"source_data": source_data, "source_ratio": source_ratio} if source_data else {}
     out = []
     for (loss_name, losses), anchored, fp, (schedule, changes) in itertools.product(
             LOSSES.items(), (False, True), (1.0, fp_weight), SCHEDULES.items()):
-        name = " ".join([loss_name, "+anchor" if anchored else "", f"fp{fp:g}" if fp != 1.0 else "", schedule]).split()
+        name = " ".join([loss_name, "+anchor" if anchored else "", f"fp{fp:g}" if fp != 1.0 else "",
+                         "+mix" if mix else "", schedule]).split()
         anchor = {"anchor": ANCHOR_WEIGHTS[loss_name] * anchor_scale} if anchored else {}
         out.append((" ".join(name), {"losses": {**losses, **anchor},
-                                     "false_positive_weight": fp, **changes}))
+                                     "false_positive_weight": fp, **changes, **mix}))
     return out
 
 
@@ -104,13 +111,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--res", type=int, default=128, help="crop size of JSON inputs")
     parser.add_argument("--only", nargs="*", default=(), help="keep recipes whose name contains every word")
+    parser.add_argument("--source-data", default="", help="labelled synthetic split mixed into every recipe")
+    parser.add_argument("--source-ratio", type=float, default=0.5, help="share of steps with a source batch")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("/tmp/maskpose_real_adaptation"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     checkpoint = args.checkpoint or default_checkpoint()
-    chosen = [(n, c) for n, c in recipes(args.fp_weight, args.anchor_scale) if all(w in n.split() for w in args.only)]
+    chosen = [(n, c) for n, c in recipes(args.fp_weight, args.anchor_scale, args.source_data, args.source_ratio)
+              if all(w in n.split() for w in args.only)]
     print(f"source {checkpoint}; {len(chosen)} recipes, {args.steps} steps at batch {args.batch_size}", flush=True)
     tables = []
     for source in args.inputs:
