@@ -5,7 +5,7 @@
 
 Renders the studio test split at 64 and 128 px (the same people: one seed, one pose sampler) and
 the realistic test split at 128 px, then evaluates the shipped 64 px studio model and, when given,
-the 128 px realistic model (``--realistic``: not shipped; docs/configs/source_realistic_128.yaml
+the 128 px realistic model (``--realistic``: not shipped; docs/configs/source_realistic_128_scratch.yaml
 trains it) on each (each model at its own resolution; the 64 px model reads the 64 px studio
 split), and on every real dataset given (COCO imports: 2D keypoints and masks, floors 2-fold).
 """

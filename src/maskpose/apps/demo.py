@@ -44,9 +44,9 @@ from maskpose.train.loop import train
 SHIPPED_SOURCE = "source_studio_64.pt"
 #: The small 64 px model by that name (what the tests and quick benchmarks use).
 SMALL_SOURCE = SHIPPED_SOURCE
-#: The 128 px model of the ``realistic`` domain (:meth:`DemoConfig.realistic`). Not shipped: its
-#: first training (docs/benchmark.md, "Real photographs") did not beat the small model on real
-#: crops; docs/configs/source_realistic_128.yaml gives the commands that train it.
+#: The 128 px real-photo model (:meth:`DemoConfig.realistic`): masked input, the 64 px real-photo
+#: model fine-tuned on 128 px ``realistic`` crops (``maskpose build-photo-source --resolution 128``,
+#: :mod:`maskpose.apps.photo_source`; docs/benchmark.md, "Real photographs").
 REALISTIC_SOURCE = "source_realistic_128.pt"
 
 
@@ -54,12 +54,6 @@ def demo_source_run() -> TrainConfig:
     """The demo's pretraining run (the shipped checkpoint's; data, out, seed, device and the model
     are filled in by :func:`source_config`)."""
     return TrainConfig(mode="pretrain", steps=1200, batch_size=32, lr=1e-3, log_every=25, checkpoint_every=250)
-
-
-def realistic_source_run() -> TrainConfig:
-    """The pretraining run of the 128 px realistic model (:data:`REALISTIC_SOURCE`)."""
-    return TrainConfig(mode="pretrain", steps=10000, batch_size=32, lr=1e-3, lr_schedule="cosine", log_every=50,
-                       checkpoint_every=250)
 
 
 def demo_adapt_run() -> TrainConfig:
@@ -77,7 +71,8 @@ class DemoConfig:
 
     out: str = "demo_output"
     target_domain: str = "thermal"
-    #: the source model's domain: ``studio`` (with ``poses``) or ``realistic`` (its own poses)
+    #: the source model's domain: ``studio`` (the shipped studio model, or trained by the demo with
+    #: ``poses`` on ``retrain_source``) or ``realistic`` (the shipped real-photo model, :meth:`realistic`)
     source_domain: str = "studio"
     resolution: int = 64
     #: the encoder of the source model (with ``resolution``, see :meth:`model`)
@@ -98,6 +93,8 @@ class DemoConfig:
     threads: int | None = 2
     adapt: TrainConfig = field(default_factory=demo_adapt_run)
     retrain_source: bool = False
+    #: a source checkpoint to adapt instead of the shipped one (e.g. a rebuilt real-photo model)
+    source_checkpoint: str = ""
     device: str = "cpu"
     overlay_count: int = 8
 
@@ -107,11 +104,11 @@ class DemoConfig:
 
     @staticmethod
     def realistic(**changes) -> DemoConfig:
-        """The demo on the 128 px realistic source (:data:`REALISTIC_SOURCE`: 24,000 realistic
-        samples, a ResNet-18 layout at half width with a pooled stem, 10,000 steps of cosine lr on
-        two threads; not shipped, so the demo trains it, about 80 minutes on 2 cores)."""
-        return replace(DemoConfig(source_domain="realistic", resolution=128, blocks=(2, 2, 2, 2), stem_pool=True,
-                                  source_samples=24000, source=realistic_source_run(), source_threads=2), **changes)
+        """The demo from the shipped 128 px real-photo model (:data:`REALISTIC_SOURCE`; it sees the
+        image times the mask, and so does its adaptation). Its ``retrain_source`` is refused here:
+        ``maskpose build-photo-source --resolution 128`` rebuilds that model, and ``maskpose demo
+        --realistic --retrain-source`` runs it before the demo."""
+        return replace(DemoConfig(source_domain="realistic", resolution=128), **changes)
 
     def shipped(self) -> str:
         """The package file of this demo's source model (it may not be shipped)."""
@@ -169,7 +166,14 @@ def run_demo(cfg: DemoConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     data_root = out / "data"
 
-    source_ckpt = None if cfg.retrain_source else shipped_checkpoint(cfg.shipped())
+    if cfg.source_checkpoint:
+        source_ckpt = Path(cfg.source_checkpoint)
+    elif cfg.source_domain == "realistic" and (cfg.retrain_source or shipped_checkpoint(cfg.shipped()) is None):
+        raise ConfigError(f"the demo's realistic source is the shipped {cfg.shipped()}; maskpose build-photo-source "
+                          f"--resolution {cfg.resolution} rebuilds it (maskpose demo --realistic --retrain-source runs "
+                          "that first)")
+    else:
+        source_ckpt = None if cfg.retrain_source else shipped_checkpoint(cfg.shipped())
     if source_ckpt is None:
         domain = cfg.source_domain
         _log(f"generating the source split: {domain}, {cfg.source_samples} samples at {cfg.resolution} px")
@@ -180,6 +184,8 @@ def run_demo(cfg: DemoConfig) -> Path:
         with torch_threads(cfg.source_threads):
             result = train(source_config(cfg, source, out / "source"))
         source_ckpt = result.checkpoint
+    elif cfg.source_checkpoint:
+        _log(f"using the source checkpoint {source_ckpt}")
     else:
         _log(f"using the shipped source checkpoint {source_ckpt.name} (`maskpose demo --retrain-source` rebuilds it)")
 
@@ -303,7 +309,8 @@ def write_report(out: Path, cfg: DemoConfig, before: dict, after: dict, history:
 <style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}td:first-child{{text-align:left}}</style></head>
 <body><h1>maskpose demo: adapting to <code>{html.escape(cfg.target_domain)}</code> with masks only</h1>
-<p>Source model trained on the synthetic <code>studio</code> domain; adapted with
+<p>Source model <code>{html.escape(source_ckpt.name)}</code>, trained on the synthetic
+<code>{html.escape(cfg.source_domain)}</code> domain; adapted with
 <code>{html.escape(json.dumps(cfg.adapt.losses))}</code> on {cfg.target_train_samples} target images and their
 masks (no labels), {cfg.adapt.steps} steps; evaluated on {cfg.target_test_samples} held-out target images with
 3D ground truth.</p>

@@ -22,8 +22,8 @@ def demo(out: Path = typer.Option(Path("demo_output"), "--out", help="Output fol
          retrain_source: bool = typer.Option(False, "--retrain-source",
                                              help="Pretrain the source model instead of loading the shipped one."),
          realistic: bool = typer.Option(False, "--realistic",
-                                        help="The 128 px realistic-domain source (not shipped: trained first, "
-                                             "about 80 minutes on 2 cores)."),
+                                        help="Start from the shipped 128 px real-photo model (masked input); with "
+                                             "--retrain-source, rebuild it first (build-photo-source --resolution 128)."),
          device: str = typer.Option("cpu", help="cpu, cuda, ...")):
     """Source model -> adapt to a target domain with L_S + L_T on masks only -> evaluate -> report.html."""
     from maskpose.apps.demo import DemoConfig, check_output_folder, run_demo  # deferred: CLI start-up
@@ -37,6 +37,11 @@ def demo(out: Path = typer.Option(Path("demo_output"), "--out", help="Output fol
         raise ConfigError(f"--adapt-steps must be an int >= 1, got {adapt_steps}")
     check_output_folder(out)
     changes = {"out": str(out), "target_domain": target, "retrain_source": retrain_source, "device": device}
+    if realistic and retrain_source:
+        from maskpose.apps.photo_source import PHOTO_RECIPES, build_photo_source  # deferred: CLI start-up
+
+        rebuilt = build_photo_source(out / "photo_source", replace(PHOTO_RECIPES[128], device=device))
+        changes.update(retrain_source=False, source_checkpoint=str(rebuilt))
     cfg = DemoConfig.realistic(**changes) if realistic else DemoConfig(**changes)
     if adapt_steps is not None:
         cfg.adapt.steps = adapt_steps
