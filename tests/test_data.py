@@ -200,6 +200,20 @@ def test_coco_round_trip(tmp_path):
                                        atol=s + 0.6)
 
 
+def test_coco_keeps_only_the_person_category(tmp_path):
+    coco = json.loads((COCO / "person_keypoints.json").read_text())
+    person = next(a for a in coco["annotations"] if a["num_keypoints"] > 0 and not a["iscrowd"])
+    coco["categories"] = [{"id": 1, "name": "person"}, {"id": 3, "name": "car"}]
+    coco["annotations"].append({**person, "id": 9001, "category_id": 3})  # a car with keypoints
+    (tmp_path / "ann.json").write_text(json.dumps(coco))
+    meta = read_meta(import_coco(tmp_path / "ann.json", COCO, tmp_path / "a", res=32))
+    assert meta["num_samples"] == 3 and 9001 not in meta["attrs"]["annotation_ids"]
+    assert meta["attrs"]["skipped_other_categories"] == 1
+    coco["categories"] = [{"id": 3, "name": "pedestrian"}]  # no category named person: keep them all
+    (tmp_path / "own.json").write_text(json.dumps(coco))
+    assert read_meta(import_coco(tmp_path / "own.json", COCO, tmp_path / "b", res=32))["num_samples"] == 4
+
+
 def test_coco_helpers():
     # Polygon raster (cv2.fillPoly includes the border): corners 2..11 cover 10x10 pixel centres.
     m = polygons_to_mask([[2, 2, 11, 2, 11, 11, 2, 11]], 20, 20)

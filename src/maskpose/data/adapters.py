@@ -569,7 +569,9 @@ def import_coco(
             person's photo in the JSON's ``images`` list, shared by the people of one photo).
         res, margin: crop size and margin around the person's box.
         min_keypoints: skip annotations with fewer labelled keypoints; crowd annotations and
-            annotations without a segmentation are always skipped.
+            annotations without a segmentation are always skipped, and so are those of another
+            category than the person, where the JSON's ``categories`` name one ``"person"``
+            (counted in the dataset's ``skipped_other_categories``).
         min_size: skip boxes whose larger side is below this (pixels).
         limit: import at most this many persons.
     """
@@ -599,7 +601,8 @@ def import_coco(
             raise DataError(f"{json_path}: images[{k}] needs an 'id' and a 'file_name', got {_short(img)}")
         images[img["id"]] = img
         positions[img["id"]] = k
-    chosen = []
+    persons = _person_categories(coco.get("categories"))
+    chosen, other_categories = [], 0
     for k, ann in enumerate(coco["annotations"]):
         where = f"{json_path}: annotation {ann.get('id', f'#{k}') if isinstance(ann, dict) else f'#{k}'}"
         if not isinstance(ann, dict):
@@ -608,6 +611,9 @@ def import_coco(
         if isinstance(count, bool) or not isinstance(count, (int, float)):
             raise DataError(f"{where}: num_keypoints must be a number, got {_short(count)}")
         if ann.get("iscrowd", 0) or not ann.get("segmentation") or count < min_keypoints:
+            continue
+        if persons is not None and ann.get("category_id", next(iter(persons))) not in persons:
+            other_categories += 1  # an instances JSON's other objects, keypoints or not
             continue
         if "bbox" not in ann or max(_coco_box(ann, where)[2:]) < min_size:
             continue
@@ -657,7 +663,7 @@ def import_coco(
     attrs = {"source": str(json_path), "adapter": "coco", "margin": margin, "missing_joints": "NaN",
              "joints2d": "H36M-17 from COCO-17 (pelvis/thorax as midpoints; spine, head top missing)",
              "annotation_ids": [a.get("id") for a in kept], "skipped_empty_masks": empty,
-             "skipped_short_polygons": short_polygons,
+             "skipped_short_polygons": short_polygons, "skipped_other_categories": other_categories,
              "valid": "1 where the crop lies inside the photo, 0 on its zero padding",
              "image_index": "position of the person's photo in the JSON's images list"}
     cache: dict = {}
@@ -688,6 +694,16 @@ def import_coco(
                         json_path, small, len(kept), res)
         writer.attrs["empty_masks_after_resize"] = small
     return Path(out_dir)
+
+
+def _person_categories(categories) -> set | None:
+    """The ids of the COCO ``categories`` named ``"person"``; ``None`` (keep every annotation)
+    when the JSON lists no categories or none of them is the person (a keypoints file of its own
+    naming)."""
+    if not isinstance(categories, list):
+        return None
+    ids = {c.get("id") for c in categories if isinstance(c, dict) and c.get("name") == "person"}
+    return ids or None
 
 
 def _coco_image_size(info: dict, image_dir: Path) -> tuple[int, int]:
