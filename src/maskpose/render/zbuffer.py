@@ -66,6 +66,24 @@ class Fragments:
         return self.face_index >= 0
 
 
+@dataclass
+class CoveredPixels:
+    """:func:`rasterize_covered`'s result: the covered pixels only, without the dense per-pixel
+    tables of :class:`Fragments` (a caller that gathers the covered pixels anyway skips filling
+    and re-reading them).
+
+    Attributes:
+        face_index: ``(B, H, W)`` int64 as in :class:`Fragments`.
+        pixels: ``(N,)`` int64 flat indices (into ``B * H * W``) of the covered pixels, increasing.
+        barycentric: ``(N, 3)`` their barycentric weights; depth: ``(N,)`` their depth.
+    """
+
+    face_index: torch.Tensor
+    pixels: torch.Tensor
+    barycentric: torch.Tensor
+    depth: torch.Tensor
+
+
 def check_mesh(vertices: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, size) -> tuple[int, int]:
     """Validate renderer inputs; returns ``(H, W)``. Raises :class:`MaskposeError` naming the problem."""
     check_shape("vertices", vertices, (None, None, 3))
@@ -127,7 +145,7 @@ def _face_valid(vertices: torch.Tensor, faces: torch.Tensor, behind: str, near: 
 
 
 @torch.no_grad()
-def rasterize(
+def rasterize_covered(
     vertices: torch.Tensor,
     faces: torch.Tensor,
     K: torch.Tensor,
@@ -138,8 +156,9 @@ def rasterize(
     near: float = 1e-6,
     max_fragments: int = _raster.MAX_FRAGMENTS,
     backend: str = "auto",
-) -> Fragments:
-    """Rasterise a batch of triangle meshes sharing one topology with an exact z-buffer.
+) -> CoveredPixels:
+    """Rasterise a batch of triangle meshes sharing one topology with an exact z-buffer; returns
+    the covered pixels only (:func:`rasterize` makes the dense :class:`Fragments` of them).
 
     Args:
         vertices: ``(B, V, 3)`` camera-frame vertices (metres), any float dtype; not differentiated.
@@ -156,8 +175,8 @@ def rasterize(
             importable and runs on ``vertices``' device, else torch).
 
     Returns:
-        :class:`Fragments` with ``face_index (B, H, W)``, ``barycentric (B, H, W, 3)`` and
-        ``depth (B, H, W)`` in ``vertices``' float dtype, on ``vertices``' device.
+        :class:`CoveredPixels`: ``face_index (B, H, W)`` and, per covered pixel, its flat index,
+        barycentric weights and depth in ``vertices``' float dtype, on ``vertices``' device.
     """
     height, width = check_mesh(vertices, faces, K, size)
     use_warp = _warp_kernels.resolve_backend(backend, vertices.device) == "warp"
@@ -221,20 +240,37 @@ def rasterize(
             keys.scatter_reduce_(0, pixel_base[item] + py * width + px, key, reduce="amax")
         face_index = _raster.unpack_item(keys).view(batch, height, width)
 
-    barycentric = torch.zeros(batch, height, width, 3, dtype=dtype, device=device)
-    depth = torch.full((batch, height, width), float("inf"), dtype=dtype, device=device)
     pix = torch.nonzero(face_index.view(-1) >= 0).squeeze(1)
-    if pix.numel():
-        hw = height * width
-        bb = torch.div(pix, hw, rounding_mode="floor")
-        rest = pix - bb * hw
-        yy = torch.div(rest, width, rounding_mode="floor")
-        xx = rest - yy * width
-        hit_item = bb * num_faces + face_index.view(-1).index_select(0, pix)
-        bary, z = _perspective_barycentric(tri.view(-1, 3, 2).index_select(0, hit_item),
-                                           tri_z.view(-1, 3).index_select(0, hit_item), xx.to(dtype), yy.to(dtype))
-        barycentric.view(-1, 3).index_copy_(0, pix, bary)
-        depth.view(-1).index_copy_(0, pix, z)
+    hw = height * width
+    bb = torch.div(pix, hw, rounding_mode="floor")
+    rest = pix - bb * hw
+    yy = torch.div(rest, width, rounding_mode="floor")
+    xx = rest - yy * width
+    hit_item = bb * num_faces + face_index.view(-1).index_select(0, pix)
+    bary, z = _perspective_barycentric(tri.view(-1, 3, 2).index_select(0, hit_item),
+                                       tri_z.view(-1, 3).index_select(0, hit_item), xx.to(dtype), yy.to(dtype))
+    return CoveredPixels(face_index, pix, bary, z)
+
+
+@torch.no_grad()
+def rasterize(vertices: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, size: int | tuple[int, int],
+              **kwargs) -> Fragments:
+    """Rasterise a batch of triangle meshes sharing one topology with an exact z-buffer.
+
+    The arguments are :func:`rasterize_covered`'s (``cull_backfaces``, ``behind``, ``near``,
+    ``max_fragments``, ``backend`` by keyword).
+
+    Returns:
+        :class:`Fragments` with ``face_index (B, H, W)``, ``barycentric (B, H, W, 3)`` and
+        ``depth (B, H, W)`` in ``vertices``' float dtype, on ``vertices``' device.
+    """
+    covered = rasterize_covered(vertices, faces, K, size, **kwargs)
+    face_index = covered.face_index
+    dtype = covered.barycentric.dtype
+    barycentric = torch.zeros(*face_index.shape, 3, dtype=dtype, device=face_index.device)
+    depth = torch.full(face_index.shape, float("inf"), dtype=dtype, device=face_index.device)
+    barycentric.view(-1, 3).index_copy_(0, covered.pixels, covered.barycentric)
+    depth.view(-1).index_copy_(0, covered.pixels, covered.depth)
     return Fragments(face_index, barycentric, depth)
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from maskpose.errors import ConfigError, MaskposeError, check_shape
-from maskpose.render.zbuffer import rasterize
+from maskpose.render.zbuffer import CoveredPixels, rasterize_covered
 from maskpose.synth.appearance import (
     _HAIR,
     _MAX_LIGHTS,
@@ -124,7 +124,8 @@ class SynthesisRenderer:
         K = K.detach().float().to(self.device)
         clock = _Clock(timings)
 
-        frags = rasterize(vertices, self.faces, K, (res, res), cull_backfaces=True)
+        # The covered pixels only: every table below is gathered on them (no dense frame to fill).
+        frags = rasterize_covered(vertices, self.faces, K, (res, res), cull_backfaces=True)
         clock("rasterize")
         app = sample_appearance(rngs, setting, res, self.device)
         # Each sample's generator draws, in order: appearance, noise seed, background; so a
@@ -145,7 +146,8 @@ class SynthesisRenderer:
         parts = torch.zeros(batch * res * res, dtype=torch.uint8, device=self.device)
         parts.index_copy_(0, surface.flat, surface.part.to(torch.uint8))
         parts = parts.view(batch, res, res)
-        depth = torch.where(mask, frags.depth, torch.zeros_like(frags.depth))
+        depth = torch.zeros(mask.shape, dtype=frags.depth.dtype, device=self.device)
+        depth.view(-1).index_copy_(0, surface.flat, frags.depth)
         # In place (``image`` is this call's own buffer): a fresh 12 MB temporary per step costs
         # more in page faults than the arithmetic.
         image_u8 = image.clamp_(0.0, 1.0).mul_(255.0).add_(0.5).to(torch.uint8)
@@ -155,7 +157,7 @@ class SynthesisRenderer:
             depth=depth.float().cpu().numpy(), parts=parts.cpu().numpy(),
         )
 
-    def _surface(self, frags, vertices: torch.Tensor, points: bool = True) -> _Surface:
+    def _surface(self, frags: CoveredPixels, vertices: torch.Tensor, points: bool = True) -> _Surface:
         """The covered pixels and what the mesh is there, with flat indices (one gather per table).
 
         ``points``: also interpolate the camera-frame points (only thermal shading reads them;
@@ -163,10 +165,10 @@ class SynthesisRenderer:
         batch, num_vertices = vertices.shape[:2]
         height, width = frags.face_index.shape[1:3]
         mask = frags.face_index >= 0
-        flat = torch.nonzero(mask.view(-1)).squeeze(1)  # (N,)
+        flat = frags.pixels  # (N,)
         bb = torch.div(flat, height * width, rounding_mode="floor")
         face = frags.face_index.view(-1).index_select(0, flat)
-        bary = frags.barycentric.view(-1, 3).index_select(0, flat).float()  # (N, 3)
+        bary = frags.barycentric.float()  # (N, 3)
         corner = self.faces.index_select(0, face)  # (N, 3)
         nearest = corner.gather(1, bary.argmax(1, keepdim=True))[:, 0]
         part = self.vertex_parts.index_select(0, nearest)  # (N,)
