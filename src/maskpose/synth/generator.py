@@ -49,7 +49,7 @@ from maskpose.device import resolve_device
 from maskpose.errors import ConfigError, MaskposeError
 from maskpose.io import check_output_folder
 from maskpose.masks import geodesic_weights
-from maskpose.render.camera import fit_translation, intrinsics, project
+from maskpose.render.camera import fit_translation, intrinsics, point_bounds, project
 from maskpose.synth.appearance import PART_NAMES
 from maskpose.synth.domains import get_domain
 from maskpose.synth.realistic import BACKGROUND_STREAM, DISTRACTOR_STREAM, photo_backgrounds
@@ -163,7 +163,7 @@ def place_camera(vertices: torch.Tensor, res: int, rngs: Sequence[np.random.Gene
     K = intrinsics(focal_ratio * res, res, batch=batch, device=v.device)
     t = fit_translation(v, K, res, fill=draws_t[:, 0])
     uv = project(v + t[:, None], K)
-    lo, hi = uv.amin(1), uv.amax(1)
+    lo, hi = point_bounds(uv)
     room_lo = (lo - margin).clamp_min(0.0)           # how far the box may move left / up
     room_hi = (res - 1 - margin - hi).clamp_min(0.0)  # right / down
     want = draws_t[:, 1:] * offset * res
@@ -172,7 +172,8 @@ def place_camera(vertices: torch.Tensor, res: int, rngs: Sequence[np.random.Gene
     t[:, :2] = t[:, :2] + shift * t[:, 2:3] / K[:, [0, 1], [0, 1]]
     # Perspective makes the shift slightly non-uniform: undo it where the body would leave the crop.
     uv = project(v + t[:, None], K)
-    outside = (uv.amin(1) < 0).any(1) | (uv.amax(1) > res - 1).any(1)
+    lo, hi = point_bounds(uv)
+    outside = (lo < 0).any(1) | (hi > res - 1).any(1)
     if bool(outside.any()):
         t[outside, :2] = t[outside, :2] - shift[outside] * t[outside, 2:3] / K[outside][:, [0, 1], [0, 1]]
     return K, t

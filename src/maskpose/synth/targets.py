@@ -46,7 +46,7 @@ import torch
 from maskpose.body.motion import MotionLibrary
 from maskpose.body.rotations import rotmat_to_sixd, sixd_to_rotmat
 from maskpose.errors import ConfigError, MaskposeError
-from maskpose.render.camera import project
+from maskpose.render.camera import point_bounds, project
 from maskpose.synth.appearance import background
 
 #: Random streams of the target hooks (the generator's are 1-4): view draws, occluders.
@@ -160,7 +160,7 @@ def truncate(vertices: torch.Tensor, K: torch.Tensor, t: torch.Tensor, draws: Se
     if all(side < 0 for side in sides):
         return t
     uv = project(vertices.detach().float() + t[:, None], K)
-    lo, hi = uv.amin(1), uv.amax(1)
+    lo, hi = point_bounds(uv)
     t = t.clone()
     for i, draw in enumerate(draws):
         if draw.side < 0:
