@@ -122,3 +122,27 @@ def test_a_recipe_at_another_resolution_starts_from_its_model_moved_there(tmp_pa
 def test_the_cli_refuses_a_resolution_without_a_recipe(tmp_path):
     result = CliRunner().invoke(app, ["build-photo-source", "--out", str(tmp_path / "o"), "--resolution", "96"])
     assert result.exit_code != 0 and "--resolution must be one of [64, 128]" in result.output
+
+
+PHOTO_128 = shipped_checkpoint(PHOTO_RECIPES[128].shipped_name())
+
+
+@pytest.mark.skipif(PHOTO_128 is None, reason="the 128 px real-photo model is absent")
+def test_the_shipped_128_px_file_is_its_recipes_model():
+    assert set(torch.load(PHOTO_128, weights_only=True)) == set(SHIPPED_KEYS)
+    state, recipe = load_checkpoint(PHOTO_128), PHOTO_RECIPES[128]
+    config = state["config"]
+    assert config["masked_input"] is True and state["step"] == config["steps"] == recipe.steps
+    assert (config["batch_size"], config["lr"], config["lr_schedule"]) == (recipe.batch_size, recipe.lr, "cosine")
+    # the 64 px real-photo model's network, moved to 128 px
+    assert config["model"] == {**load_checkpoint(PHOTO)["config"]["model"], "resolution": 128}
+    assert Path(config["init_checkpoint"]).name == "init_128.pt"
+
+
+@pytest.mark.skipif(PHOTO_128 is None, reason="the 128 px real-photo model is absent")
+def test_the_128_px_model_beats_the_64_px_one_on_unseen_realistic_crops(tmp_path):
+    recipe = PHOTO_RECIPES[128]
+    test = generate(tmp_path / "test", "realistic", 48, 128, 101, "test", config=SynthesisConfig(geodesic=False),
+                    pose_source=recipe.poses.sampler(101))
+    sharp, coarse = evaluate_checkpoint(PHOTO_128, test), evaluate_checkpoint(PHOTO, test)
+    assert sharp["pa_mpjpe"] < coarse["pa_mpjpe"] and sharp["pck2d@0.05"] > coarse["pck2d@0.05"]
