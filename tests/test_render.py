@@ -9,11 +9,12 @@ from maskpose.errors import MaskposeError
 from maskpose.render.camera import (
     fit_translation,
     intrinsics,
+    point_bounds,
     project,
     translation_to_weak_perspective,
     weak_perspective_to_translation,
 )
-from maskpose.render.zbuffer import front_facing, rasterize
+from maskpose.render.zbuffer import front_facing, rasterize, rasterize_covered
 
 
 # --------------------------------------------------------------------------------------- helpers
@@ -477,3 +478,28 @@ def test_warp_silhouette_is_identical_on_the_octahedron_in_float64(warp_passes):
     _assert_same_silhouettes(verts[None].float(), faces, K.float(), res)
     _assert_same_fragments(rasterize(verts[None], faces, K, res, backend="torch"),
                            rasterize(verts[None], faces, K, res, backend="warp"))
+
+
+def test_point_bounds_is_amin_and_amax():
+    points = torch.randn(4, 301, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    lo, hi = point_bounds(points)
+    assert torch.equal(lo, points.amin(1)) and torch.equal(hi, points.amax(1))
+    lo, hi = point_bounds(points[..., :2].float())
+    assert torch.equal(lo, points[..., :2].float().amin(1)) and lo.shape == (4, 2)
+
+
+def test_rasterize_covered_holds_exactly_the_covered_pixels_of_rasterize():
+    # two overlapping triangles at different depths, one partly off screen
+    vertices = torch.tensor([[[-0.5, -0.5, 2.0], [0.6, -0.4, 2.0], [0.0, 0.7, 2.0],
+                              [-0.2, -0.2, 1.5], [0.9, 0.1, 1.5], [0.3, 1.4, 1.5]]]).repeat(2, 1, 1)
+    vertices[1, :, 0] += 0.3
+    faces = torch.tensor([[0, 1, 2], [3, 4, 5]])
+    K = intrinsics(20.0, 24, batch=2)
+    dense = rasterize(vertices, faces, K, 24)
+    covered = rasterize_covered(vertices, faces, K, 24)
+    assert torch.equal(covered.face_index, dense.face_index)
+    hit = (dense.face_index >= 0).flatten()
+    assert torch.equal(covered.pixels.sort().values, hit.nonzero()[:, 0])
+    torch.testing.assert_close(dense.barycentric.reshape(-1, 3)[covered.pixels], covered.barycentric, rtol=0, atol=0)
+    torch.testing.assert_close(dense.depth.flatten()[covered.pixels], covered.depth, rtol=0, atol=0)
+    assert 0 < int(hit.sum()) < hit.numel()
