@@ -16,7 +16,7 @@ PACKAGE = Path(maskpose.__file__).parent
 
 #: Lowest first; a module may import from its own layer and the ones below it.
 LAYERS: dict[str, int] = {
-    "errors": 0, "conventions": 0, "typing": 0, "io": 0, "device": 0, "__init__": 0,
+    "errors": 0, "conventions": 0, "typing": 0, "io": 0, "device": 0, "allocator": 0, "__init__": 0,
     "data": 1,
     "models": 2,
     "body": 3,
