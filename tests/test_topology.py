@@ -551,3 +551,35 @@ def test_topology_loss_with_a_precomputed_target_skeleton_is_the_same():
     assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
     with pytest.raises(MaskposeError, match="target_skeleton must have the target's shape"):
         topology_alignment_loss(pred, target, target_skeleton=target[:2])
+
+
+def test_losses_with_precomputed_target_distances_are_the_same():
+    # Fitting in the loop passes the masks' whole outward maps (and their skeleton's), computed
+    # once, to its iterations: the loss must be exactly the same, and so must its gradient within
+    # GRADIENT_MARGIN of the predicted mask (the early-stopped map is capped farther out).
+    target = human_masks(3, 64, seed=13)
+    pred = F.avg_pool2d(human_masks(3, 64, seed=14), 3, 1, 1)
+    st = "straight_through"
+    skeleton = topological_skeleton(target, binarization=st)
+    cached = {"ls": {"target_distance": outward_distance_map(target, binarization=st)},
+              "lt": {"target_skeleton": skeleton,
+                     "target_skeleton_distance": outward_distance_map(skeleton, binarization=st)}}
+    losses = {"ls": silhouette_alignment_loss, "lt": topology_alignment_loss}
+    cross = torch.tensor([[0.0, 1.0, 0.0], [1.0, 1.0, 1.0], [0.0, 1.0, 0.0]])[None, None]
+    for name, loss_fn in losses.items():
+        results = []
+        for extra in ({}, cached[name]):
+            soft = pred.clone().requires_grad_(True)
+            loss = loss_fn(soft, target, binarization=st, reduction="none", **extra)
+            loss.sum().backward()
+            results.append((loss.detach(), soft.grad))
+        assert torch.equal(results[0][0], results[1][0]), name
+        near = (pred >= 0.5).float()
+        for _ in range(GRADIENT_MARGIN):
+            near = (F.conv2d(near, cross, padding=1) > 0).float()
+        assert torch.equal(results[0][1] * near, results[1][1] * near), name
+    with pytest.raises(MaskposeError, match="target_distance needs a target without gradient"):
+        silhouette_alignment_loss(pred.requires_grad_(True), target.clone().requires_grad_(True),
+                                  target_distance=cached["ls"]["target_distance"])
+    with pytest.raises(MaskposeError, match="target's shape"):
+        silhouette_alignment_loss(pred, target, target_distance=cached["ls"]["target_distance"][:2])

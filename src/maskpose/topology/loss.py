@@ -38,7 +38,8 @@ GRADIENT_MARGIN = 3
 
 
 def chamfer_of_binary(pred: torch.Tensor, target: torch.Tensor, kernel: Kernel = "octagonal",
-                      iterations: int | None = None, false_positive_weight: float = 1.0) -> torch.Tensor:
+                      iterations: int | None = None, false_positive_weight: float = 1.0,
+                      target_distance: torch.Tensor | None = None) -> torch.Tensor:
     """``L(A, B)`` per sample for maps that are already 0/1.
 
     Args:
@@ -48,6 +49,8 @@ def chamfer_of_binary(pred: torch.Tensor, target: torch.Tensor, kernel: Kernel =
         false_positive_weight: weight ``w`` of the ``A``-to-``B`` term
             ``||S2D(1 - B) ⊙ A||_1 / |A|`` (zero unless ``A`` lies outside ``B``: a body an
             occluder hides in a real mask); 1 (default) is the plain loss.
+        target_distance: optionally ``S2D(1 - B)`` whole (:func:`~maskpose.topology.distance.outward_distance_map`
+            of ``B``), computed beforehand for a target without gradient that several calls share.
 
     Returns:
         ``(B,)`` the loss per sample, in pixels.
@@ -55,8 +58,14 @@ def chamfer_of_binary(pred: torch.Tensor, target: torch.Tensor, kernel: Kernel =
     pred_on = pred.detach() > 0.5
     target_on = target.detach() > 0.5
     dims = (1, 2, 3)
-    to_target = _distance_of_binary(1.0 - target, kernel, iterations, needed=pred_on,
-                                    margin=GRADIENT_MARGIN if pred.requires_grad else 0)
+    if target_distance is None:
+        to_target = _distance_of_binary(1.0 - target, kernel, iterations, needed=pred_on,
+                                        margin=GRADIENT_MARGIN if pred.requires_grad else 0)
+    elif target.requires_grad or target_distance.shape != target.shape:
+        raise MaskposeError(f"target_distance needs a target without gradient and the target's shape "
+                            f"{tuple(target.shape)}, got shape {tuple(target_distance.shape)}")
+    else:
+        to_target = target_distance
     to_pred = _distance_of_binary(1.0 - pred, kernel, iterations, needed=target_on,
                                   margin=GRADIENT_MARGIN if target.requires_grad else 0)
     pred_term = (to_target * pred).sum(dims) / pred.sum(dims).clamp_min(1.0)
@@ -73,7 +82,7 @@ def _skeleton_of_binary(binary: torch.Tensor, kernel: Kernel, iterations: int | 
 def chamfer_map_loss(pred: torch.Tensor, target: torch.Tensor, kernel: Kernel = "octagonal",
                      iterations: int | None = None, binarization: Binarization = DEFAULT_BINARIZATION,
                      temperature: float = DEFAULT_TEMPERATURE, reduction: Reduction = "mean",
-                     false_positive_weight: float = 1.0) -> torch.Tensor:
+                     false_positive_weight: float = 1.0, target_distance: torch.Tensor | None = None) -> torch.Tensor:
     r"""Symmetric Chamfer distance between two maps, computed from S2D distance maps.
 
     .. math::
@@ -94,6 +103,11 @@ def chamfer_map_loss(pred: torch.Tensor, target: torch.Tensor, kernel: Kernel = 
         reduction: ``"mean"`` or ``"sum"`` over the batch, or ``"none"``.
         false_positive_weight: weight of the first (``A``-to-``B``) term, as in
             :func:`chamfer_of_binary`; 1 (default) is the plain loss.
+        target_distance: optional ``outward_distance_map(target, kernel, iterations)`` computed
+            beforehand, for a target without gradient that several calls score (the iterations of
+            fitting in the loop). The value is the same; so is the gradient within
+            :data:`GRADIENT_MARGIN` of the maps, and beyond it the distance is not capped (module
+            docstring), which changes nothing where the renderer has no gradient to give.
 
     Shape:
         - pred, target: :math:`(B, 1, H, W)`, float.
@@ -111,14 +125,14 @@ def chamfer_map_loss(pred: torch.Tensor, target: torch.Tensor, kernel: Kernel = 
     check_reduction(reduction)
     per_sample = chamfer_of_binary(_binarize(pred, binarization, temperature),
                                    _binarize(target, binarization, temperature), kernel, iterations,
-                                   false_positive_weight)
+                                   false_positive_weight, target_distance)
     return reduce(per_sample, reduction)
 
 
 def silhouette_alignment_loss(pred: torch.Tensor, target: torch.Tensor, kernel: Kernel = "octagonal",
                               iterations: int | None = None, binarization: Binarization = DEFAULT_BINARIZATION,
                               temperature: float = DEFAULT_TEMPERATURE, reduction: Reduction = "mean",
-                              false_positive_weight: float = 1.0) -> torch.Tensor:
+                              false_positive_weight: float = 1.0, target_distance: torch.Tensor | None = None) -> torch.Tensor:
     r"""``L_S``: the Chamfer map loss between a predicted and a target silhouette.
 
     .. math::
@@ -128,8 +142,8 @@ def silhouette_alignment_loss(pred: torch.Tensor, target: torch.Tensor, kernel: 
     Args:
         pred: predicted silhouette :math:`\hat S` in [0, 1] (e.g. from a soft renderer).
         target: target silhouette :math:`S` (binary).
-        kernel, iterations, binarization, temperature, reduction, false_positive_weight: as in
-            :func:`chamfer_map_loss`.
+        kernel, iterations, binarization, temperature, reduction, false_positive_weight,
+        target_distance: as in :func:`chamfer_map_loss`.
 
     Shape:
         - pred, target: :math:`(B, 1, H, W)`.
@@ -142,14 +156,15 @@ def silhouette_alignment_loss(pred: torch.Tensor, target: torch.Tensor, kernel: 
         tensor(0.6667)
     """
     return chamfer_map_loss(pred, target, kernel, iterations, binarization, temperature, reduction,
-                            false_positive_weight)
+                            false_positive_weight, target_distance)
 
 
 def topology_alignment_loss(pred: torch.Tensor, target: torch.Tensor, kernel: Kernel = "octagonal",
                             iterations: int | None = None, binarization: Binarization = DEFAULT_BINARIZATION,
                             temperature: float = DEFAULT_TEMPERATURE, reduction: Reduction = "mean",
                             false_positive_weight: float = 1.0,
-                            target_skeleton: torch.Tensor | None = None) -> torch.Tensor:
+                            target_skeleton: torch.Tensor | None = None,
+                            target_skeleton_distance: torch.Tensor | None = None) -> torch.Tensor:
     r"""``L_T``: the Chamfer map loss between the D2T skeletons of two silhouettes.
 
     .. math::
@@ -166,6 +181,9 @@ def topology_alignment_loss(pred: torch.Tensor, target: torch.Tensor, kernel: Ke
         target_skeleton: optional ``topological_skeleton(target, kernel, iterations)`` computed
             beforehand, for a target without gradient that several calls share (the 8 iterations
             of fitting in the loop score the same masks); the same values as computing it here.
+        target_skeleton_distance: optional ``outward_distance_map`` of that skeleton, computed
+            beforehand likewise (``target_distance`` of :func:`chamfer_map_loss`); needs
+            ``target_skeleton``.
 
     Shape:
         - pred, target: :math:`(B, 1, H, W)`.
@@ -187,8 +205,10 @@ def topology_alignment_loss(pred: torch.Tensor, target: torch.Tensor, kernel: Ke
     elif target_skeleton.shape != target.shape:
         raise MaskposeError(f"target_skeleton must have the target's shape {tuple(target.shape)}, "
                             f"got {tuple(target_skeleton.shape)}")
-    return reduce(chamfer_of_binary(pred_skeleton, target_skeleton, kernel, iterations, false_positive_weight),
-                  reduction)
+    if target_skeleton_distance is not None and target_skeleton.requires_grad:
+        raise MaskposeError("target_skeleton_distance needs a target_skeleton without gradient")
+    return reduce(chamfer_of_binary(pred_skeleton, target_skeleton, kernel, iterations, false_positive_weight,
+                                    target_skeleton_distance), reduction)
 
 
 def silhouette_topology_loss(pred: torch.Tensor, target: torch.Tensor, topology_weight: float = 1.0,

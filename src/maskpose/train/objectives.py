@@ -47,7 +47,12 @@ from maskpose.masks.physique import PhysiqueNet
 from maskpose.masks.symmetry import bone_symmetry_loss, centre_symmetry_loss
 from maskpose.models.integral import hypothesis_cross_entropy, winner_takes_all_l1
 from maskpose.models.regressor import JointHeadOutput, MeshHeadOutput
-from maskpose.topology import silhouette_alignment_loss, topological_skeleton, topology_alignment_loss
+from maskpose.topology import (
+    outward_distance_map,
+    silhouette_alignment_loss,
+    topological_skeleton,
+    topology_alignment_loss,
+)
 from maskpose.topology.baselines import (
     bce_loss,
     pixel_l1_loss,
@@ -67,6 +72,11 @@ HYPOTHESIS_CHOICE_WEIGHT = 0.01
 #: Batch key of the masks' D2T skeleton, when a caller computed it once for many calls
 #: (:meth:`Objective.with_mask_targets`); the ``lt`` term computes it itself otherwise.
 MASK_SKELETON_KEY = "mask_skeleton"
+#: Batch keys of the whole outward distance maps of the masks and of their skeleton, likewise
+#: computed once for many calls: the ``ls`` and ``lt`` terms otherwise erode them anew, up to the
+#: predicted pixels, in each call.
+MASK_DISTANCE_KEY = "mask_outward_distance"
+MASK_SKELETON_DISTANCE_KEY = "mask_skeleton_outward_distance"
 
 def param_fields(body: str) -> tuple[str, ...]:
     """The dataset fields that hold a body model's parameters (what the ``params`` loss compares
@@ -160,12 +170,22 @@ class Objective(nn.Module):
 
     def with_mask_targets(self, batch: dict) -> dict:
         """``batch`` plus what the mask terms compute from the masks alone, for a caller that scores
-        the same batch many times (fitting in the loop, per-image refinement): the masks' D2T
-        skeleton under :data:`MASK_SKELETON_KEY` when ``lt`` is on. The values of every term are
-        unchanged; only the repeated work is saved."""
-        if not self.weights.get("lt"):
-            return batch
-        return dict(batch, **{MASK_SKELETON_KEY: topological_skeleton(batch["mask"], **self.topology_options)})
+        the same batch many times (fitting in the loop, per-image refinement): when ``ls`` is on,
+        the masks' whole outward distance map (:data:`MASK_DISTANCE_KEY`); when ``lt`` is on, the
+        masks' D2T skeleton (:data:`MASK_SKELETON_KEY`) and its outward distance map
+        (:data:`MASK_SKELETON_DISTANCE_KEY`). The values of every term are unchanged, and so are
+        the gradients that reach the body (``chamfer_map_loss``'s ``target_distance``; checked bit
+        for bit on training runs with fitting); only the repeated work is saved."""
+        targets = {}
+        mask = batch["mask"]
+        if self.weights.get("ls") and not mask.requires_grad:
+            targets[MASK_DISTANCE_KEY] = outward_distance_map(mask, **self.topology_options)
+        if self.weights.get("lt"):
+            skeleton = topological_skeleton(mask, **self.topology_options)
+            targets[MASK_SKELETON_KEY] = skeleton
+            if not skeleton.requires_grad:
+                targets[MASK_SKELETON_DISTANCE_KEY] = outward_distance_map(skeleton, **self.topology_options)
+        return dict(batch, **targets) if targets else batch
 
     def forward(self, pred: Prediction, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         total = torch.zeros((), device=pred.joints3d.device)
@@ -215,12 +235,14 @@ class Objective(nn.Module):
 
     def _ls(self, pred: Prediction, batch: dict) -> torch.Tensor:
         return silhouette_alignment_loss(self.seen_silhouette(pred, batch), batch["mask"], **self.topology_options,
-                                         false_positive_weight=self.false_positive_weight)
+                                         false_positive_weight=self.false_positive_weight,
+                                         target_distance=batch.get(MASK_DISTANCE_KEY))
 
     def _lt(self, pred: Prediction, batch: dict) -> torch.Tensor:
         return topology_alignment_loss(self.seen_silhouette(pred, batch), batch["mask"], **self.topology_options,
                                        false_positive_weight=self.false_positive_weight,
-                                       target_skeleton=batch.get(MASK_SKELETON_KEY))
+                                       target_skeleton=batch.get(MASK_SKELETON_KEY),
+                                       target_skeleton_distance=batch.get(MASK_SKELETON_DISTANCE_KEY))
 
     def _l1(self, pred: Prediction, batch: dict) -> torch.Tensor:
         return pixel_l1_loss(self.seen_silhouette(pred, batch), batch["mask"],
