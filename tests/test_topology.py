@@ -190,6 +190,15 @@ def test_s2d_descent_on_a_map_too_deep_for_int16_keys():
     assert reached.all() and (end == 0).all()
 
 
+def _within_margin(binary: torch.Tensor) -> torch.Tensor:
+    """0/1 map of the pixels within GRADIENT_MARGIN 4-neighbour steps of a 0/1 map's on pixels."""
+    cross = torch.tensor([[0.0, 1.0, 0.0], [1.0, 1.0, 1.0], [0.0, 1.0, 0.0]])[None, None]
+    near = binary
+    for _ in range(GRADIENT_MARGIN):
+        near = (F.conv2d(near, cross, padding=1) > 0).float()
+    return near
+
+
 def test_loss_reads_only_what_it_needs_but_matches_full_maps():
     # The loss stops eroding early; value and gradient must equal the same formula on full maps.
     target = human_masks(3, 64, seed=6)
@@ -206,10 +215,7 @@ def test_loss_reads_only_what_it_needs_but_matches_full_maps():
     torch.testing.assert_close(loss, full)
     # Gradients agree within GRADIENT_MARGIN 4-neighbour steps of the predicted mask, where a
     # renderer has gradient (farther out the straight-through push-down is capped).
-    near = a.detach()
-    cross = torch.tensor([[0.0, 1.0, 0.0], [1.0, 1.0, 1.0], [0.0, 1.0, 0.0]])[None, None]
-    for _ in range(GRADIENT_MARGIN):
-        near = (F.conv2d(near, cross, padding=1) > 0).float()
+    near = _within_margin(a.detach())
     assert near.mean() < 0.9  # the check leaves some far background out
     torch.testing.assert_close(grad_loss * near, grad_full * near)
 
@@ -565,7 +571,7 @@ def test_losses_with_precomputed_target_distances_are_the_same():
               "lt": {"target_skeleton": skeleton,
                      "target_skeleton_distance": outward_distance_map(skeleton, binarization=st)}}
     losses = {"ls": silhouette_alignment_loss, "lt": topology_alignment_loss}
-    cross = torch.tensor([[0.0, 1.0, 0.0], [1.0, 1.0, 1.0], [0.0, 1.0, 0.0]])[None, None]
+    near = _within_margin((pred >= 0.5).float())
     for name, loss_fn in losses.items():
         results = []
         for extra in ({}, cached[name]):
@@ -574,9 +580,6 @@ def test_losses_with_precomputed_target_distances_are_the_same():
             loss.sum().backward()
             results.append((loss.detach(), soft.grad))
         assert torch.equal(results[0][0], results[1][0]), name
-        near = (pred >= 0.5).float()
-        for _ in range(GRADIENT_MARGIN):
-            near = (F.conv2d(near, cross, padding=1) > 0).float()
         assert torch.equal(results[0][1] * near, results[1][1] * near), name
     with pytest.raises(MaskposeError, match="target_distance needs a target without gradient"):
         silhouette_alignment_loss(pred.requires_grad_(True), target.clone().requires_grad_(True),

@@ -24,7 +24,7 @@ bench_app = typer.Typer(help="Benchmarks, printed as ratios against a reference 
 
 @app.callback()
 def _process_settings() -> None:
-    """3D human pose and mesh from one RGB image, self-adapted to new domains with masks only."""
+    """Process-wide settings, applied before every verb (the app's help is ``app``'s own)."""
     # Every verb trains, renders or synthesises in steps that free and reallocate the same large
     # buffers: keep them in the process instead of faulting fresh pages each step (about 15 % of
     # a CPU training step, docs/performance.md section 7). Standard library only: no start-up cost.

@@ -61,9 +61,11 @@ def chamfer_of_binary(pred: torch.Tensor, target: torch.Tensor, kernel: Kernel =
     if target_distance is None:
         to_target = _distance_of_binary(1.0 - target, kernel, iterations, needed=pred_on,
                                         margin=GRADIENT_MARGIN if pred.requires_grad else 0)
-    elif target.requires_grad or target_distance.shape != target.shape:
-        raise MaskposeError(f"target_distance needs a target without gradient and the target's shape "
-                            f"{tuple(target.shape)}, got shape {tuple(target_distance.shape)}")
+    elif target.requires_grad:
+        raise MaskposeError("target_distance needs a target without gradient (its map is computed beforehand)")
+    elif target_distance.shape != target.shape:
+        raise MaskposeError(f"target_distance must have the target's shape {tuple(target.shape)}, "
+                            f"got {tuple(target_distance.shape)}")
     else:
         to_target = target_distance
     to_pred = _distance_of_binary(1.0 - pred, kernel, iterations, needed=target_on,
@@ -205,8 +207,6 @@ def topology_alignment_loss(pred: torch.Tensor, target: torch.Tensor, kernel: Ke
     elif target_skeleton.shape != target.shape:
         raise MaskposeError(f"target_skeleton must have the target's shape {tuple(target.shape)}, "
                             f"got {tuple(target_skeleton.shape)}")
-    if target_skeleton_distance is not None and target_skeleton.requires_grad:
-        raise MaskposeError("target_skeleton_distance needs a target_skeleton without gradient")
     return reduce(chamfer_of_binary(pred_skeleton, target_skeleton, kernel, iterations, false_positive_weight,
                                     target_skeleton_distance), reduction)
 

@@ -178,12 +178,13 @@ class Objective(nn.Module):
         for bit on training runs with fitting); only the repeated work is saved."""
         targets = {}
         mask = batch["mask"]
-        if self.weights.get("ls") and not mask.requires_grad:
+        fixed = not mask.requires_grad  # the outward maps stand in only for a target without gradient
+        if self.weights.get("ls") and fixed:
             targets[MASK_DISTANCE_KEY] = outward_distance_map(mask, **self.topology_options)
         if self.weights.get("lt"):
             skeleton = topological_skeleton(mask, **self.topology_options)
             targets[MASK_SKELETON_KEY] = skeleton
-            if not skeleton.requires_grad:
+            if fixed:
                 targets[MASK_SKELETON_DISTANCE_KEY] = outward_distance_map(skeleton, **self.topology_options)
         return dict(batch, **targets) if targets else batch
 
