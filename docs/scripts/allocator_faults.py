@@ -3,6 +3,10 @@ settings or with :func:`maskpose.allocator.retain_freed_memory` (docs/performanc
 
     OMP_NUM_THREADS=1 python docs/scripts/allocator_faults.py default
     OMP_NUM_THREADS=1 python docs/scripts/allocator_faults.py retain
+    OMP_NUM_THREADS=1 python docs/scripts/allocator_faults.py trim-only
+
+``trim-only`` sets glibc's trim threshold alone (what ``retain_freed_memory`` must not do: it stops
+glibc's own rise of the mmap threshold, so every block above 128 KiB is mapped on each use).
 
 Runs the three steps of ``maskpose bench step`` (supervised, adapt without fitting, adapt with
 fitting every 4th step) on a 16-sample studio dataset at 128 px, batch 16, one thread: two warm-up
@@ -14,6 +18,7 @@ mode: the allocator's settings are process-wide.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import resource
 import tempfile
 import time
@@ -21,19 +26,21 @@ from pathlib import Path
 
 import torch
 
-from maskpose.allocator import retain_freed_memory
+from maskpose.allocator import M_TRIM_THRESHOLD, TRIM_THRESHOLD, retain_freed_memory
 from maskpose.bench.step import make_trainer, synthetic_dataset
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["default", "retain"])
+    parser.add_argument("mode", choices=["default", "retain", "trim-only"])
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--res", type=int, default=128)
     parser.add_argument("--batch", type=int, default=16)
     args = parser.parse_args()
     if args.mode == "retain" and not retain_freed_memory():
         raise SystemExit("retain_freed_memory() did not apply here (not glibc, or MALLOC_* settings given)")
+    if args.mode == "trim-only" and not ctypes.CDLL("libc.so.6").mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD):
+        raise SystemExit("mallopt(M_TRIM_THRESHOLD) failed (not glibc?)")
     torch.set_num_threads(1)
     root = Path(tempfile.mkdtemp(prefix="maskpose-allocator-"))
     data = synthetic_dataset(root / "data", args.batch, args.res, 0)

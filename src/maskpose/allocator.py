@@ -38,8 +38,8 @@ def retain_freed_memory() -> bool:
 
     Both must be set together: setting either one turns off glibc's own adjustment of the mmap
     threshold, which otherwise rises with the sizes freed; with the trim threshold alone, every
-    block above 128 KiB would be mapped and unmapped on each use (measured: ten times the page
-    faults of the default).
+    block above 128 KiB would be mapped and unmapped on each use (measured: about four times the
+    default's page faults and kernel time in a supervised step, ``docs/performance.md`` section 7).
 
     Returns True where the settings were applied; False where the C library is not glibc (macOS,
     musl, Windows), which keeps its own allocator's behaviour, and where the user has tuned
