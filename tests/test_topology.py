@@ -36,6 +36,7 @@ from maskpose.topology import (
 )
 from maskpose.topology.distance import erosion_levels, nearest_off_pixel
 from maskpose.topology.loss import GRADIENT_MARGIN
+from maskpose.topology.skeleton import local_max_3x3
 from shapes import human_masks, standing_joints
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -175,6 +176,59 @@ def test_s2d_backward_lands_on_the_nearest_off_pixel():
     inward_distance_map(soft, kernel="chessboard", binarization="straight_through").sum().backward()
     expected = torch.ones(masks.numel()).index_add_(0, end, torch.ones(len(end)))
     assert torch.equal(soft.grad.flatten(), expected)
+
+
+def _descent_walk_by_hand(levels: np.ndarray, start: int) -> tuple[int, bool]:
+    """The walk of ``nearest_off_pixel`` written out for one pixel: step to the strictly lowest of
+    the 8 neighbours (4-neighbours up, down, left, right, then the diagonals, the first of equals
+    winning), stay once none is lower; the map's border is never crossed."""
+    _, height, width = levels.shape
+    b, y, x = np.unravel_index(start, levels.shape)
+    order = ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1))
+    while True:
+        best, step = levels[b, y, x], None
+        for dy, dx in order:
+            if 0 <= y + dy < height and 0 <= x + dx < width and levels[b, y + dy, x + dx] < best:
+                best, step = levels[b, y + dy, x + dx], (dy, dx)
+        if step is None:
+            return int(np.ravel_multi_index((b, y, x), levels.shape)), bool(levels[b, y, x] == 0)
+        y, x = y + step[0], x + step[1]
+
+
+@pytest.mark.parametrize("kernel", ["octagonal", "chessboard"])
+def test_s2d_descent_walks_match_the_walk_written_out(kernel):
+    # Walks of every length in one call (short ones leave the walking set early), and a full map,
+    # whose walks never reach an off pixel, beside them.
+    on = torch.cat([_blobs(3, 23, seed=8) > 0.5, torch.ones(1, 1, 23, 23, dtype=torch.bool)])
+    on[0, 0, 2:21, 2:21] = True  # one deep square: walks up to 11 steps
+    levels = erosion_levels(on, kernel)
+    start = torch.nonzero(levels.flatten() >= 1).flatten()
+    end, reached = nearest_off_pixel(levels, start)
+    plain = levels[:, 0].numpy()
+    expected = [_descent_walk_by_hand(plain, int(s)) for s in start]
+    assert end.tolist() == [e for e, _ in expected]
+    assert reached.tolist() == [r for _, r in expected]
+    assert not reached[start >= 3 * 23 * 23].any() and reached[start < 3 * 23 * 23].all()
+
+
+def test_local_max_3x3_gradient_is_autograd_of_shifted_maxima():
+    # D2T's 3x3 maximum has its backward written out: the same values and gradients as autograd
+    # through torch.maximum of shifted views (half to each on a tie), on maps with many ties.
+    gen = torch.Generator().manual_seed(5)
+    for shape in [(3, 1, 17, 21), (2, 1, 1, 9), (1, 1, 6, 1), (4, 1, 40, 33)]:
+        values = torch.randint(0, 4, shape, generator=gen).float()
+        upstream = torch.randn(shape, generator=gen)
+        mine = values.clone().requires_grad_(True)
+        out = local_max_3x3(mine)
+        out.backward(upstream)
+        ref = values.clone().requires_grad_(True)
+        padded = F.pad(ref, (1, 1, 1, 1))
+        rows = torch.maximum(torch.maximum(padded[..., :-2], padded[..., 1:-1]), padded[..., 2:])
+        expected = torch.maximum(torch.maximum(rows[..., :-2, :], rows[..., 1:-1, :]), rows[..., 2:, :])
+        expected.backward(upstream)
+        assert torch.equal(out, expected)
+        assert torch.equal(out, F.max_pool2d(F.pad(values, (1, 1, 1, 1)), 3, 1))
+        assert torch.equal(mine.grad, ref.grad)
 
 
 def test_s2d_descent_on_a_map_too_deep_for_int16_keys():

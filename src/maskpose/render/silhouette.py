@@ -235,13 +235,20 @@ def _contour_winners(edges, tri, front, height, width, band, max_fragments, use_
                                       .view(batch, -1, 3) == 1)  # (B, F, 3)
 
         # --- inside: best covering front face per pixel (largest distance to its contour lines).
-        b_idx, f_idx = torch.nonzero(front, as_tuple=True)
-        t = tri[b_idx, f_idx]  # (N, 3, 2)
-        x0, y0, x1, y1, nonempty = _raster.pixel_boxes(t.amin(1), t.amax(1), height, width)
-        b_idx, f_idx, t = b_idx[nonempty], f_idx[nonempty], t[nonempty]
-        x0, y0, x1, y1 = x0[nonempty], y0[nonempty], x1[nonempty], y1[nonempty]
+        # Gathers by flat index (index_select): advanced and boolean indexing cost several times more.
+        num_faces = front.shape[1]
+        face = torch.nonzero(front.view(-1)).squeeze(1)  # b * F + f of the front faces
+        t = tri.view(-1, 3, 2).index_select(0, face)  # (N, 3, 2)
+        lo = torch.minimum(torch.minimum(t[:, 0], t[:, 1]), t[:, 2])
+        hi = torch.maximum(torch.maximum(t[:, 0], t[:, 1]), t[:, 2])
+        x0, y0, x1, y1, nonempty = _raster.pixel_boxes(lo, hi, height, width)
+        keep = torch.nonzero(nonempty).squeeze(1)
+        face, t = face.index_select(0, keep), t.index_select(0, keep)
+        x0, y0, x1, y1 = (v.index_select(0, keep) for v in (x0, y0, x1, y1))
+        b_idx = torch.div(face, num_faces, rounding_mode="floor")
+        f_idx = face - b_idx * num_faces
         lines, lengths = _edge_lines(t, -1.0)  # front faces have negative area
-        c = contour[b_idx, f_idx]
+        c = contour.view(-1, 3).index_select(0, face)
         cols = []
         for i in range(3):
             A, B, C = lines[i]
@@ -276,9 +283,14 @@ def _contour_winners(edges, tri, front, height, width, band, max_fragments, use_
         near_in = covered & ~deep
 
         # --- outside: nearest contour edge segment within the band.
-        cb, cf, ci = torch.nonzero(contour, as_tuple=True)
-        a = tri[cb, cf, (ci + 1) % 3]
-        b = tri[cb, cf, (ci + 2) % 3]
+        edge = torch.nonzero(contour.view(-1)).squeeze(1)  # (b * F + f) * 3 + i of the contour edges
+        ci = edge % 3
+        face = edge - ci
+        cb = torch.div(face, 3 * num_faces, rounding_mode="floor")
+        cf = torch.div(face, 3, rounding_mode="floor") - cb * num_faces
+        corners = tri.view(-1, 2)
+        a = corners.index_select(0, face + (ci + 1) % 3)
+        b = corners.index_select(0, face + (ci + 2) % 3)
         ex0, ey0, ex1, ey1, ok = _raster.pixel_boxes(torch.minimum(a, b) - band, torch.maximum(a, b) + band,
                                                      height, width)
         okn = torch.nonzero(ok).squeeze(1)

@@ -23,32 +23,60 @@ from ._checks import DEFAULT_BINARIZATION, DEFAULT_TEMPERATURE, check_mask, chec
 from .distance import _binarize, _distance_of_binary, _DistanceMapModule
 
 
-class _Maximum(torch.autograd.Function):
-    """``torch.maximum`` with the same gradient (all of it to the larger input, half to each on a
-    tie), computed as ``grad * w`` with ``w = (sign(a - b) + 1) / 2``. Built-in ``maximum``'s
+def _maximum_shares(a: torch.Tensor, b: torch.Tensor, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gradients of ``torch.maximum(a, b)``: all of ``grad`` to the larger input, half to each
+    on a tie, computed as ``grad * w`` with ``w = (sign(a - b) + 1) / 2``. Built-in ``maximum``'s
     backward (``where`` and ``masked_fill`` on comparisons) costs about 2.5 ms per map at batch
-    16 x 128 px on one CPU thread, and D2T runs four of them in every step of training and of the
-    fitting; this one costs a tenth of that. The values are identical: ``w`` is 0, 1/2 or 1, so
-    every product is exact, and ``+ 0.0`` turns the ``-0.0`` of a negative gradient times 0 into the
-    built-in's ``+0.0``. (Inputs are never NaN here: they are distance levels.)"""
+    16 x 128 px on one CPU thread; this costs a tenth of that. The values are identical: ``w`` is 0,
+    1/2 or 1, so every product is exact, and ``+ 0.0`` turns the ``-0.0`` of a negative gradient
+    times 0 into the built-in's ``+0.0``. (Inputs are never NaN here: they are distance levels.)"""
+    share_a = (torch.sign(a - b) + 1.0) * 0.5
+    return grad * share_a + 0.0, grad * (1.0 - share_a) + 0.0
+
+
+def _max_of_three(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``max(max(x[:-2], x[1:-1]), x[2:])`` along ``dim`` (cropped by 2), and the inner maximum."""
+    length = x.shape[dim]
+    first = torch.maximum(x.narrow(dim, 0, length - 2), x.narrow(dim, 1, length - 2))
+    return torch.maximum(first, x.narrow(dim, 2, length - 2)), first
+
+
+def _max_of_three_backward(x: torch.Tensor, first: torch.Tensor, grad: torch.Tensor, dim: int) -> torch.Tensor:
+    """The gradient of :func:`_max_of_three` with respect to ``x``. The three shifted windows'
+    gradients are summed in the order in which autograd's engine sums them for the same formula
+    written with shifted views (the last window, then the middle one, then the first), so the
+    result is the same to the bit; without the engine's full-size zero tensor per view."""
+    length = x.shape[dim]
+    grad_first, grad_last = _maximum_shares(first, x.narrow(dim, 2, length - 2), grad)
+    grad_a, grad_b = _maximum_shares(x.narrow(dim, 0, length - 2), x.narrow(dim, 1, length - 2), grad_first)
+    out = torch.zeros_like(x)
+    out.narrow(dim, 2, length - 2).add_(grad_last)
+    out.narrow(dim, 1, length - 2).add_(grad_b)
+    out.narrow(dim, 0, length - 2).add_(grad_a)
+    return out
+
+
+class _LocalMax3x3(torch.autograd.Function):
+    """:func:`local_max_3x3` with its backward written out: the same values and gradients as the
+    four element-wise maxima of shifted views (see :func:`_maximum_shares`), in one autograd node.
+    Through views, autograd gives every shifted window a full-size zero gradient to accumulate,
+    which costs about as much as the maxima's own backward."""
 
     @staticmethod
-    def forward(ctx, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        ctx.save_for_backward(a, b)
-        return torch.maximum(a, b)
+    def forward(ctx, values: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        padded = F.pad(values, (1, 1, 1, 1))
+        rows, rows_first = _max_of_three(padded, -1)
+        out, out_first = _max_of_three(rows, -2)
+        ctx.save_for_backward(padded, rows_first, rows, out_first)
+        return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor):  # noqa: D102
-        a, b = ctx.saved_tensors
-        share_a = (torch.sign(a - b) + 1.0) * 0.5
-        return grad * share_a + 0.0, grad * (1.0 - share_a) + 0.0
-
-
-def _maximum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    if a.requires_grad or b.requires_grad:
-        return _Maximum.apply(a, b)
-    return torch.maximum(a, b)
+        padded, rows_first, rows, out_first = ctx.saved_tensors
+        grad_rows = _max_of_three_backward(rows, out_first, grad, -2)
+        grad_padded = _max_of_three_backward(padded, rows_first, grad_rows, -1)
+        return grad_padded[..., 1:-1, 1:-1]
 
 
 def local_max_3x3(values: torch.Tensor) -> torch.Tensor:
@@ -57,9 +85,10 @@ def local_max_3x3(values: torch.Tensor) -> torch.Tensor:
     Outside the image counts as 0, which never wins against a non-negative value, i.e. the window
     is simply cropped at the border.
     """
+    if values.requires_grad:
+        return _LocalMax3x3.apply(values)
     padded = F.pad(values, (1, 1, 1, 1))
-    rows = _maximum(_maximum(padded[..., :-2], padded[..., 1:-1]), padded[..., 2:])
-    return _maximum(_maximum(rows[..., :-2, :], rows[..., 1:-1, :]), rows[..., 2:, :])
+    return _max_of_three(_max_of_three(padded, -1)[0], -2)[0]
 
 
 def skeleton_from_distance(binary: torch.Tensor, inward: torch.Tensor) -> torch.Tensor:
