@@ -194,6 +194,36 @@ def test_sampling_is_seeded_and_spread(library):
         library.sample(300, seed=0, min_pose_difference=0.3)
 
 
+def _frames_one_at_a_time(library, n: int, seed: int, min_pose_difference: float) -> list[tuple[int, int]]:
+    """The frame choice written out: candidates in the seeded order, each kept unless its mean
+    joint distance to a frame already kept is below the minimum."""
+    order = torch.randperm(library.num_frames, generator=torch.Generator().manual_seed(seed)).numpy()
+    features = np.concatenate([clip.joints.numpy() for clip in library.clips])
+    owner = [(c, f) for c, clip in enumerate(library.clips) for f in range(len(clip))]
+    kept: list[int] = []
+    for index in order:
+        if len(kept) == n:
+            break
+        if kept and min_pose_difference > 0:
+            gaps = np.linalg.norm(features[kept] - features[index], axis=-1).mean(-1)
+            if gaps.min() < min_pose_difference:
+                continue
+        kept.append(int(index))
+    return [owner[i] for i in kept]
+
+
+@pytest.mark.parametrize("min_pose_difference", [0.0, 0.02, 0.05, 0.15])
+def test_frame_choice_is_the_one_at_a_time_rule(library, min_pose_difference):
+    # The library screens candidates in blocks of 64: the same frames, across block boundaries.
+    for n, seed in [(1, 0), (63, 1), (65, 2), (130, 3)]:
+        expected = _frames_one_at_a_time(library, n, seed, min_pose_difference)
+        if len(expected) < n:
+            with pytest.raises(MaskposeError, match="only .* frames"):
+                library.sample_frames(n, seed=seed, min_pose_difference=min_pose_difference)
+        else:
+            assert library.sample_frames(n, seed=seed, min_pose_difference=min_pose_difference) == expected
+
+
 def test_random_yaw_keeps_the_body_upright(library):
     plain, _ = library.sample(10, seed=1)
     turned, _ = library.sample(10, seed=1, randomize_yaw=True)

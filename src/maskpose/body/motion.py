@@ -550,6 +550,25 @@ def _expand(paths) -> list[Path]:
     return files
 
 
+#: Candidate frames screened at once by :meth:`MotionLibrary.sample_frames`, and the most
+#: (candidate, kept frame) pairs one screen computes (memory: 12 bytes a pair and joint).
+_CHOICE_BLOCK = 64
+_CHOICE_PAIRS = 1 << 16
+
+
+def _pose_gaps(kept: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+    """Mean joint distance (metres) between pose features ``(..., J, 3)``, broadcast.
+
+    The same values as ``np.linalg.norm(kept - candidate, axis=-1).mean(-1)`` (its sum of the
+    three squares in the same order), without NumPy's reduction over a last axis of 3, which
+    costs about as much per element as the whole rest."""
+    difference = kept - candidate
+    square = np.multiply(difference, difference, out=difference)
+    length = square[..., 0] + square[..., 1]
+    length += square[..., 2]
+    return np.sqrt(length, out=length).mean(-1)
+
+
 class MotionLibrary:
     """Mocap clips retargeted onto Anny, and a sampler of distinct frames.
 
@@ -605,16 +624,32 @@ class MotionLibrary:
         order = torch.randperm(self.num_frames, generator=generator).numpy()
         chosen: list[int] = []
         kept = np.empty((n, *self._features.shape[1:]), dtype=np.float32)
-        for index in order:
-            if len(chosen) == n:
-                break
-            feature = self._features[index]
-            if chosen and min_pose_difference > 0:
-                gap = np.linalg.norm(kept[: len(chosen)] - feature, axis=-1).mean(-1).min()
-                if gap < min_pose_difference:
+        position = 0
+        # Candidates in blocks, with the gaps of one candidate at a time computed for the whole
+        # block at once (the same per-pair arithmetic, so the same gaps to the bit): to the frames
+        # kept before the block, and between the block's own frames (``pair[j, i]``: candidate
+        # ``i`` against ``j`` kept); the block is then walked in order, as before.
+        while len(chosen) < n and position < len(order):
+            before = len(chosen)
+            size = max(1, min(_CHOICE_BLOCK, _CHOICE_PAIRS // max(before, 1)))
+            block = order[position:position + size]
+            position += len(block)
+            candidates = self._features[block]
+            screen = min_pose_difference > 0
+            gaps = np.full(len(block), np.inf, np.float32)
+            if screen and before:
+                gaps = _pose_gaps(kept[:before][None], candidates[:, None]).min(-1)
+            if screen:
+                pair = _pose_gaps(candidates[:, None], candidates[None])
+            for i, index in enumerate(block):
+                if len(chosen) == n:
+                    break
+                if chosen and screen and gaps[i] < min_pose_difference:
                     continue
-            kept[len(chosen)] = feature
-            chosen.append(int(index))
+                kept[len(chosen)] = candidates[i]
+                chosen.append(int(index))
+                if screen:
+                    gaps = np.minimum(gaps, pair[i])
         if len(chosen) < n:
             raise MaskposeError(
                 f"the motion library has only {len(chosen)} frames at least {min_pose_difference} m apart "
