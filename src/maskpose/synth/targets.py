@@ -241,26 +241,33 @@ class Occluders:
         size = float(max(ys.max() - ys.min(), xs.max() - xs.min()) + 1)
         centres = [(float(xs[k]), float(ys[k])) for k in rng.integers(0, len(ys), size=count)]
 
-        def occluder(scale: float) -> np.ndarray:
+        def drawn(scale: float) -> np.ndarray:
             out = np.zeros(mask.shape, np.uint8)
             for shape, (cx, cy) in zip(shapes, centres, strict=True):
                 _fill(out, shape * (scale * size / 2.0) + np.array([cx, cy]))
-            return out.astype(bool)
+            return out
+
+        mask_bytes = mask.view(np.uint8)
+
+        def covered(scale: float) -> int:
+            # the mask's pixels under the occluder (a byte AND and count: several times faster
+            # than the bool array's AND and sum, the same count)
+            return int(np.count_nonzero(np.bitwise_and(drawn(scale), mask_bytes)))
 
         total = float(mask.sum())
         lo, hi = 0.0, self.max_scale
-        if (occluder(hi) & mask).sum() / total > target:
+        if covered(hi) / total > target:
             for _ in range(18):  # bisection: a star-shaped shape grown about its centre only gains pixels
                 mid = 0.5 * (lo + hi)
-                if (occluder(mid) & mask).sum() / total < target:
+                if covered(mid) / total < target:
                     lo = mid
                 else:
                     hi = mid
             # the closer of the two bracketing scales
-            lo_err = abs((occluder(lo) & mask).sum() / total - target)
-            hi_err = abs((occluder(hi) & mask).sum() / total - target)
-            return occluder(lo if lo_err < hi_err else hi), texture
-        return occluder(hi), texture
+            lo_err = abs(covered(lo) / total - target)
+            hi_err = abs(covered(hi) / total - target)
+            return drawn(lo if lo_err < hi_err else hi).astype(bool), texture
+        return drawn(hi).astype(bool), texture
 
 
 def _random_shape(rng: np.random.Generator) -> np.ndarray:
