@@ -19,7 +19,14 @@ from maskpose.errors import ConfigError, DataError, MaskposeError
 from maskpose.models.regressor import ModelConfig, PoseRegressor
 from maskpose.render.camera import intrinsics, project
 from maskpose.render.zbuffer import silhouette_mask
-from maskpose.synth.appearance import _texture_weight, sample_appearance
+from maskpose.synth.appearance import (
+    _HAIR_WEIGHTS,
+    _REALISTIC_CLOTH_P,
+    _choice_cdf,
+    _texture_weight,
+    _weighted_index,
+    sample_appearance,
+)
 from maskpose.synth.domains import DOMAINS, get_domain
 from maskpose.synth.generator import (
     POSE_STREAM,
@@ -628,3 +635,15 @@ def test_cosine_run_resumed_matches_uninterrupted_run(tiny, tmp_path):
     for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(pa, pb), f"{name} differs after resume"
     assert resumed_trainer.optimizer.param_groups[0]["lr"] == pytest.approx(_cosine(1e-2, 3, 4), rel=1e-12)
+
+
+def test_weighted_index_is_generator_choice_with_p():
+    # The appearance's weighted draws (clothing families, hair colours) skip Generator.choice's
+    # checks of p: the same indices from the same draws, and the stream continues the same.
+    for p in (_HAIR_WEIGHTS, _REALISTIC_CLOTH_P, np.array([0.0, 0.5, 0.0, 0.5]), np.array([1.0])):
+        cdf = _choice_cdf(p)
+        for seed in range(200):
+            reference, mine = np.random.default_rng(seed), np.random.default_rng(seed)
+            drawn = [int(reference.choice(len(p), p=p)) for _ in range(10)]
+            assert [_weighted_index(mine, cdf) for _ in range(10)] == drawn
+            assert reference.random() == mine.random()

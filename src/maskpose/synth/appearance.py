@@ -335,9 +335,29 @@ _HAIR_COLOURS = np.array(
 _HAIR_WEIGHTS = np.array([0.35, 0.25, 0.15, 0.1, 0.05, 0.07, 0.03])
 
 
-#: The colour families' probabilities (computed once; ``rng.choice`` gets the same array each call).
+#: The colour families' probabilities, and below the cumulative tables of the weighted draws.
 _REALISTIC_CLOTH_P = np.array([family[0] for family in _REALISTIC_CLOTH])
 _REALISTIC_CLOTH_P = _REALISTIC_CLOTH_P / _REALISTIC_CLOTH_P.sum()
+
+
+def _choice_cdf(p: np.ndarray) -> np.ndarray:
+    """The cumulative table that ``Generator.choice(len(p), p=p)`` searches (``p.cumsum()``
+    normalised by its last entry), for :func:`_weighted_index`."""
+    cdf = p.cumsum()
+    cdf /= cdf[-1]
+    cdf.flags.writeable = False
+    return cdf
+
+
+def _weighted_index(rng: np.random.Generator, cdf: np.ndarray) -> int:
+    """``int(rng.choice(len(p), p=p))`` for ``cdf = _choice_cdf(p)``: the same index from the same
+    single ``random()`` draw, without ``choice``'s checks of ``p`` on every call (about 10x
+    faster; the appearance draws several per person)."""
+    return int(cdf.searchsorted(rng.random(), side="right"))
+
+
+_REALISTIC_CLOTH_CDF = _choice_cdf(_REALISTIC_CLOTH_P)
+_HAIR_CDF = _choice_cdf(_HAIR_WEIGHTS)
 
 
 def _clip01(x):
@@ -361,7 +381,7 @@ def _hsv_colour(rng: np.random.Generator, hue, sat, val) -> np.ndarray:
 
 
 def _cloth_colour(rng: np.random.Generator) -> np.ndarray:
-    _, hue, sat, val = _REALISTIC_CLOTH[int(rng.choice(len(_REALISTIC_CLOTH_P), p=_REALISTIC_CLOTH_P))]
+    _, hue, sat, val = _REALISTIC_CLOTH[_weighted_index(rng, _REALISTIC_CLOTH_CDF)]
     return _hsv_colour(rng, hue, sat, val)
 
 
@@ -390,7 +410,7 @@ def _sample_realistic(rng: np.random.Generator, res: int) -> dict[str, np.ndarra
         alt[slot] = _cloth_colour(rng) if rng.random() < 0.6 else _clip01(base[slot] * rng.uniform(0.5, 1.4))
     shoe = _hsv_colour(rng, (0.0, 1.0), (0.0, 0.2), (0.03, 0.3) if rng.random() < 0.7 else (0.75, 0.95))
     base[_SHOES], alt[_SHOES] = shoe, _clip01(shoe * rng.uniform(0.6, 1.3))
-    hair = _HAIR_COLOURS[int(rng.choice(len(_HAIR_COLOURS), p=_HAIR_WEIGHTS))] * rng.uniform(0.85, 1.15)
+    hair = _HAIR_COLOURS[_weighted_index(rng, _HAIR_CDF)] * rng.uniform(0.85, 1.15)
     base[_HAIR] = alt[_HAIR] = _clip01(hair)
     patterns = _PATTERNS["realistic"]
     pattern = np.array([0] + [patterns[int(rng.integers(len(patterns)))] for _ in range(S - 1)], np.int64)
