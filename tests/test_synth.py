@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from maskpose.conventions import seed_sequence
+from maskpose.conventions import seed_key, seed_sequence
 from maskpose.data.dataset import LABEL_FIELDS, MaskposeDataset, read_meta
 from maskpose.errors import ConfigError
 from maskpose.synth.domains import (
@@ -285,3 +285,16 @@ def test_cli_synth(tmp_path):
         "image", "mask", "intrinsics"}
     result = CliRunner().invoke(app, ["synth", "--out", str(out), "--split", "val", "--n", "1"])
     assert result.exit_code == 2 and "--split must be train or test" in result.output
+
+
+def test_seed_sequence_is_numpys_of_the_seed_words():
+    # The per-sample streams: NumPy's SeedSequence of the words (the seed and each key as a 32-bit
+    # word, strings by their CRC-32), whatever form the words are handed over in; spawned
+    # children too (the video synthesis spawns its streams).
+    for seed, keys in [(0, ()), (7, ("thermal", "train", 2, 5)), (2**32 + 5, (0x5EC0,)), (-3, ("a", 2**40, -1))]:
+        words = [seed_key(seed), *(seed_key(k) for k in keys)]
+        ours, plain = seed_sequence(seed, *keys), np.random.SeedSequence(words)
+        assert np.array_equal(ours.generate_state(8), plain.generate_state(8))
+        assert np.random.default_rng(ours).bit_generator.state == np.random.default_rng(plain).bit_generator.state
+        for mine, theirs in zip(ours.spawn(2), plain.spawn(2), strict=True):
+            assert np.array_equal(mine.generate_state(4), theirs.generate_state(4))
