@@ -59,6 +59,18 @@ def test_h36m_joints_are_anny_bone_heads(body):
         torch.testing.assert_close(out.joints[:, j].double(), expected, atol=1e-5, rtol=0)
 
 
+def test_posed_vertices_are_the_forward_vertices(body):
+    # The other people of a synthetic frame are posed without joints and surface points: the
+    # same vertices, to the bit, with and without a translation.
+    pose, phenotypes = PoseSampler(seed=5).sample(6)
+    translation = torch.tensor([[0.3, 0.1, 4.0]]).repeat(6, 1)
+    for shift in (None, translation):
+        expected = body(pose, phenotypes, shift).vertices
+        assert torch.equal(body.posed_vertices(pose, phenotypes, shift), expected)
+    with pytest.raises(MaskposeError, match="phenotypes must lie in"):
+        body.posed_vertices(pose, phenotypes + 2.0)
+
+
 def test_topologies_give_identical_joints(body, full_body):
     pose, phenotypes = PoseSampler(seed=5).sample(3)
     small, full = body(pose, phenotypes), full_body(pose, phenotypes)

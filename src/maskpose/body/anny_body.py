@@ -18,6 +18,7 @@ import functools
 import importlib.metadata
 import logging
 import os
+from dataclasses import dataclass
 
 import anny
 import torch
@@ -231,6 +232,24 @@ class AnnyBody(nn.Module):
     def forward(
         self, pose: torch.Tensor, phenotypes: torch.Tensor, translation: torch.Tensor | None = None
     ) -> BodyOutput:
+        posed = self._pose(pose, phenotypes, translation)
+        surface = self._surface_points(posed.phenotypes, posed.transforms)  # (B, 24, 3): 23 COCO + head top
+        heads = posed.bone_poses[:, self.joint_bones, :3, 3]
+        joints = torch.cat(
+            [heads[:, : self.head_top_slot], surface[:, -1:], heads[:, self.head_top_slot :]], dim=1
+        )
+        return BodyOutput(posed.place(posed.vertices), self.faces, posed.place(joints), posed.place(surface[:, :-1]))
+
+    def posed_vertices(
+        self, pose: torch.Tensor, phenotypes: torch.Tensor, translation: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``(B, V, 3)`` camera-frame vertices alone: ``forward(...).vertices``, the same values,
+        without the joints and surface points (for bodies that are only drawn, such as the other
+        people of a synthetic frame)."""
+        posed = self._pose(pose, phenotypes, translation)
+        return posed.place(posed.vertices)
+
+    def _pose(self, pose: torch.Tensor, phenotypes: torch.Tensor, translation: torch.Tensor | None) -> _Posed:
         self._check_inputs(pose, phenotypes, translation)
         batch = pose.shape[0]
         anny = self.anny
@@ -245,19 +264,9 @@ class AnnyBody(nn.Module):
         rest = anny.get_rest_model(coeffs)
         transforms, bone_poses = anny.get_bone_transforms(delta, rest["rest_bone_poses"])
         vertices = anny.get_skinned_vertices(rest_vertices=rest["rest_vertices"], bone_transforms=transforms)
-        surface = self._surface_points(pheno, transforms)  # (B, 24, 3): 23 COCO + head top
-
-        heads = bone_poses[:, self.joint_bones, :3, 3]
-        joints = torch.cat(
-            [heads[:, : self.head_top_slot], surface[:, -1:], heads[:, self.head_top_slot :]], dim=1
-        )
         to_camera = rotations[:, 0] @ self.anny_to_camera  # (B, 3, 3)
         offset = translation.float()[:, None] if translation is not None else 0.0
-
-        def place(points: torch.Tensor) -> torch.Tensor:
-            return points.float() @ to_camera.transpose(1, 2) + offset
-
-        return BodyOutput(place(vertices), self.faces, place(joints), place(surface[:, :-1]))
+        return _Posed(vertices, pheno, transforms, bone_poses, to_camera, offset)
 
     def _surface_points(self, phenotypes: torch.Tensor, transforms: torch.Tensor) -> torch.Tensor:
         """``(B, 24, 3)`` regressed points (Anny frame) from phenotypes and bone transforms."""
@@ -270,6 +279,21 @@ class AnnyBody(nn.Module):
         moved = (transforms[:, self.surface_pair_bone] @ folded[..., None])[..., :3, 0]  # (B, Q, 3)
         points = moved.new_zeros(moved.shape[0], self.num_surface_points, 3)
         return points.index_add(1, self.surface_pair_point, moved)
+
+
+@dataclass
+class _Posed:
+    """What :meth:`AnnyBody._pose` computes (Anny frame), and the move to the camera frame."""
+
+    vertices: torch.Tensor
+    phenotypes: torch.Tensor
+    transforms: torch.Tensor
+    bone_poses: torch.Tensor
+    to_camera: torch.Tensor
+    offset: torch.Tensor | float
+
+    def place(self, points: torch.Tensor) -> torch.Tensor:
+        return points.float() @ self.to_camera.transpose(1, 2) + self.offset
 
 
 def _homogeneous(rotations: torch.Tensor) -> torch.Tensor:

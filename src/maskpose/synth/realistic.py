@@ -208,14 +208,14 @@ class Distractors:
                            None if roll is None else [roll[i] for i in chosen])
         device = translation.device
         with torch.no_grad():
-            out = body(pose.to(device), phen.to(device))
+            posed = body.posed_vertices(pose.to(device), phen.to(device))  # they are only drawn
             t = translation[chosen].clone().float()
             factor = torch.tensor([draws[i][1] for i in chosen], dtype=torch.float32, device=device)
             t = t * factor[:, None]
             k = K[chosen].float()
             shift_px = torch.tensor([draws[i][2] * res for i in chosen], dtype=torch.float32, device=device)
             t[:, 0] = t[:, 0] + shift_px * t[:, 2] / k[:, 0, 0]
-            vertices = out.vertices + t[:, None]
+            vertices = posed + t[:, None]
             # A close camera with a person in front can put part of that person behind the lens:
             # such a distractor is left out (the camera would not see it whole either).
             seen = vertices[..., 2].amin(1) > NEAR_PLANE
