@@ -16,14 +16,19 @@ import torch
 from typer.testing import CliRunner
 
 from maskpose.apps.predict import VIDEO_REFINE, CropPredictor, MaskRefiner, predict_photos, predict_to_folder
+from maskpose.body.anny_body import AnnyBody
+from maskpose.body.sampler import PoseSampler
 from maskpose.cli import app
 from maskpose.data.batching import load_batch
 from maskpose.data.dataset import MaskposeDataset
 from maskpose.errors import ConfigError, DataError
 from maskpose.models.regressor import MeshHeadOutput, ModelConfig
-from maskpose.train.config import TrainConfig
+from maskpose.render.camera import intrinsics
+from maskpose.render.silhouette import SilhouetteRenderer
+from maskpose.train.config import KNOWN_LOSSES, TrainConfig
 from maskpose.train.fitting import fit_to_masks
 from maskpose.train.loop import Trainer, train
+from maskpose.train.objectives import JOINT_TERMS, Objective
 from maskpose.train.pipeline import batch_intrinsics, mesh_prediction
 from tiny_data import make_dataset
 
@@ -112,6 +117,31 @@ def test_fit_parameters_is_fit_to_masks_and_the_old_loop(checkpoint, data, tmp_p
         assert torch.equal(v, reused.tensors()[k]), k
     step_loss.backward()
     assert all(p.grad is not None for p in trainer.net.parameters() if p.requires_grad)
+
+
+def test_objectives_without_joint_terms_score_a_prediction_without_joints():
+    # Fitting poses the vertices alone when no term reads the joints (Objective.reads_joints):
+    # every such term gives the same value on that prediction as on the full one, and the terms
+    # that read joints are the ones JOINT_TERMS names.
+    res = 32
+    body = AnnyBody()
+    renderer = SilhouetteRenderer(body.faces, res)
+    pose, phenotypes = PoseSampler(seed=0).sample(2)
+    mesh = MeshHeadOutput(pose=pose, phenotypes=phenotypes, scale=torch.full((2,), 0.8), offset=torch.zeros(2, 2))
+    K = intrinsics(1.2 * res, (res, res), batch=2)
+    batch = {"mask": (torch.rand(2, 1, res, res, generator=torch.Generator().manual_seed(0)) > 0.5).float(),
+             "pose": pose, "phenotypes": phenotypes, "anchor_phenotypes": phenotypes,
+             "anchor_scale": torch.full((2,), 0.8)}
+    full = mesh_prediction(mesh, body, K, res, renderer)
+    bare = mesh_prediction(mesh, body, K, res, renderer, joints=False)
+    assert bare.joints3d is None and bare.joints2d is None and torch.equal(bare.vertices, full.vertices)
+    assert torch.equal(bare.silhouette, full.silhouette)
+    for name in KNOWN_LOSSES:
+        config = TrainConfig(mode="adapt", losses={name: 1.0}, model=ModelConfig(resolution=res))
+        objective = Objective(config)
+        assert objective.reads_joints == (name in JOINT_TERMS)
+        if name not in JOINT_TERMS:
+            assert torch.equal(objective(bare, batch)[0], objective(full, batch)[0]), name
 
 
 def _photo(data, tmp_path):

@@ -8,7 +8,8 @@ A body model is an ``nn.Module`` called as ``body(pose, shape, translation=None)
   betas);
 * ``translation`` ``(B, 3)``: where the pelvis goes in the camera frame (metres; default the origin).
 
-It returns a :class:`BodyOutput` in the camera frame (OpenCV: x right, y down, z forward, metres).
+It returns a :class:`BodyOutput` in the camera frame (OpenCV: x right, y down, z forward, metres);
+``posed_vertices`` returns its vertices alone.
 ``faces`` is the topology of the returned vertices (the one the silhouette renderer draws).
 
 Implementations: :class:`maskpose.body.anny_body.AnnyBody` (``"anny"``) and
@@ -73,6 +74,13 @@ class BodyModel(Protocol):
 
     def __call__(self, pose: torch.Tensor, shape: torch.Tensor,
                  translation: torch.Tensor | None = None) -> BodyOutput: ...
+
+    def posed_vertices(self, pose: torch.Tensor, shape: torch.Tensor,
+                       translation: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, V, 3)``: the vertices of ``self(pose, shape, translation)``, the same values,
+        without the joints and keypoints where the model can skip them (a mesh that is only
+        drawn or rendered: the other people of a synthetic frame, fitting to masks)."""
+        ...
 
 
 __all__ = ["BODY_MODELS", "BodyModel", "BodyOutput"]

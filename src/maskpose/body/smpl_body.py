@@ -424,6 +424,12 @@ class SMPLBody(nn.Module):
             vertices = vertices[:, self.render_index]
         return BodyOutput(vertices, self.faces, joints, coco)
 
+    def posed_vertices(self, pose: torch.Tensor, betas: torch.Tensor,
+                       translation: torch.Tensor | None = None) -> torch.Tensor:
+        """``forward(...).vertices`` (SMPL's joints come with its vertices, so nothing is skipped)."""
+        vertices, _ = self.skeleton(pose, betas, translation)
+        return vertices[:, self.render_index] if self.topology != "full" else vertices
+
 
 __all__ = [
     "COCO_FROM_SMPL", "H36M_FROM_SMPL", "NUM_BETAS", "NUM_SMPL_ROTATIONS", "RENDER_VERTICES", "SMPL_JOINTS",

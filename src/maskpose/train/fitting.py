@@ -75,7 +75,8 @@ def fit_to_masks(mesh_out: MeshHeadOutput, batch: dict, body: BodyModel, rendere
                         params[name].grad = grad.detach()
             else:
                 current = MeshHeadOutput(**dict(params, **_bounded(params, clamp_phenotypes)))
-                loss, _ = objective(mesh_prediction(current, body, K, res, renderer), batch)
+                prediction = mesh_prediction(current, body, K, res, renderer, joints=objective.reads_joints)
+                loss, _ = objective(prediction, batch)
                 loss.backward()
             if history is not None:
                 history.append(float(loss.detach()))

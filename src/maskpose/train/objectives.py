@@ -77,6 +77,8 @@ MASK_SKELETON_KEY = "mask_skeleton"
 #: predicted pixels, in each call.
 MASK_DISTANCE_KEY = "mask_outward_distance"
 MASK_SKELETON_DISTANCE_KEY = "mask_skeleton_outward_distance"
+#: The terms that read the predicted joints (the others read the silhouette or the parameters).
+JOINT_TERMS = ("joints3d", "joints2d", "mas", "symmetry")
 
 def param_fields(body: str) -> tuple[str, ...]:
     """The dataset fields that hold a body model's parameters (what the ``params`` loss compares
@@ -168,6 +170,12 @@ class Objective(nn.Module):
     def needs_labels(self) -> bool:
         return any(name in SUPERVISED_LOSSES for name in self.weights)
 
+    @property
+    def reads_joints(self) -> bool:
+        """Whether a term reads the predicted joints (:data:`JOINT_TERMS`); without, a mesh
+        prediction can skip them (``mesh_prediction(..., joints=False)``, as fitting does)."""
+        return any(self.weights.get(name) for name in JOINT_TERMS)
+
     def with_mask_targets(self, batch: dict) -> dict:
         """``batch`` plus what the mask terms compute from the masks alone, for a caller that scores
         the same batch many times (fitting in the loop, per-image refinement): when ``ls`` is on,
@@ -189,7 +197,7 @@ class Objective(nn.Module):
         return dict(batch, **targets) if targets else batch
 
     def forward(self, pred: Prediction, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
-        total = torch.zeros((), device=pred.joints3d.device)
+        total = torch.zeros((), device=(pred.joints3d if pred.joints3d is not None else pred.vertices).device)
         parts = {}
         for name, weight in self.weights.items():
             if weight == 0:

@@ -19,11 +19,12 @@ class Prediction:
     """Per-batch predictions in the camera frame. Fields a head does not produce are ``None``.
 
     joints3d ``(B, 17, 3)`` metres; joints2d ``(B, J, 2)`` pixels (J = 17, or L landmarks for the
-    joint head); vertices ``(B, V, 3)``; silhouette ``(B, 1, H, W)``; params: the head's output.
+    joint head; both ``None`` in a mesh prediction made without joints); vertices ``(B, V, 3)``;
+    silhouette ``(B, 1, H, W)``; params: the head's output.
     """
 
-    joints3d: torch.Tensor
-    joints2d: torch.Tensor
+    joints3d: torch.Tensor | None
+    joints2d: torch.Tensor | None
     vertices: torch.Tensor | None = None
     faces: torch.Tensor | None = None
     silhouette: torch.Tensor | None = None
@@ -68,10 +69,20 @@ def weak_perspective_points(points: torch.Tensor, scale: torch.Tensor, offset: t
     return (normalised + 1.0) * (res / 2.0) - 0.5
 
 
-def mesh_prediction(mesh_out: MeshHeadOutput, body: BodyModel, K: torch.Tensor, res: int, renderer=None) -> Prediction:
+def mesh_prediction(mesh_out: MeshHeadOutput, body: BodyModel, K: torch.Tensor, res: int, renderer=None,
+                    joints: bool = True) -> Prediction:
     """Run the body model (any :class:`~maskpose.body.interface.BodyModel`: pose, shape parameters,
-    translation) and the silhouette renderer when given on the mesh head's output."""
+    translation) and the silhouette renderer when given on the mesh head's output. ``joints=False``
+    poses the vertices alone (``BodyModel.posed_vertices``; ``joints3d`` and ``joints2d`` are then
+    ``None``), for an objective that reads none (:attr:`~maskpose.train.objectives.Objective.reads_joints`)."""
     translation = weak_perspective_to_translation(mesh_out.scale, mesh_out.offset, K[:, 0, 0], res)
+    if not joints:
+        vertices = body.posed_vertices(mesh_out.pose, mesh_out.phenotypes, translation)
+        return Prediction(
+            joints3d=None, joints2d=None, vertices=vertices, faces=body.faces,
+            silhouette=renderer(vertices, K) if renderer is not None else None,
+            translation=translation, K=K, params=mesh_out,
+        )
     out = body(mesh_out.pose, mesh_out.phenotypes, translation)
     silhouette = renderer(out.vertices, K) if renderer is not None else None
     return Prediction(
