@@ -27,6 +27,7 @@ from maskpose.synth.generator import (
     generate_domain_splits,
     sample_rngs,
 )
+from maskpose.synth.renderer import _first_largest_of_three
 
 RES = 64
 MAGENTA = np.array([255, 0, 255], np.uint8)
@@ -298,3 +299,11 @@ def test_seed_sequence_is_numpys_of_the_seed_words():
         assert np.random.default_rng(ours).bit_generator.state == np.random.default_rng(plain).bit_generator.state
         for mine, theirs in zip(ours.spawn(2), plain.spawn(2), strict=True):
             assert np.array_equal(mine.generate_state(4), theirs.generate_state(4))
+
+
+def test_first_largest_of_three_is_argmax():
+    # The renderer's nearest corner of a covered pixel: argmax over the three barycentrics, the
+    # first of equal largest, on values with ties in every position.
+    values = torch.rand(3000, 3, generator=torch.Generator().manual_seed(2)).round(decimals=1)
+    values[:100] = 0.5
+    assert torch.equal(_first_largest_of_three(values), values.argmax(1))

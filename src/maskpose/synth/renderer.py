@@ -54,6 +54,14 @@ class Rendered:
     parts: np.ndarray
 
 
+def _first_largest_of_three(values: torch.Tensor) -> torch.Tensor:
+    """``values.argmax(1)`` of ``(N, 3)`` finite values (the first of equal largest), by two
+    comparisons: torch's reduction over a last axis of three costs twice as much."""
+    a, b, c = values.unbind(1)
+    index = (b > a).to(torch.int64)
+    return index + (c > torch.maximum(a, b)).to(torch.int64) * (2 - index)
+
+
 class SynthesisRenderer:
     """RGB / thermal synthesis of a posed Anny mesh with an exact z-buffer.
 
@@ -170,7 +178,7 @@ class SynthesisRenderer:
         face = frags.face_index.view(-1).index_select(0, flat)
         bary = frags.barycentric.float()  # (N, 3)
         corner = self.faces.index_select(0, face)  # (N, 3)
-        nearest = corner.gather(1, bary.argmax(1, keepdim=True))[:, 0]
+        nearest = corner.gather(1, _first_largest_of_three(bary)[:, None])[:, 0]
         part = self.vertex_parts.index_select(0, nearest)  # (N,)
         tables = (self.vertex_normals(vertices), vertices) if points else (self.vertex_normals(vertices),)
         per_vertex = torch.cat((*tables, self.rest.expand(batch, -1, -1)), -1)
