@@ -15,7 +15,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from maskpose.apps.predict import VIDEO_REFINE, CropPredictor, MaskRefiner, predict_photos, predict_to_folder
+from maskpose.apps.predict import (
+    REFINE_PIXEL_WEIGHT,
+    VIDEO_REFINE,
+    CropPredictor,
+    MaskRefiner,
+    predict_photos,
+    predict_to_folder,
+    refine_losses,
+)
 from maskpose.body.anny_body import AnnyBody
 from maskpose.body.sampler import PoseSampler
 from maskpose.cli import app
@@ -25,7 +33,7 @@ from maskpose.errors import ConfigError, DataError
 from maskpose.models.regressor import MeshHeadOutput, ModelConfig
 from maskpose.render.camera import intrinsics
 from maskpose.render.silhouette import SilhouetteRenderer
-from maskpose.train.config import KNOWN_LOSSES, TrainConfig
+from maskpose.train.config import KNOWN_LOSSES, TrainConfig, default_losses
 from maskpose.train.fitting import fit_to_masks
 from maskpose.train.loop import Trainer, train
 from maskpose.train.objectives import JOINT_TERMS, Objective
@@ -142,6 +150,14 @@ def test_objectives_without_joint_terms_score_a_prediction_without_joints():
         assert objective.reads_joints == (name in JOINT_TERMS)
         if name not in JOINT_TERMS:
             assert torch.equal(objective(bare, batch)[0], objective(full, batch)[0]), name
+
+
+def test_refine_losses_are_the_adapt_losses_plus_the_pixel_term():
+    assert refine_losses("anny") == {**default_losses("adapt", "anny"), "l2": REFINE_PIXEL_WEIGHT}
+    assert refine_losses("smpl", 0.0) == default_losses("adapt", "smpl")
+    assert refine_losses("anny", 7.0)["l2"] == 7.0
+    with pytest.raises(ConfigError, match="pixel weight must be >= 0"):
+        refine_losses("anny", -1.0)
 
 
 def _photo(data, tmp_path):

@@ -216,6 +216,22 @@ def shape_entries(record: dict) -> dict:
 VIDEO_REFINE = 20
 #: Per-image refinement's Adam learning rate: fitting in the loop's (``TrainConfig.fit_lr``).
 REFINE_LR = TrainConfig.fit_lr
+#: Weight of the pixel L2 term (``l2``: the mean squared difference of silhouette and mask) that
+#: per-image refinement adds to the adapt losses: L_S and L_T pull the outline and the skeleton
+#: into place, the pixel term fills the mask. Chosen on the static-camera clip of seed 2
+#: (docs/static_camera.md, "Per-image refinement"; 50, 200 and 500 against none): the silhouette
+#: IoU rises with the weight and so does the pose error, and 50 is the least weight tried.
+REFINE_PIXEL_WEIGHT = 50.0
+
+
+def refine_losses(body: str, pixel_weight: float = REFINE_PIXEL_WEIGHT) -> dict[str, float]:
+    """The losses of per-image refinement for the body model ``body``: the adapt defaults
+    (:func:`~maskpose.train.config.default_losses`: Anny ``ls`` 1, ``lt`` 1, ``prior`` 0.1; SMPL
+    ``ls`` 1, ``lt`` 1, ``phenotype_prior`` 0.01) plus ``l2`` at ``pixel_weight`` (0: none)."""
+    if not pixel_weight >= 0:
+        raise ConfigError(f"the refinement's pixel weight must be >= 0, got {pixel_weight}")
+    losses = default_losses("adapt", body)
+    return {**losses, "l2": float(pixel_weight)} if pixel_weight else losses
 
 
 def check_refine(refine, checkpoint, has_mesh: bool) -> int:
@@ -232,9 +248,8 @@ def check_refine(refine, checkpoint, has_mesh: bool) -> int:
 class MaskRefiner:
     """Per-image refinement: each crop's body parameters fitted to its mask
     (:func:`~maskpose.train.fitting.fit_to_masks`, as fitting in the loop does) from the regressor's
-    prediction, for ``iterations`` Adam steps of ``lr``, on the adapt defaults' losses of the body
-    (:func:`~maskpose.train.config.default_losses`: Anny ``ls`` 1, ``lt`` 1, ``prior`` 0.1; SMPL
-    ``ls`` 1, ``lt`` 1, ``phenotype_prior`` 0.01, as SMPL has no joint-limit prior). Bounded shape
+    prediction, for ``iterations`` Adam steps of ``lr``, on :func:`refine_losses` (the adapt
+    defaults of the body plus a pixel L2 term; SMPL has no joint-limit prior). Bounded shape
     parameters (a sigmoid head: Anny's phenotypes) stay in [0, 1]; SMPL's betas are not clamped.
     A crop whose mask is empty keeps its prediction (nothing to fit to).
 
@@ -243,12 +258,15 @@ class MaskRefiner:
         model_config: the checkpoint's model configuration.
         iterations, lr: Adam steps and learning rate.
         device: torch device.
+        pixel_weight: weight of the pixel L2 term (:data:`REFINE_PIXEL_WEIGHT`; 0: the adapt
+            losses alone).
     """
 
-    def __init__(self, body, model_config, iterations: int, lr: float = REFINE_LR, device="cpu"):
+    def __init__(self, body, model_config, iterations: int, lr: float = REFINE_LR, device="cpu",
+                 pixel_weight: float = REFINE_PIXEL_WEIGHT):
         self.body, self.iterations, self.lr = body, int(iterations), float(lr)
         self.res = model_config.resolution
-        self.losses = default_losses("adapt", body.name)
+        self.losses = refine_losses(body.name, pixel_weight)
         config = TrainConfig(mode="adapt", losses=self.losses, model=model_config, body=body.name)
         self.objective = Objective(config).to(device)
         self.renderer = SilhouetteRenderer(body.faces, self.res, behind="cull").to(device)
