@@ -636,9 +636,10 @@ class MotionLibrary:
             position += len(block)
             candidates = self._features[block]
             screen = min_pose_difference > 0
-            gaps = np.full(len(block), np.inf, np.float32)
             if screen and before:
                 gaps = _pose_gaps(kept[:before][None], candidates[:, None]).min(-1)
+            else:
+                gaps = np.full(len(block), np.inf, np.float32)
             if screen:
                 pair = _pose_gaps(candidates[:, None], candidates[None])
             for i, index in enumerate(block):

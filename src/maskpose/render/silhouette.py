@@ -285,12 +285,12 @@ def _contour_winners(edges, tri, front, height, width, band, max_fragments, use_
         # --- outside: nearest contour edge segment within the band.
         edge = torch.nonzero(contour.view(-1)).squeeze(1)  # (b * F + f) * 3 + i of the contour edges
         ci = edge % 3
-        face = edge - ci
-        cb = torch.div(face, 3 * num_faces, rounding_mode="floor")
-        cf = torch.div(face, 3, rounding_mode="floor") - cb * num_faces
+        first_corner = edge - ci  # (b * F + f) * 3: the face's first corner in tri's (B*F*3, 2) rows
+        cb = torch.div(first_corner, 3 * num_faces, rounding_mode="floor")
+        cf = torch.div(first_corner, 3, rounding_mode="floor") - cb * num_faces
         corners = tri.view(-1, 2)
-        a = corners.index_select(0, face + (ci + 1) % 3)
-        b = corners.index_select(0, face + (ci + 2) % 3)
+        a = corners.index_select(0, first_corner + (ci + 1) % 3)
+        b = corners.index_select(0, first_corner + (ci + 2) % 3)
         ex0, ey0, ex1, ey1, ok = _raster.pixel_boxes(torch.minimum(a, b) - band, torch.maximum(a, b) + band,
                                                      height, width)
         okn = torch.nonzero(ok).squeeze(1)

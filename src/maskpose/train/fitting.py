@@ -62,6 +62,7 @@ def fit_to_masks(mesh_out: MeshHeadOutput, batch: dict, body: BodyModel, rendere
         K = batch_intrinsics(batch, res, focal_px, device)
         batch = objective.with_mask_targets(batch)  # every iteration scores the same masks
         start = mesh_out.tensors()
+        joints = objective.reads_joints  # without joint terms, each iteration poses the vertices alone
         reuse = (start_loss is not None and start_loss.requires_grad and iterations > 0
                  and all(value.requires_grad for value in start.values())
                  and _within_bounds(mesh_out, clamp_phenotypes))
@@ -75,8 +76,7 @@ def fit_to_masks(mesh_out: MeshHeadOutput, batch: dict, body: BodyModel, rendere
                         params[name].grad = grad.detach()
             else:
                 current = MeshHeadOutput(**dict(params, **_bounded(params, clamp_phenotypes)))
-                prediction = mesh_prediction(current, body, K, res, renderer, joints=objective.reads_joints)
-                loss, _ = objective(prediction, batch)
+                loss, _ = objective(mesh_prediction(current, body, K, res, renderer, joints=joints), batch)
                 loss.backward()
             if history is not None:
                 history.append(float(loss.detach()))

@@ -76,17 +76,14 @@ def mesh_prediction(mesh_out: MeshHeadOutput, body: BodyModel, K: torch.Tensor, 
     poses the vertices alone (``BodyModel.posed_vertices``; ``joints3d`` and ``joints2d`` are then
     ``None``), for an objective that reads none (:attr:`~maskpose.train.objectives.Objective.reads_joints`)."""
     translation = weak_perspective_to_translation(mesh_out.scale, mesh_out.offset, K[:, 0, 0], res)
-    if not joints:
-        vertices = body.posed_vertices(mesh_out.pose, mesh_out.phenotypes, translation)
-        return Prediction(
-            joints3d=None, joints2d=None, vertices=vertices, faces=body.faces,
-            silhouette=renderer(vertices, K) if renderer is not None else None,
-            translation=translation, K=K, params=mesh_out,
-        )
-    out = body(mesh_out.pose, mesh_out.phenotypes, translation)
-    silhouette = renderer(out.vertices, K) if renderer is not None else None
+    if joints:
+        out = body(mesh_out.pose, mesh_out.phenotypes, translation)
+        vertices, joints3d = out.vertices, out.joints
+    else:
+        vertices, joints3d = body.posed_vertices(mesh_out.pose, mesh_out.phenotypes, translation), None
+    silhouette = renderer(vertices, K) if renderer is not None else None
     return Prediction(
-        joints3d=out.joints, joints2d=project(out.joints, K), vertices=out.vertices, faces=out.faces,
+        joints3d=joints3d, joints2d=project(joints3d, K) if joints else None, vertices=vertices, faces=body.faces,
         silhouette=silhouette, translation=translation, K=K, params=mesh_out,
     )
 
