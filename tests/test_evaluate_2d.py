@@ -296,7 +296,10 @@ def test_evaluate_refuses_what_it_cannot_score_with_one_line(tmp_path, tiny_mode
     }
     with DatasetWriter(tmp_path / "masks", 3, (16, 16), ["image", "mask"]) as writer:
         writer.write(0, {"image": np.zeros((3, 16, 16, 3), np.uint8), "mask": masks})
-    cases["masks only"] = (tmp_path / "masks", {}, "needs 3D ground truth")
+    cases["masks only, joint head"] = (tmp_path / "masks", {}, "joint-head model draws no silhouette")
+    with DatasetWriter(tmp_path / "images", 3, (16, 16), ["image"]) as writer:
+        writer.write(0, {"image": np.zeros((3, 16, 16, 3), np.uint8)})
+    cases["images only"] = (tmp_path / "images", {}, "needs 3D ground truth .* or masks")
     good = _write(tmp_path / "good", joints, masks)
     cases["floor split without joints2d"] = (good, {"floor_data": tmp_path / "masks"}, "floor split has no joints2d")
     cases["floor split without limbs"] = (good, {"floor_data": tmp_path / "nolimb"}, "labels no limb keypoint")
@@ -340,12 +343,29 @@ def test_cli_evaluate_prints_the_floors_and_writes_every_key(coco64, tmp_path):
     assert f"(mean-mask floor {metrics['floor_mean_mask_iou']:.2f} %)" in result.output
     assert "pck2d@0.1" in result.output and "error2d_px" in result.output
 
-    masks_only = tmp_path / "masks"
-    with DatasetWriter(masks_only, 2, (16, 16), ["image", "mask"]) as writer:
-        writer.write(0, {"image": np.zeros((2, 16, 16, 3), np.uint8), "mask": np.ones((2, 16, 16), np.uint8)})
-    refused = CliRunner().invoke(app, ["evaluate", str(SHIPPED), "--data", str(masks_only)])
+    images_only = tmp_path / "images"
+    with DatasetWriter(images_only, 2, (16, 16), ["image"]) as writer:
+        writer.write(0, {"image": np.zeros((2, 16, 16, 3), np.uint8)})
+    refused = CliRunner().invoke(app, ["evaluate", str(SHIPPED), "--data", str(images_only)])
     assert refused.exit_code == 2 and "needs 3D ground truth" in refused.output
     assert "Traceback" not in refused.output
+
+
+def test_a_mesh_model_scores_a_masks_only_split_on_its_silhouettes(coco64, tmp_path):
+    """The COCO import without its keypoints (a video's extracted crops look like this): the same
+    silhouette IoU and mean-mask floor as with them, and no 2D keys."""
+    data = MaskposeDataset(coco64)
+    fields = [f for f in data.fields if f != "joints2d"]
+    masks_only = tmp_path / "masks"
+    with DatasetWriter(masks_only, len(data), data.resolution, fields) as writer:
+        writer.write(0, {f: np.asarray(data.arrays[f]) for f in fields})
+    full, only = evaluate_checkpoint(SHIPPED, coco64), evaluate_checkpoint(SHIPPED, masks_only)
+    assert set(only) == {"silhouette_iou", "num_samples", "floor_mean_mask_iou", "floor_source"}
+    for key in only:
+        assert only[key] == full[key], key
+    printed = CliRunner().invoke(app, ["evaluate", str(SHIPPED), "--data", str(masks_only)])
+    assert printed.exit_code == 0, printed.output
+    assert "silhouette_iou" in printed.output and "mean-mask floor" in printed.output
 
 
 def test_folder_import_with_keypoints_maps_them_into_the_crop(tmp_path):

@@ -16,7 +16,7 @@ from maskpose.apps.demo import SMALL_SOURCE, shipped_checkpoint
 from maskpose.data.adapters import crop_valid, import_coco, import_folder
 from maskpose.data.batching import load_batch
 from maskpose.data.dataset import MaskposeDataset, read_meta, write_dataset
-from maskpose.data.split import split_dataset, split_groups
+from maskpose.data.split import split_dataset, split_groups, split_in_time
 from maskpose.errors import ConfigError, DataError
 from maskpose.topology import silhouette_alignment_loss, topology_alignment_loss
 from maskpose.topology.baselines import bce_loss, pixel_l1_loss, pixel_l2_loss, point_chamfer_loss, soft_iou_loss
@@ -278,7 +278,7 @@ def test_anchor_needs_adapt_from_a_checkpoint(tmp_path):
 # splitting by source image
 
 
-def _grouped(path: Path, image_index=(0, 0, 1, 2, 2, 2, 3, 4, 5, 5), n: int = 10) -> Path:
+def _grouped(path: Path, image_index=(0, 0, 1, 2, 2, 2, 3, 4, 5, 5), n: int = 10, frame_index=None) -> Path:
     n = n if image_index is None else len(image_index)
     rng = np.random.default_rng(2)
     arrays = {"image": rng.integers(0, 255, (n, 8, 8, 3), dtype=np.uint8),
@@ -287,6 +287,8 @@ def _grouped(path: Path, image_index=(0, 0, 1, 2, 2, 2, 3, 4, 5, 5), n: int = 10
               "joints2d": rng.normal(size=(n, 17, 2)).astype(np.float32)}
     if image_index is not None:
         arrays["image_index"] = np.asarray(image_index, np.int32)
+    if frame_index is not None:
+        arrays["frame_index"] = np.asarray(frame_index, np.int32)
     return write_dataset(path, arrays, domain="coco", split="test", attrs={"annotation_ids": list(range(100, 100 + n)),
                                                                         "adapter": "coco"})
 
@@ -324,6 +326,29 @@ def test_split_without_image_index_is_by_sample(tmp_path):
     source = _grouped(tmp_path / "ds", image_index=None)
     result = split_dataset(source, tmp_path / "a", tmp_path / "b", fraction=0.3, seed=1)
     assert result["by"] == "sample" and result["a"]["num_samples"] == 3 and result["b"]["num_samples"] == 7
+
+
+def test_a_video_s_crops_are_split_in_time(tmp_path):
+    """Crops with a frame_index (a video's extraction) and no image_index: A the earliest frames
+    until it holds half the samples, B the later ones, whatever the seed."""
+    frames = (7, 0, 0, 3, 3, 3, 5, 9, 9, 11)  # samples per frame: 0:2, 3:3, 5:1, 7:1, 9:2, 11:1
+    source = _grouped(tmp_path / "ds", image_index=None, n=len(frames), frame_index=frames)
+    result = split_dataset(source, tmp_path / "a", tmp_path / "b", fraction=0.5, seed=3)
+    assert result["by"] == "frame_index"
+    # frames 0 and 3 hold 5 of the 10 samples: A stops there
+    assert result["a"]["indices"] == [1, 2, 3, 4, 5] and result["b"]["indices"] == [0, 6, 7, 8, 9]
+    assert result["a"]["num_groups"] == 2 and result["b"]["num_groups"] == 4
+    np.testing.assert_array_equal(np.load(tmp_path / "b" / "frame_index.npy"), [7, 5, 9, 9, 11])
+    a, b = split_in_time(np.asarray(frames), 0.6)  # 6 samples: through frame 5
+    assert a.tolist() == [1, 2, 3, 4, 5, 6] and b.tolist() == [0, 7, 8, 9]
+    a, b = split_in_time(np.asarray(frames), 0.01)  # at least one frame on each side
+    assert a.tolist() == [1, 2] and len(b) == 8
+    a, b = split_in_time(np.asarray(frames), 0.99)
+    assert b.tolist() == [9]
+    with pytest.raises(DataError, match="one video frame"):
+        split_in_time(np.array([4, 4, 4]), 0.5)
+    with pytest.raises(ConfigError, match="fraction"):
+        split_in_time(np.asarray(frames), 0.0)
 
 
 def test_split_errors(tmp_path):

@@ -159,7 +159,7 @@ def test_vtest_dataset_format(vtest):
     result, ds = vtest
     res = ExtractionConfig().resolution
     assert len(ds) == result.num_samples
-    assert set(ds.fields) == {"image", "mask", "frame_index", "track_id", "crop_box", "merged"}
+    assert set(ds.fields) == {"image", "mask", "valid", "frame_index", "track_id", "crop_box", "merged"}
     assert ds.resolution == (res, res)
     item = ds[0]
     assert item["image"].shape == (3, res, res) and item["mask"].shape == (1, res, res)
@@ -170,6 +170,15 @@ def test_vtest_dataset_format(vtest):
     assert 0.07 < np.median(coverage) < 0.5  # measured 0.13: a standing person in a square crop
     boxes = np.asarray(ds.arrays["crop_box"])
     assert np.allclose(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])  # square crops
+    # valid: the crop's view of the frame, 0 on the padding only; every mask lies inside it
+    valid = np.asarray(ds.arrays["valid"])
+    assert valid.dtype == np.uint8 and not (masks > valid).any()
+    inside = (boxes[:, 0] >= 0) & (boxes[:, 1] >= 0) & (boxes[:, 2] <= 480) & (boxes[:, 3] <= 360)
+    assert inside.any() and (~inside).any()  # people near the border of this clip
+    assert (valid[inside] == 1).all() and (valid[~inside] == 0).any(axis=(1, 2)).all()
+    ones = np.full((360, 480), 255, np.uint8)
+    for j in np.flatnonzero(~inside)[:5]:  # the padding exactly as crop_square pads the mask
+        np.testing.assert_array_equal(valid[j], (crop_square(ones, boxes[j], res) >= 128).astype(np.uint8))
     assert (np.diff(np.asarray(ds.arrays["frame_index"])) >= 0).all()
     meta = read_meta(result.path)
     attrs = meta["attrs"]

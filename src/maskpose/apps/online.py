@@ -70,8 +70,15 @@ import cv2
 import numpy as np
 import torch
 
-from maskpose.apps.predict import checkpoint_bodies, frame_valid, person_record, predict_crops, smpl_model_path
-from maskpose.data.video import ExtractionConfig, FrameSource, GreedyTracker, crop_square, foreground_frames
+from maskpose.apps.predict import checkpoint_bodies, person_record, predict_crops, smpl_model_path
+from maskpose.data.video import (
+    ExtractionConfig,
+    FrameSource,
+    GreedyTracker,
+    crop_square,
+    foreground_frames,
+    frame_valid,
+)
 from maskpose.device import resolve_device
 from maskpose.errors import ConfigError, DataError
 from maskpose.io import atomic_write_text

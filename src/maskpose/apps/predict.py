@@ -44,8 +44,8 @@ from maskpose.data.video import (
     ExtractionConfig,
     FrameSource,
     count_frames,
-    crop_square,
     extract_video,
+    frame_valid,
     open_video_writer,
 )
 from maskpose.device import resolve_device
@@ -688,17 +688,6 @@ def predict_video(checkpoint: str | Path, video: str | Path, out_video: str | Pa
     before, after = mean_ious(crops.ious)
     return VideoPrediction(out_video, json_dir, ply_dir, frames, len(crops), len(result.tracks), fourcc,
                            predictor.refine, before, after)
-
-
-def frame_valid(box, frame_size: tuple[int, int], res: int) -> np.ndarray:
-    """Where a ``res``-pixel crop cut at ``box`` (x0, y0, x1, y1; :func:`~maskpose.data.video.crop_square`)
-    sees a frame of ``frame_size`` ``(H, W)``: ``(res, res)`` uint8, 0 on its zero padding, cropped
-    and thresholded exactly as the extracted masks are (so a mask always lies inside it)."""
-    h, w = (int(v) for v in frame_size)
-    x0, y0, x1, y1 = (int(v) for v in box)
-    if x0 >= 0 and y0 >= 0 and x1 <= w and y1 <= h:
-        return np.ones((res, res), np.uint8)
-    return (crop_square(np.full((h, w), 255, np.uint8), box, res) >= 128).astype(np.uint8)
 
 
 class _CropStream:

@@ -178,13 +178,14 @@ def split_command(
     seed: int = typer.Option(0, "--seed", help="Seed of the shuffle (the split is a function of it)."),
 ) -> None:
     """Split a dataset in two, by source image when it records one (image_index: the people of one
-    photo stay together), otherwise by sample; every field is copied."""
+    photo stay together), in time for a video's crops (frame_index: A the earlier frames, B the
+    later ones; no shuffle), otherwise by sample; every field is copied."""
     from maskpose.data.split import split_dataset  # deferred: CLI start-up
 
     check_output_folder(out_a, "--out-a")
     check_output_folder(out_b, "--out-b")
     result = split_dataset(dataset, out_a, out_b, fraction=fraction, seed=seed)
-    unit = "images" if result["by"] == "image_index" else "samples"
+    unit = {"image_index": "images", "frame_index": "frames"}.get(result["by"], "samples")
     for part in ("a", "b"):
         info = result[part]
         typer.echo(f"wrote {info['path']}: {info['num_samples']} samples from {info['num_groups']} {unit}")

@@ -11,6 +11,12 @@ samples) are shuffled by a generator seeded with ``seed``, and part A takes grou
 until it holds at least ``fraction`` of the samples; part B takes the rest. Each part keeps at
 least one group. Within a part, samples keep their order in the source dataset.
 
+Crops of one video (``maskpose masks extract`` records each crop's ``frame_index``, and no
+``image_index``) are split **in time** instead (:func:`split_in_time`): neighbouring frames show the
+same people in nearly the same pose, so a shuffle would put near-copies of every held-out crop in
+part A. Part A takes the earliest frames until it holds at least ``fraction`` of the samples, part B
+the later ones; ``seed`` plays no part.
+
 Both parts are written with :class:`~maskpose.data.dataset.DatasetWriter` (every field of the
 source is copied as stored, in chunks: the source is streamed, never loaded whole). ``meta.json``
 keeps the source's domain, split and attributes; an attribute that is a per-sample list (a list
@@ -34,6 +40,12 @@ from maskpose.errors import ConfigError, DataError
 _CHUNK = 256
 
 
+def _check_fraction(fraction) -> None:
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not math.isfinite(fraction) \
+            or not 0.0 < fraction < 1.0:
+        raise ConfigError(f"fraction must be a number in (0, 1) (the share of samples in part A), got {fraction!r}")
+
+
 def split_groups(num_samples: int, groups: np.ndarray | None, fraction: float = 0.5,
                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The sample indices ``(a, b)`` of a split (each sorted): whole groups only (``groups``: a
@@ -41,9 +53,7 @@ def split_groups(num_samples: int, groups: np.ndarray | None, fraction: float = 
     shortest prefix of the seeded shuffle of the groups that holds at least ``fraction`` of the
     samples, both parts at least one group. ``ConfigError`` for a fraction outside (0, 1) or a
     negative seed, ``DataError`` when there are fewer than two groups."""
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not math.isfinite(fraction) \
-            or not 0.0 < fraction < 1.0:
-        raise ConfigError(f"fraction must be a number in (0, 1) (the share of samples in part A), got {fraction!r}")
+    _check_fraction(fraction)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
     ids = np.arange(num_samples) if groups is None else np.asarray(groups).reshape(-1)
@@ -64,12 +74,29 @@ def split_groups(num_samples: int, groups: np.ndarray | None, fraction: float = 
     return np.flatnonzero(part_a), np.flatnonzero(~part_a)
 
 
+def split_in_time(frame_index: np.ndarray, fraction: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """The sample indices ``(a, b)`` of a split in time (each sorted): part A the samples of the
+    earliest frames, whole frames only, until it holds at least ``fraction`` of the samples; part
+    B those of the later frames; both at least one frame. ``ConfigError`` for a fraction outside
+    (0, 1), ``DataError`` when the samples come from fewer than two frames."""
+    _check_fraction(fraction)
+    frames = np.asarray(frame_index).reshape(-1)
+    unique, counts = np.unique(frames, return_counts=True)
+    if len(unique) < 2:
+        raise DataError(f"cannot split {len(frames)} sample(s) of one video frame in time into two parts")
+    taken = int(np.searchsorted(np.cumsum(counts), fraction * len(frames) - 1e-9) + 1)
+    taken = min(max(taken, 1), len(unique) - 1)
+    part_a = frames <= unique[taken - 1]
+    return np.flatnonzero(part_a), np.flatnonzero(~part_a)
+
+
 def split_dataset(path: str | os.PathLike, out_a: str | os.PathLike, out_b: str | os.PathLike,
                   fraction: float = 0.5, seed: int = 0) -> dict:
     """Split the dataset at ``path`` into two datasets ``out_a`` and ``out_b`` (see the module
-    docstring: by ``image_index`` when the dataset has it, else by sample).
+    docstring: by ``image_index`` when the dataset has it, else in time by ``frame_index`` when it
+    has that, else by sample).
 
-    Returns a summary: ``by`` (``"image_index"`` or ``"sample"``), and for each part ``a`` / ``b``
+    Returns a summary: ``by`` (``"image_index"``, ``"frame_index"`` or ``"sample"``), and for each part ``a`` / ``b``
     its ``path``, ``num_samples``, ``num_groups`` and ``indices`` (in the source). ``ConfigError``
     for a bad fraction or seed, an output that is the source or the other output; ``DataError``
     for a missing or unreadable dataset, or one that cannot be split (a single image)."""
@@ -86,9 +113,12 @@ def split_dataset(path: str | os.PathLike, out_a: str | os.PathLike, out_b: str 
     for name, out in (("out_a", out_a), ("out_b", out_b)):  # both, before part A is written
         if out.exists() and not out.is_dir():
             raise DataError(f"{name} {out}: exists and is a file (a dataset is a folder)")
-    by = "image_index" if data.has("image_index") else "sample"
-    groups = np.asarray(data.arrays["image_index"]) if by == "image_index" else None
-    a, b = split_groups(len(data), groups, fraction, seed)
+    by = "image_index" if data.has("image_index") else "frame_index" if data.has("frame_index") else "sample"
+    groups = np.asarray(data.arrays[by]) if by != "sample" else None
+    if by == "frame_index":
+        a, b = split_in_time(groups, fraction)
+    else:
+        a, b = split_groups(len(data), groups, fraction, seed)
     meta = data.meta
     summary: dict = {"by": by}
     for part, indices, out in (("a", a, out_a), ("b", b, out_b)):
@@ -107,4 +137,4 @@ def split_dataset(path: str | os.PathLike, out_a: str | os.PathLike, out_b: str 
     return summary
 
 
-__all__ = ["split_dataset", "split_groups"]
+__all__ = ["split_dataset", "split_groups", "split_in_time"]

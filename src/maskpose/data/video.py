@@ -34,8 +34,10 @@ only one frame in memory; each detection's mask patch (bit-packed, cut to its bo
 to a chunk file in a temporary folder every ``chunk_frames`` frames, and only small per-detection
 records (frame, box, track) stay in memory. Once the tracks are known, the number of samples N is
 known: pass 2 re-reads the video, loads one chunk at a time, crops and writes straight into the
-memory-mapped ``DatasetWriter`` arrays. The dataset holds ``image`` and ``mask`` (no labels) plus
-the per-sample provenance fields ``frame_index``, ``track_id``, ``crop_box`` (x0, y0, x1, y1 in
+memory-mapped ``DatasetWriter`` arrays. The dataset holds ``image``, ``mask`` (no labels) and
+``valid`` (1 where the crop sees the frame, 0 on the zero padding of a box that leaves it:
+:func:`frame_valid`; the mask losses and the IoU never count the padding), plus the per-sample
+provenance fields ``frame_index``, ``track_id``, ``crop_box`` (x0, y0, x1, y1 in
 source pixels) and ``merged`` (1 where the crop's blob holds more than one person, see step 6);
 ``meta.json`` attrs record the source video, its size and rate, the config, the track lengths and
 the number of merged samples.
@@ -69,7 +71,7 @@ from maskpose.data.dataset import DatasetWriter, MaskposeDataset
 from maskpose.errors import ConfigError, DataError
 
 #: Fields written by ``extract_video``.
-VIDEO_FIELDS = ("image", "mask", "frame_index", "track_id", "crop_box", "merged")
+VIDEO_FIELDS = ("image", "mask", "valid", "frame_index", "track_id", "crop_box", "merged")
 #: Unmerged detections a track needs before it can be hidden inside another's blob (and make it merged).
 ESTABLISHED_DETECTIONS = 5
 
@@ -718,6 +720,17 @@ def crop_square(image: np.ndarray, box, size: int, interpolation: int | None = N
     return cv2.resize(out, (size, size), interpolation=interpolation)
 
 
+def frame_valid(box, frame_size: tuple[int, int], res: int) -> np.ndarray:
+    """Where a ``res``-pixel crop cut at ``box`` (x0, y0, x1, y1; :func:`~maskpose.data.video.crop_square`)
+    sees a frame of ``frame_size`` ``(H, W)``: ``(res, res)`` uint8, 0 on its zero padding, cropped
+    and thresholded exactly as the extracted masks are (so a mask always lies inside it)."""
+    h, w = (int(v) for v in frame_size)
+    x0, y0, x1, y1 = (int(v) for v in box)
+    if x0 >= 0 and y0 >= 0 and x1 <= w and y1 <= h:
+        return np.ones((res, res), np.uint8)
+    return (crop_square(np.full((h, w), 255, np.uint8), box, res) >= 128).astype(np.uint8)
+
+
 # --------------------------------------------------------------------------------------------
 # extraction
 
@@ -790,7 +803,8 @@ def extract_video(
     Args:
         video: path of a video file OpenCV can read, or frames ``(T, H, W, 3)`` uint8 RGB.
         out: the dataset folder to write (``DatasetWriter``: fields ``image``, ``mask``,
-            ``frame_index``, ``track_id``, ``crop_box``, ``merged``; domain ``video``, split ``train``).
+            ``valid``, ``frame_index``, ``track_id``, ``crop_box``, ``merged``; domain ``video``, split
+            ``train``).
         config: the settings (``ExtractionConfig()`` by default).
         progress: called as ``progress(stage, frame_index)`` after each frame of each pass,
             ``stage`` being ``"track"`` (pass 1) or ``"crop"`` (pass 2).
@@ -897,6 +911,7 @@ def _write_crops(source: FrameSource, samples: list[tuple], boxes_of: list[tuple
             mask = crop_square(full * 255, box, res)
             batch["image"].append(crop_square(frame, box, res))
             batch["mask"].append((mask >= 128).astype(np.uint8))
+            batch["valid"].append(frame_valid(box, frame.shape[:2], res))
             batch["frame_index"].append(index)
             batch["track_id"].append(track_id)
             batch["crop_box"].append(np.asarray(box, np.float32))

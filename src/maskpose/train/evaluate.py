@@ -86,7 +86,9 @@ def evaluate_model(model: PoseRegressor, data_path: str | Path, device="cpu", ba
     """Metrics of ``model`` on a labelled dataset (3D errors in mm, PCK/AUC/IoU/ratio in %).
 
     The dataset needs ``joints3d`` (the 3D keys of :func:`joint_metrics`) or ``joints2d`` with at
-    least one labelled limb keypoint (real person crops); it may have both. With ``joints2d`` the
+    least one labelled limb keypoint (real person crops); it may have both. A dataset of masks
+    alone (a video's extracted crops) is scored by a mesh-head model on its silhouettes only:
+    ``silhouette_iou``, ``num_samples`` and the mean-mask floor. With ``joints2d`` the
     2D keys of :func:`keypoint_metrics` are added (the model's keypoints mapped to the dataset's
     crop pixels), and with ``joints2d`` or masks the floors of :func:`floor_metrics` (2-fold on
     the dataset itself, or the means of ``floor_data``, a separate training split). The keys are
@@ -95,10 +97,13 @@ def evaluate_model(model: PoseRegressor, data_path: str | Path, device="cpu", ba
     data = MaskposeDataset(data_path)
     gt2d = _joints2d(data, data_path)
     if not data.has("joints3d"):
-        if gt2d is None:
-            raise DataError(f"{data_path}: evaluation needs 3D ground truth (joints3d) or 2D keypoints "
-                            "(joints2d); this split has neither")
-        if not bool(torch.isfinite(gt2d[:, list(LIMB_JOINTS)]).all(-1).any()):
+        if gt2d is None and not data.has("mask"):
+            raise DataError(f"{data_path}: evaluation needs 3D ground truth (joints3d), 2D keypoints (joints2d) "
+                            "or masks (mask); this split has none of them")
+        if gt2d is None and "mesh" not in model.config.heads:
+            raise DataError(f"{data_path}: this split has masks but no joints3d or joints2d, and a joint-head model "
+                            "draws no silhouette to score against masks")
+        if gt2d is not None and not bool(torch.isfinite(gt2d[:, list(LIMB_JOINTS)]).all(-1).any()):
             raise DataError(f"{data_path}: no joints3d and no labelled limb keypoint in joints2d; nothing to score")
     floor_split = _floor_split(floor_data, data, data_path) if floor_data is not None else None
     preds = collect_predictions(model, data, device, batch_size, focal_px, body, masked_input=masked_input)
