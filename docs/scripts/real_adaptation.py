@@ -1,9 +1,10 @@
 """Mask-only adaptation on real photographs, scored on held-out photographs.
 
 For each real dataset (a COCO import: ``maskpose data import coco``, which records each crop's
-photo as ``image_index`` and the crop's padding as ``valid``; or a COCO keypoints JSON, imported
-here), the script splits it by photo (``maskpose.data.split``: the people of one photo stay on one
-side), adapts the source checkpoint on half A with several recipes, and evaluates the source and
+photo as ``image_index`` and the crop's padding as ``valid``; a COCO keypoints JSON, imported
+here; or a video's crops, ``maskpose masks extract``, which records ``frame_index`` and ``valid``),
+the script splits it by photo, or in time for a video (``maskpose.data.split``: the people of one
+photo stay on one side; a video's earlier frames in A, its later ones in B), adapts the source checkpoint on half A with several recipes, and evaluates the source and
 every adapted model on half B (held out) and on A (adapted on) with ``evaluate_checkpoint``; the
 floors are the means of half A (``floor_data=A``: on B, the constant prediction a model must beat;
 on A, in-sample). It prints one markdown table per dataset: ``pck2d@0.1``, ``error2d_px`` and
