@@ -7,6 +7,7 @@ import json
 import math
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from maskpose.bench.step import STAGES, bench_step
@@ -96,3 +97,20 @@ def test_bench_train_quick_cli(tmp_path):
 
     bad = CliRunner().invoke(app, ["bench", "train", "--quick", "--res", "32,x"])
     assert bad.exit_code == 2 and "--res and --batch" in bad.output
+
+
+def test_bench_synth_sets_torch_and_opencv_threads_for_its_run_and_restores_them():
+    """``bench synth --threads 1`` must run on one core: OpenCV keeps a pool of its own."""
+    import cv2
+
+    from maskpose.bench.synth import benchmark
+
+    before_cv, before_torch = cv2.getNumThreads(), torch.get_num_threads()
+    try:
+        cv2.setNumThreads(3)
+        result = benchmark(n=4, res=32, batch_size=4, domain="studio", threads=1)
+        assert result["threads"] == 1 and result["opencv_threads"] == 1
+        assert cv2.getNumThreads() == 3 and torch.get_num_threads() == before_torch
+        assert result["frames_per_s"] > 0 and set(result["stages_ms_per_frame"]) >= {"anny", "rasterize"}
+    finally:
+        cv2.setNumThreads(before_cv)

@@ -6,9 +6,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import torch
 
 from maskpose.body.anny_body import AnnyBody
+from maskpose.device import torch_threads
 from maskpose.synth.generator import SynthesisConfig, generate
 
 
@@ -18,15 +20,25 @@ def benchmark(n: int = 256, res: int = 128, batch_size: int = 64, domain: str = 
     construction excluded (built and warmed up first).
 
     Args:
-        n: frames timed; batch_size: bodies per batch; threads: ``torch.set_num_threads``
-            (``None`` leaves it); geodesic: include the geodesic weights.
+        n: frames timed; batch_size: bodies per batch; threads: ``torch.set_num_threads`` and
+            OpenCV's ``cv2.setNumThreads`` for the run (``None`` leaves them; both restored
+            after), so a one-thread run uses one core; geodesic: include the geodesic weights.
 
     Returns:
         ``{"frames_per_s", "ms_per_frame", "stages_ms_per_frame", "n", "res", "batch_size",
-        "threads", "domain", "geodesic", "goal_frames_per_s"}``.
+        "threads", "opencv_threads", "domain", "geodesic", "goal_frames_per_s"}``.
     """
-    if threads is not None:
-        torch.set_num_threads(threads)
+    previous_cv = cv2.getNumThreads()
+    with torch_threads(threads):
+        if threads is not None:
+            cv2.setNumThreads(threads)
+        try:
+            return _benchmark(n, res, batch_size, domain, geodesic, device, seed)
+        finally:
+            cv2.setNumThreads(previous_cv)
+
+
+def _benchmark(n: int, res: int, batch_size: int, domain: str, geodesic: bool, device: str, seed: int) -> dict:
     config = SynthesisConfig(batch_size=batch_size, device=device, geodesic=geodesic)
     body = AnnyBody(device=device)
     with tempfile.TemporaryDirectory(prefix="maskpose-bench-") as tmp:
@@ -40,6 +52,7 @@ def benchmark(n: int = 256, res: int = 128, batch_size: int = 64, domain: str = 
         "frames_per_s": n / elapsed, "ms_per_frame": 1000 * elapsed / n,
         "stages_ms_per_frame": {k: round(1000 * v / n, 3) for k, v in timings.items()},
         "n": n, "res": res, "batch_size": batch_size, "threads": torch.get_num_threads(),
+        "opencv_threads": cv2.getNumThreads(),
         "domain": domain, "geodesic": geodesic, "device": str(device), "goal_frames_per_s": 200,
     }
 

@@ -200,7 +200,7 @@ def bench_synth(
     batch_size: int = typer.Option(64, "--batch-size", min=1),
     domain: str = typer.Option("studio", "--domain"),
     geodesic: bool = typer.Option(False, "--geodesic/--no-geodesic", help="Include the geodesic weights."),
-    threads: int = typer.Option(2, "--threads", min=1, help="torch threads."),
+    threads: int = typer.Option(2, "--threads", min=1, help="torch and OpenCV threads for the run."),
     device: str = typer.Option("cpu", "--device"),
 ) -> None:
     """End-to-end synthesis speed (poses, Anny, camera, rendering, writing) in frames per second."""
