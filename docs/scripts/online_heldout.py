@@ -28,7 +28,7 @@ import matplotlib
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from static_camera_eval import KEYS, SOURCE, render_clip, write_samples  # noqa: E402
+from static_camera_eval import KEYS, SOURCE, clip_parser, render_clip, write_samples  # noqa: E402
 
 from maskpose.apps.online import CHECKPOINT_NAME, OnlineAdapter, OnlineConfig  # noqa: E402
 from maskpose.synth.bgsub import BgsubConfig, clip_samples  # noqa: E402
@@ -41,18 +41,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def parse() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--out", type=Path, required=True, help="work folder (clips, test set, run, snapshots)")
-    p.add_argument("--json", type=Path, default=ROOT / "docs/results/online_heldout.json")
-    p.add_argument("--plot", type=Path, default=ROOT / "docs/images/online_heldout.png")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--pitch", type=float, default=35.0, help="camera pitch, degrees down")
-    p.add_argument("--camera-height", type=float, default=4.0)
-    p.add_argument("--depth-walk", type=float, default=3.0, help="metres each person walks in depth")
-    p.add_argument("--people", type=int, default=3)
-    p.add_argument("--frames", type=int, default=300, help="frames of clip A (the stream)")
-    p.add_argument("--test-frames", type=int, default=200, help="frames of clip B (the test set)")
-    p.add_argument("--res", type=int, default=64, help="crop resolution (the source model's)")
+    p = clip_parser(__doc__.split("\n")[0], "work folder (clips, test set, run, snapshots)",
+                    ROOT / "docs/results/online_heldout.json", ROOT / "docs/images/online_heldout.png")
     p.add_argument("--snapshot-every", type=int, default=25, help="frames between evaluated snapshots")
     p.add_argument("--update-steps", type=int, default=OnlineConfig().update_steps,
                    help="optimisation steps per adaptation round (OnlineConfig's default)")

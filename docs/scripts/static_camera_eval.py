@@ -63,11 +63,13 @@ SOURCE = ROOT / "src/maskpose/assets/source_studio_64.pt"
 KEYS = ("mpjpe", "pa_mpjpe", "silhouette_iou", "num_samples")
 
 
-def parse() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--out", type=Path, required=True, help="work folder (clips, datasets, runs)")
-    p.add_argument("--json", type=Path, default=ROOT / "docs/results/static_camera_eval.json")
-    p.add_argument("--plot", type=Path, default=ROOT / "docs/images/online_error.png")
+def clip_parser(description: str, out_help: str, json_default: Path, plot_default: Path) -> argparse.ArgumentParser:
+    """The options of a script on the two clips (this one and ``online_heldout.py``): its work
+    folder and outputs, then the clips' camera, people and lengths."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--out", type=Path, required=True, help=out_help)
+    p.add_argument("--json", type=Path, default=json_default)
+    p.add_argument("--plot", type=Path, default=plot_default)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pitch", type=float, default=35.0, help="camera pitch, degrees down")
     p.add_argument("--camera-height", type=float, default=4.0)
@@ -76,6 +78,12 @@ def parse() -> argparse.Namespace:
     p.add_argument("--frames", type=int, default=300, help="frames of clip A (the stream)")
     p.add_argument("--test-frames", type=int, default=200, help="frames of clip B (the test set)")
     p.add_argument("--res", type=int, default=64, help="crop resolution (the source model's)")
+    return p
+
+
+def parse() -> argparse.Namespace:
+    p = clip_parser(__doc__.split("\n")[0], "work folder (clips, datasets, runs)",
+                    ROOT / "docs/results/static_camera_eval.json", ROOT / "docs/images/online_error.png")
     p.add_argument("--domain", default="motion", help="pose source and look of the scene-specific synthesis")
     p.add_argument("--scene-n", type=int, default=3000, help="scene-specific samples")
     p.add_argument("--pretrain-steps", type=int, default=1000)
