@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -42,8 +43,9 @@ def test_the_shipped_file_is_the_recipes_model():
     assert config["model"]["resolution"] == recipe.resolution
 
 
-def test_a_small_rebuild_is_deterministic_and_ships_only_the_model(tmp_path):
-    recipe = PhotoSourceRecipe(samples=8, steps=2, batch_size=4)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_small_rebuild_is_deterministic_and_ships_only_the_model(tmp_path, threads):
+    recipe = PhotoSourceRecipe(samples=8, steps=2, batch_size=4, threads=threads)
     first = build_photo_source(tmp_path / "a", recipe, progress=False)
     second = build_photo_source(tmp_path / "b", recipe, progress=False)
     a, b = load_checkpoint(first), load_checkpoint(second)
@@ -119,6 +121,21 @@ def test_a_recipe_at_another_resolution_starts_from_its_model_moved_there(tmp_pa
     assert (PHOTO_RECIPES[128].resolution, PHOTO_RECIPES[128].init) == (128, PHOTO_SOURCE)
 
 
+def test_a_second_stage_fine_tunes_the_first_stages_model_on_its_own_crops(tmp_path):
+    second = PhotoSourceRecipe(samples=8, steps=2, batch_size=4, seed=8, lr=1e-4)
+    recipe = PhotoSourceRecipe(samples=8, steps=2, batch_size=4, then=second)
+    built = build_photo_source(tmp_path, recipe, progress=False)
+    assert built == tmp_path / "then" / PHOTO_SOURCE
+    first, last = load_checkpoint(tmp_path / PHOTO_SOURCE), load_checkpoint(built)
+    assert last["config"]["init_checkpoint"] == str(tmp_path / PHOTO_SOURCE) and last["config"]["lr"] == 1e-4
+    assert not all(torch.equal(first["model"][k], v) for k, v in last["model"].items())  # it trained on
+    stage1, stage2 = np.load(tmp_path / "data" / "image.npy"), np.load(tmp_path / "then" / "data" / "image.npy")
+    assert stage1.shape == stage2.shape and not np.array_equal(stage1, stage2)  # other crops (seed 8)
+    # the CLI's --steps and the device reach every stage
+    assert [r.steps for r in (PHOTO_RECIPES[128].with_every_stage(steps=3),
+                              PHOTO_RECIPES[128].with_every_stage(steps=3).then)] == [3, 3]
+
+
 def test_the_cli_refuses_a_resolution_without_a_recipe(tmp_path):
     result = CliRunner().invoke(app, ["build-photo-source", "--out", str(tmp_path / "o"), "--resolution", "96"])
     assert result.exit_code != 0 and "--resolution must be one of [64, 128]" in result.output
@@ -131,12 +148,12 @@ PHOTO_128 = shipped_checkpoint(PHOTO_RECIPES[128].shipped_name())
 def test_the_shipped_128_px_file_is_its_recipes_model():
     assert set(torch.load(PHOTO_128, weights_only=True)) == set(SHIPPED_KEYS)
     state, recipe = load_checkpoint(PHOTO_128), PHOTO_RECIPES[128]
-    config = state["config"]
-    assert config["masked_input"] is True and state["step"] == config["steps"] == recipe.steps
-    assert (config["batch_size"], config["lr"], config["lr_schedule"]) == (recipe.batch_size, recipe.lr, "cosine")
+    config, last = state["config"], recipe.then  # the shipped file is the second stage's
+    assert config["masked_input"] is True and state["step"] == config["steps"] == last.steps
+    assert (config["batch_size"], config["lr"], config["lr_schedule"]) == (last.batch_size, last.lr, "cosine")
     # the 64 px real-photo model's network, moved to 128 px
     assert config["model"] == {**load_checkpoint(PHOTO)["config"]["model"], "resolution": 128}
-    assert Path(config["init_checkpoint"]).name == "init_128.pt"
+    assert Path(config["init_checkpoint"]).name == recipe.shipped_name()  # from the first stage's model
 
 
 @pytest.mark.skipif(PHOTO_128 is None, reason="the 128 px real-photo model is absent")

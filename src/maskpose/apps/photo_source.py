@@ -16,7 +16,7 @@ With one thread on the CPU the same recipe gives the same weights.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from maskpose.apps.demo import SHIPPED_SOURCE, shipped_checkpoint
@@ -46,8 +46,9 @@ class PhotoSourceRecipe:
     from the motion library instead), then ``steps`` supervised steps of batch ``batch_size`` from the
     shipped model ``init`` (the studio model by default; at another resolution than ``resolution``,
     its weights as a model of that resolution, :func:`~maskpose.train.checkpoint.at_resolution`), Adam at
-    ``lr`` with a cosine schedule, masked input, on ``threads`` threads (one: bit-exact rebuilds).
-    The result is :meth:`shipped_name`."""
+    ``lr`` with a cosine schedule, masked input, on ``threads`` threads (a fixed count: bit-exact
+    rebuilds on one machine). ``then``: a further fine-tune of the result, on its own crops (its
+    ``init`` unused). The result, the last stage's, is :meth:`shipped_name`."""
 
     samples: int = 24000
     resolution: int = 64
@@ -60,6 +61,12 @@ class PhotoSourceRecipe:
     threads: int = 1
     device: str = "cpu"
     init: str = SHIPPED_SOURCE
+    then: PhotoSourceRecipe | None = None
+
+    def with_every_stage(self, **changes) -> PhotoSourceRecipe:
+        """This recipe with ``changes`` (e.g. ``device``, ``steps``) in each of its stages."""
+        then = None if self.then is None else self.then.with_every_stage(**changes)
+        return replace(self, **changes, then=then)
 
     def shipped_name(self) -> str:
         """The package file this recipe builds: :data:`PHOTO_SOURCE` at 64 px,
@@ -80,11 +87,13 @@ class PhotoSourceRecipe:
                            masked_input=True, seed=0, device=self.device, log_every=100, checkpoint_every=500)
 
 
-#: The shipped real-photo models' recipes, by resolution: at 64 px from the studio model, at 128 px
-#: from the 64 px real-photo model (its weights read 128 px inputs after a fine-tune).
+#: The shipped real-photo models' recipes, by resolution: at 64 px from the studio model; at 128 px
+#: from the 64 px real-photo model (its weights read 128 px inputs after a fine-tune), then 6,000
+#: more steps on 24,000 new crops from a lower learning rate (docs/benchmark.md, "Real photographs").
 PHOTO_RECIPES: dict[int, PhotoSourceRecipe] = {
     64: PhotoSourceRecipe(),
-    128: PhotoSourceRecipe(resolution=128, init=PHOTO_SOURCE),
+    128: PhotoSourceRecipe(resolution=128, init=PHOTO_SOURCE,
+                           then=PhotoSourceRecipe(resolution=128, seed=8, lr=2e-4, threads=2)),
 }
 
 
@@ -98,14 +107,18 @@ def build_photo_source(out: str | Path, recipe: PhotoSourceRecipe | None = None,
     """Build the recipe's model (:data:`PHOTO_SOURCE` by default) under ``out``: the training split
     in ``out/data`` (kept, and reused when complete), the run in ``out/run`` (resumed when
     interrupted), and the shippable checkpoint ``out/<recipe.shipped_name()>``, which is returned.
-    Copy it to ``src/maskpose/assets`` to ship it."""
+    Copy it to ``src/maskpose/assets`` to ship it. A recipe's ``then`` stage is built the same way
+    under ``out/then`` from the stage before's checkpoint, and its checkpoint is returned."""
     recipe = recipe or PhotoSourceRecipe()
     init = shipped_checkpoint(recipe.init)
     if init is None:
         rebuild = ("maskpose demo --retrain-source" if recipe.init == SHIPPED_SOURCE
                    else "maskpose build-photo-source")
         raise ConfigError(f"the shipped model {recipe.init} is missing from the package ({rebuild} rebuilds it)")
-    out = Path(out)
+    return _build_stage(Path(out), recipe, init, progress)
+
+
+def _build_stage(out: Path, recipe: PhotoSourceRecipe, init: Path, progress: bool) -> Path:
     data = out / "data"
     if ModelConfig.from_dict(load_checkpoint(init)["config"]["model"]).resolution != recipe.resolution:
         out.mkdir(parents=True, exist_ok=True)
@@ -115,5 +128,6 @@ def build_photo_source(out: str | Path, recipe: PhotoSourceRecipe | None = None,
             generate(data, "realistic", recipe.samples, recipe.resolution, recipe.seed, "train",
                      config=SynthesisConfig(geodesic=False, device=recipe.device), pose_source=recipe.pose_source())
         result = train(recipe.run(data, init, out / "run"), progress=progress)
-    return shippable(result.checkpoint, out / recipe.shipped_name())
+    built = shippable(result.checkpoint, out / recipe.shipped_name())
+    return built if recipe.then is None else _build_stage(out / "then", recipe.then, built, progress)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -40,7 +39,7 @@ def demo(out: Path = typer.Option(Path("demo_output"), "--out", help="Output fol
     if realistic and retrain_source:
         from maskpose.apps.photo_source import PHOTO_RECIPES, build_photo_source  # deferred: CLI start-up
 
-        rebuilt = build_photo_source(out / "photo_source", replace(PHOTO_RECIPES[128], device=device))
+        rebuilt = build_photo_source(out / "photo_source", PHOTO_RECIPES[128].with_every_stage(device=device))
         changes.update(retrain_source=False, source_checkpoint=str(rebuilt))
     cfg = DemoConfig.realistic(**changes) if realistic else DemoConfig(**changes)
     if adapt_steps is not None:
@@ -60,7 +59,8 @@ def build_photo_source(out: Path = typer.Option(..., "--out", help="Work folder 
                        device: str = typer.Option("cpu", help="cpu, cuda, ...")):
     """Rebuild a shipped real-photo model (masked input): realistic crops, then a shipped model
     fine-tuned on them. At 64 px (source_realistic_64.pt) the studio model, about 33 minutes on one
-    thread; at 128 px (source_realistic_128.pt) the 64 px real-photo model."""
+    thread; at 128 px (source_realistic_128.pt) the 64 px real-photo model, then that model again on
+    new crops (the recipe's second stage, under OUT/then). --steps and --samples apply to every stage."""
     from maskpose.apps.photo_source import PHOTO_RECIPES  # deferred: CLI start-up
     from maskpose.apps.photo_source import build_photo_source as build  # deferred: CLI start-up
     from maskpose.device import resolve_device  # deferred: CLI start-up
@@ -69,13 +69,11 @@ def build_photo_source(out: Path = typer.Option(..., "--out", help="Work folder 
     if resolution not in PHOTO_RECIPES:
         raise ConfigError(f"--resolution must be one of {sorted(PHOTO_RECIPES)} (the shipped real-photo models), "
                           f"got {resolution}")
-    recipe = replace(PHOTO_RECIPES[resolution], device=device)
     for name, value in (("--steps", steps), ("--samples", samples)):
         if value is not None and value < 1:
             raise ConfigError(f"{name} must be an int >= 1, got {value}")
-    if steps is not None:
-        recipe.steps = steps
-    if samples is not None:
-        recipe.samples = samples
+    changes = {"device": device} | ({"steps": steps} if steps is not None else {}) | (
+        {"samples": samples} if samples is not None else {})
+    recipe = PHOTO_RECIPES[resolution].with_every_stage(**changes)
     path = build(out, recipe)
     typer.echo(f"wrote {path} (copy it to src/maskpose/assets/{recipe.shipped_name()} to ship it)")
