@@ -131,7 +131,7 @@ def test_a_second_stage_fine_tunes_the_first_stages_model_on_its_own_crops(tmp_p
     assert not all(torch.equal(first["model"][k], v) for k, v in last["model"].items())  # it trained on
     stage1, stage2 = np.load(tmp_path / "data" / "image.npy"), np.load(tmp_path / "then" / "data" / "image.npy")
     assert stage1.shape == stage2.shape and not np.array_equal(stage1, stage2)  # other crops (seed 8)
-    # the CLI's --steps and the device reach every stage
+    # with_every_stage, which the CLI's --steps, --samples and --device go through, reaches every stage
     assert [r.steps for r in (PHOTO_RECIPES[128].with_every_stage(steps=3),
                               PHOTO_RECIPES[128].with_every_stage(steps=3).then)] == [3, 3]
 

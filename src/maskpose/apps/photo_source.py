@@ -11,7 +11,8 @@ visible part of the person) at 64 px, with the demo's milder poses
 half of the poses from the motion library (:class:`~maskpose.synth.realistic.MixedPoses`), both
 measured worse on real crops (docs/benchmark.md, "Real photographs").
 
-With one thread on the CPU the same recipe gives the same weights.
+With its stages' thread counts (one, and two for the 128 px second stage) on one CPU the same
+recipe gives the same weights.
 """
 
 from __future__ import annotations

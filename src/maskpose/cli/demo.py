@@ -72,8 +72,8 @@ def build_photo_source(out: Path = typer.Option(..., "--out", help="Work folder 
     for name, value in (("--steps", steps), ("--samples", samples)):
         if value is not None and value < 1:
             raise ConfigError(f"{name} must be an int >= 1, got {value}")
-    changes = {"device": device} | ({"steps": steps} if steps is not None else {}) | (
-        {"samples": samples} if samples is not None else {})
+    changes = {name: value for name, value in (("device", device), ("steps", steps), ("samples", samples))
+               if value is not None}
     recipe = PHOTO_RECIPES[resolution].with_every_stage(**changes)
     path = build(out, recipe)
     typer.echo(f"wrote {path} (copy it to src/maskpose/assets/{recipe.shipped_name()} to ship it)")
