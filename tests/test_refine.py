@@ -15,15 +15,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from maskpose.apps.predict import (
-    REFINE_PIXEL_WEIGHT,
-    VIDEO_REFINE,
-    CropPredictor,
-    MaskRefiner,
-    predict_photos,
-    predict_to_folder,
-    refine_losses,
-)
+from maskpose.apps.predict import VIDEO_REFINE, CropPredictor, predict_photos, predict_to_folder
 from maskpose.body.anny_body import AnnyBody
 from maskpose.body.sampler import PoseSampler
 from maskpose.cli import app
@@ -34,10 +26,12 @@ from maskpose.models.regressor import MeshHeadOutput, ModelConfig
 from maskpose.render.camera import intrinsics
 from maskpose.render.silhouette import SilhouetteRenderer
 from maskpose.train.config import KNOWN_LOSSES, TrainConfig, default_losses
+from maskpose.train.evaluate import evaluate_checkpoint
 from maskpose.train.fitting import fit_to_masks
 from maskpose.train.loop import Trainer, train
 from maskpose.train.objectives import JOINT_TERMS, Objective
 from maskpose.train.pipeline import batch_intrinsics, mesh_prediction
+from maskpose.train.refine import REFINE_PIXEL_WEIGHT, MaskRefiner, refine_losses
 from tiny_data import make_dataset
 
 torch.set_num_threads(1)
@@ -280,3 +274,40 @@ def test_bad_refine_requests_are_one_clear_line(case, checkpoint, data, tmp_path
     if case == "joint-head":
         with pytest.raises(ConfigError, match="joint head"):
             CropPredictor(ckpt, refine=2)
+
+
+# ------------------------------------------------------------------ evaluate --refine N
+def test_evaluate_with_refine_scores_the_bodies_fitted_to_the_masks(checkpoint, data, tmp_path):
+    plain = evaluate_checkpoint(checkpoint, data)
+    refined = evaluate_checkpoint(checkpoint, data, refine=20)
+    assert "refine_iterations" not in plain and refined["refine_iterations"] == 20
+    assert refined["silhouette_iou"] > plain["silhouette_iou"] + 5.0, (plain["silhouette_iou"], refined["silhouette_iou"])
+    assert refined["mpjpe"] != plain["mpjpe"]  # every key is read from the fitted body
+    assert evaluate_checkpoint(checkpoint, data, refine=0) == plain
+    out = tmp_path / "m.json"
+    result = CliRunner().invoke(app, ["evaluate", str(checkpoint), "--data", str(data), "--refine", "20",
+                                      "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "refine_iterations" in result.output
+    assert json.loads(out.read_text()) == pytest.approx(refined)
+
+
+@pytest.mark.parametrize("case", ["negative", "no-masks", "joint-head"])
+def test_bad_evaluate_refine_requests_are_one_clear_line(case, checkpoint, data, tmp_path):
+    ckpt, target = checkpoint, data
+    if case == "no-masks":
+        target = make_dataset(tmp_path / "nomask", 2, res=RES, seed=3, masks=False)
+    if case == "joint-head":
+        ckpt = train(TrainConfig(mode="pretrain", data=str(data), steps=1, batch_size=4, out=str(tmp_path / "j"),
+                                 losses={"joints3d": 1.0}, model=ModelConfig(resolution=RES, width=8, hidden=16,
+                                                                             heads=("joints",))),
+                     progress=False).checkpoint
+    refine, expected = {"negative": ("-1", "--refine must be >= 0"), "no-masks": ("3", "this split has no masks"),
+                        "joint-head": ("3", "has the joint head")}[case]
+    result = CliRunner().invoke(app, ["evaluate", str(ckpt), "--data", str(target), "--refine", refine])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], result.stderr
+    if case != "negative":
+        with pytest.raises(DataError if case == "no-masks" else ConfigError):
+            evaluate_checkpoint(ckpt, target, refine=3)

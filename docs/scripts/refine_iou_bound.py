@@ -26,13 +26,14 @@ import numpy as np
 import torch
 from static_camera_eval import SOURCE, render_clip, write_samples
 
-from maskpose.apps.predict import REFINE_PIXEL_WEIGHT, MaskRefiner, checkpoint_bodies, crop_ious, refine_mesh
+from maskpose.apps.predict import checkpoint_bodies, crop_ious, refine_mesh
 from maskpose.data.batching import load_batch
 from maskpose.data.dataset import MaskposeDataset
 from maskpose.eval.metrics import mpjpe, pa_mpjpe
 from maskpose.synth.bgsub import BgsubConfig, clip_samples
 from maskpose.train.checkpoint import load_model
 from maskpose.train.pipeline import batch_intrinsics
+from maskpose.train.refine import REFINE_PIXEL_WEIGHT, MaskRefiner
 
 
 def main() -> None:

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from maskpose.apps.online import OnlineConfig, adapt_online
-from maskpose.apps.predict import MaskRefiner, checkpoint_bodies, refine_mesh
+from maskpose.apps.predict import checkpoint_bodies, refine_mesh
 from maskpose.data.batching import load_batch
 from maskpose.data.dataset import DatasetWriter, MaskposeDataset
 from maskpose.data.scene import SceneFitConfig, crop_camera, fit_scene, person_height
@@ -54,6 +54,7 @@ from maskpose.train.config import MODE_RECIPES, TrainConfig, default_losses
 from maskpose.train.evaluate import evaluate_checkpoint
 from maskpose.train.loop import train
 from maskpose.train.pipeline import batch_intrinsics
+from maskpose.train.refine import MaskRefiner
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)

@@ -275,9 +275,13 @@ def evaluate(checkpoint: Path = typer.Argument(..., help="Model checkpoint."),
                                                      "split) to fit supervised post-processing (SPP) on."),
              spp_fraction: float = typer.Option(0.05, "--spp-fraction", help="Share of --spp-data's labels SPP "
                                                 "is fitted on (Mask as Supervision: 1 % to 5 %)."),
-             spp_kind: str = typer.Option("linear", "--spp-kind", help="SPP map: linear (ridge) or mlp.")):
+             spp_kind: str = typer.Option("linear", "--spp-kind", help="SPP map: linear (ridge) or mlp."),
+             refine: int = typer.Option(0, "--refine", help="Score per-image refinement: fit each body to its "
+                                        "sample's mask for N Adam iterations first, as predict --refine N does "
+                                        "(0: off; the mesh head and masks are needed).")):
     """MPJPE, PA-MPJPE, N-MPJPE, PCK@150, AUC, silhouette IoU, ambiguity ratio; with 2D keypoints,
     PCK in 2D and the pixel error, each beside the floor of a constant mean pose (docs/evaluation.md).
+    With --refine N, every key is computed from the bodies fitted to the masks (the model is not changed).
 
     The body model is the checkpoint's (SMPL: its model file from --smpl-model). With --spp-data,
     the 3D keys again after SPP (``spp_mpjpe`` ...): a map from the model's landmarks to the joints
@@ -296,7 +300,9 @@ def evaluate(checkpoint: Path = typer.Argument(..., help="Model checkpoint."),
     if spp_kind not in ("linear", "mlp"):
         raise ConfigError(f"--spp-kind must be linear or mlp, got {spp_kind!r}")
     smpl = str(smpl_model) if smpl_model is not None else None
-    metrics = evaluate_checkpoint(checkpoint, data, device, batch_size, smpl, floor_data)
+    if refine < 0:
+        raise ConfigError(f"--refine must be >= 0 (Adam iterations; 0: off), got {refine}")
+    metrics = evaluate_checkpoint(checkpoint, data, device, batch_size, smpl, floor_data, refine=refine)
     for line in _metric_lines(metrics):
         typer.echo(line)
     if spp_data is not None:

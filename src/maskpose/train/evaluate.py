@@ -38,18 +38,21 @@ from maskpose.models.regressor import PoseRegressor
 from maskpose.render.zbuffer import silhouette_mask
 from maskpose.train.checkpoint import load_model, saved_body, saved_masked_input
 from maskpose.train.pipeline import batch_intrinsics, build_body, joint_prediction, masked_images, mesh_prediction
+from maskpose.train.refine import MaskRefiner, check_refine
 
 
 @torch.no_grad()
 def collect_predictions(model: PoseRegressor, data: MaskposeDataset, device="cpu", batch_size: int = 32,
                         focal_px: float | None = None, body=None, with_silhouettes: bool = True,
-                        masked_input: bool = False) -> dict:
+                        masked_input: bool = False, refiner: MaskRefiner | None = None) -> dict:
     """Run the model over a dataset in order. Returns stacked ``joints3d`` ``(N, 17, 3)``,
     ``joints2d``, for the mesh head ``silhouette`` ``(N, 1, H, W)`` (exact raster) and ``vertices``, and
     the dataset's ``mask`` at the model resolution when it has masks. ``body``: the body model of
     the mesh head (default Anny; an SMPL model needs the SMPL body, e.g.
     :func:`~maskpose.train.pipeline.build_body`). ``masked_input``: the model sees the image times
-    the mask, as it was trained (``TrainConfig.masked_input``)."""
+    the mask, as it was trained (``TrainConfig.masked_input``). ``refiner``: the mesh head's body
+    parameters are fitted to each sample's mask (per-image refinement, :class:`MaskRefiner`, over
+    the ``valid`` pixels) before anything is read from them; the dataset must have masks."""
     model.eval()
     res = model.config.resolution
     focal_px = focal_px or default_focal(res)
@@ -67,7 +70,11 @@ def collect_predictions(model: PoseRegressor, data: MaskposeDataset, device="cpu
         heads = model(masked_images(batch, masked_input))
         if heads.mesh is not None:
             K = batch_intrinsics(batch, res, focal_px, device)
-            pred = mesh_prediction(heads.mesh, body, K, res)
+            mesh = heads.mesh
+            if refiner is not None:
+                valid = batch["valid"][:, 0] if "valid" in batch else None
+                mesh = refiner(mesh, K, batch["mask"][:, 0], valid)
+            pred = mesh_prediction(mesh, body, K, res)
             out["vertices"].append(pred.vertices.cpu())
             if with_silhouettes:
                 out["silhouette"].append(silhouette_mask(pred.vertices, pred.faces, K, (res, res), behind="cull").cpu())
@@ -82,7 +89,7 @@ def collect_predictions(model: PoseRegressor, data: MaskposeDataset, device="cpu
 def evaluate_model(model: PoseRegressor, data_path: str | Path, device="cpu", batch_size: int = 32,
                    focal_px: float | None = None, body=None,
                    floor_data: str | Path | None = None,
-                   masked_input: bool = False) -> dict[str, float | int | str | None]:
+                   masked_input: bool = False, refine: int = 0) -> dict[str, float | int | str | None]:
     """Metrics of ``model`` on a labelled dataset (3D errors in mm, PCK/AUC/IoU/ratio in %).
 
     The dataset needs ``joints3d`` (the 3D keys of :func:`joint_metrics`) or ``joints2d`` with at
@@ -92,9 +99,17 @@ def evaluate_model(model: PoseRegressor, data_path: str | Path, device="cpu", ba
     2D keys of :func:`keypoint_metrics` are added (the model's keypoints mapped to the dataset's
     crop pixels), and with ``joints2d`` or masks the floors of :func:`floor_metrics` (2-fold on
     the dataset itself, or the means of ``floor_data``, a separate training split). The keys are
-    listed in docs/evaluation.md. ``DataError`` when there is nothing to score."""
+    listed in docs/evaluation.md. ``DataError`` when there is nothing to score.
+
+    ``refine`` > 0 scores per-image refinement (``maskpose predict --refine N``): each sample's
+    body parameters fitted to its mask for ``refine`` Adam iterations (:class:`MaskRefiner`; the
+    model is not changed), then every key computed from the fitted body; ``refine_iterations``
+    records it. It needs the mesh head (``ConfigError``) and masks (``DataError``)."""
     _check_batch_size(batch_size)
+    refine = check_refine(refine, "the model", "mesh" in model.config.heads)
     data = MaskposeDataset(data_path)
+    if refine and not data.has("mask"):
+        raise DataError(f"{data_path}: --refine fits each body to its sample's mask, and this split has no masks")
     gt2d = _joints2d(data, data_path)
     if not data.has("joints3d"):
         if gt2d is None and not data.has("mask"):
@@ -106,7 +121,11 @@ def evaluate_model(model: PoseRegressor, data_path: str | Path, device="cpu", ba
         if gt2d is not None and not bool(torch.isfinite(gt2d[:, list(LIMB_JOINTS)]).all(-1).any()):
             raise DataError(f"{data_path}: no joints3d and no labelled limb keypoint in joints2d; nothing to score")
     floor_split = _floor_split(floor_data, data, data_path) if floor_data is not None else None
-    preds = collect_predictions(model, data, device, batch_size, focal_px, body, masked_input=masked_input)
+    if refine and body is None:
+        body = build_body("anny", device)
+    refiner = MaskRefiner(body, model.config, refine, device=device) if refine else None
+    preds = collect_predictions(model, data, device, batch_size, focal_px, body, masked_input=masked_input,
+                                refiner=refiner)
     metrics: dict = {}
     if data.has("joints3d"):
         gt = torch.from_numpy(data.arrays["joints3d"][data.indices].astype("float32"))
@@ -124,6 +143,8 @@ def evaluate_model(model: PoseRegressor, data_path: str | Path, device="cpu", ba
         metrics.update(keypoint_metrics(pred2d, gt2d, crop_side(data)))
     if gt2d is not None or data.has("mask"):
         metrics.update(floor_metrics(data, floor_split, model.config.resolution))
+    if refine:
+        metrics["refine_iterations"] = refine
     return metrics
 
 
@@ -408,11 +429,14 @@ def checkpoint_body(state: dict, device="cpu", smpl_model: str | None = None):
 
 def evaluate_checkpoint(checkpoint: str | Path, data_path: str | Path, device="cpu", batch_size: int = 32,
                         smpl_model: str | None = None,
-                        floor_data: str | Path | None = None) -> dict[str, float | int | str | None]:
+                        floor_data: str | Path | None = None, refine: int = 0) -> dict[str, float | int | str | None]:
     """:func:`evaluate_model` of the model saved in ``checkpoint`` (its focal and body model, see
     :func:`checkpoint_body`; ``device`` resolved by :func:`~maskpose.device.resolve_device`);
-    ``floor_data``: the training split of the floors (default: 2-fold on ``data_path``)."""
+    ``floor_data``: the training split of the floors (default: 2-fold on ``data_path``);
+    ``refine``: per-image refinement's Adam iterations (0: off; see :func:`evaluate_model`)."""
     _check_batch_size(batch_size)
     device = resolve_device(device)
     model, focal, body, masked = _saved_model(checkpoint, device, smpl_model)
-    return evaluate_model(model, data_path, device, batch_size, focal, body, floor_data, masked_input=masked)
+    check_refine(refine, checkpoint, "mesh" in model.config.heads)
+    return evaluate_model(model, data_path, device, batch_size, focal, body, floor_data, masked_input=masked,
+                          refine=refine)
