@@ -17,6 +17,7 @@ from maskpose.bench.peers import PeersConfig, mediapipe_to_h36m, parse_adapted, 
 from maskpose.cli import app
 from maskpose.conventions import H36M_JOINTS
 from maskpose.errors import ConfigError
+from maskpose.train.evaluate import evaluate_checkpoint
 
 #: The fake peer: the dataset's own joints as MediaPipe landmarks for the even samples, nothing for
 #: the odd ones (its own copy of the H36M -> MediaPipe mapping of docs/peers.md).
@@ -73,6 +74,21 @@ def test_fake_peer_scores_exactly(tmp_path, fake_peer):
     assert mine["pck2d_on_peer_detected@0.1"] is not None
     assert entry["methods"]["maskpose_adapted"]["pck2d@0.1"] == mine["pck2d@0.1"]  # the same checkpoint
     assert (tmp_path / "out" / "bench_peers.md").read_text().count("| studio |") == 3
+
+
+def test_the_refined_row_is_what_evaluate_refine_reports(tmp_path, fake_peer):
+    ckpt, _ = peers.default_checkpoint()
+    payload = run_peers(_config(tmp_path, fake_peer, refine=5), printer=lambda _: None)
+    entry = payload["datasets"]["studio"]
+    methods = entry["methods"]
+    for method, refine in (("maskpose", 0), ("maskpose_refined", 5)):
+        metrics = evaluate_checkpoint(ckpt, entry["path"], refine=refine)
+        for f in ("0.05", "0.1", "0.2"):
+            assert methods[method][f"pck2d@{f}"] == pytest.approx(metrics[f"pck2d@{f}"])
+    assert methods["maskpose_refined"]["pa_mpjpe"] != methods["maskpose"]["pa_mpjpe"]
+    assert (tmp_path / "out" / "bench_peers.md").read_text().count("| studio | maskpose_refined |") == 1
+    with pytest.raises(ConfigError, match="refine must be an int >= 0"):
+        _config(tmp_path, fake_peer, refine=-1).validate()
 
 
 def test_missing_peer_is_one_clear_line(tmp_path, monkeypatch, fake_peer):

@@ -67,6 +67,8 @@ from maskpose.train.evaluate import (
     keypoint_metrics,
     to_data_pixels,
 )
+from maskpose.train.pipeline import build_body
+from maskpose.train.refine import MaskRefiner, check_refine
 
 #: The default synthetic targets (studio and realistic are the source domains, for reference).
 DEFAULT_TARGETS: tuple[str, ...] = ("thermal", "lowres-32", "lowres-52", "cctv", "occluded", "studio", "realistic")
@@ -90,7 +92,7 @@ PA_JOINT_NAMES: tuple[str, ...] = (*LIMB_JOINT_NAMES, "pelvis (mid-hips)")
 _HIPS = (H36M_JOINTS.index("r_hip"), H36M_JOINTS.index("l_hip"))
 #: The MediaPipe landmarks the 3D comparison reads (the limb joints; the hips give the pelvis).
 _PA_LANDMARKS = sorted(MEDIAPIPE_LANDMARK.values())
-_METHOD_ORDER = ("mediapipe", "maskpose", "maskpose_adapted")
+_METHOD_ORDER = ("mediapipe", "maskpose", "maskpose_refined", "maskpose_adapted")
 #: A missed keypoint's stand-in coordinate (far outside every crop: a failure at every threshold).
 _MISS = 1e6
 
@@ -115,6 +117,9 @@ class PeersConfig:
     checkpoint: str = ""
     #: per-dataset adapted models: dataset name -> checkpoint (or ``"NAME=PATH"`` strings)
     adapted: dict[str, str] = field(default_factory=dict)
+    #: > 0: also the source model with per-image refinement (``predict --refine N``: each body
+    #: fitted to its crop's mask for N Adam iterations), the ``maskpose_refined`` row
+    refine: int = 0
     #: the peer's interpreter; "" = ``$MASKPOSE_PEER_PYTHON``, else this one if it imports mediapipe
     peer_python: str = ""
     #: the peer's script; "" = :data:`WORKER` (tests point it at a fake peer)
@@ -183,6 +188,8 @@ class PeersConfig:
                 raise ConfigError(f"{name} must be an int >= {low}, got {value!r}")
         if self.peer_size is not None and (not isinstance(self.peer_size, int) or self.peer_size < 16):
             raise ConfigError(f"peer_size must be None or an int >= 16, got {self.peer_size!r}")
+        if isinstance(self.refine, bool) or not isinstance(self.refine, int) or self.refine < 0:
+            raise ConfigError(f"refine must be an int >= 0 (Adam iterations; 0: off), got {self.refine!r}")
         if not self.peer_timeout > 0:
             raise ConfigError(f"peer_timeout must be > 0 seconds, got {self.peer_timeout!r}")
         for path in self.real:
@@ -344,17 +351,21 @@ def score_peer(peer: Mapping[str, np.ndarray], gt2d: torch.Tensor, gt3d: np.ndar
 class _Model:
     """A loaded maskpose checkpoint, predicting on dataset folders."""
 
-    def __init__(self, checkpoint: str | Path, device):
+    def __init__(self, checkpoint: str | Path, device, refine: int = 0):
         self.checkpoint, self.device = str(checkpoint), device
         self.model, state = load_model(checkpoint, device)
         self.focal = state["config"].get("focal") or None
         self.body = checkpoint_body(state, device)
         self.masked_input = saved_masked_input(state["config"])
+        refine = check_refine(refine, checkpoint, "mesh" in self.model.config.heads)
+        if refine and self.body is None:
+            self.body = build_body("anny", device)
+        self.refiner = MaskRefiner(self.body, self.model.config, refine, device=device) if refine else None
 
     def predict(self, data: MaskposeDataset, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``joints2d`` in the dataset's crop pixels and ``joints3d`` (metres), ``(N, 17, ·)``."""
         preds = collect_predictions(self.model, data, self.device, batch_size, self.focal, self.body,
-                                    with_silhouettes=False, masked_input=self.masked_input)
+                                    with_silhouettes=False, masked_input=self.masked_input, refiner=self.refiner)
         pred2d = to_data_pixels(preds["joints2d"][:, :17], self.model.config.resolution, data.resolution)
         return pred2d, preds["joints3d"][:, :17]
 
@@ -424,6 +435,7 @@ def run_peers(cfg: PeersConfig, printer: Callable[[str], None] | None = None) ->
         log(f"the shipped source model {SHIPPED_SOURCE} is missing; using {checkpoint_name}")
     datasets = prepare_datasets(cfg, out, log)
     source = _Model(checkpoint, device)
+    refined = _Model(checkpoint, device, cfg.refine) if cfg.refine else None
     results: dict[str, dict] = {}
     peer_info: dict = {"python": python, "worker": str(worker), "size": cfg.peer_size}
     for name, entry in datasets.items():
@@ -431,6 +443,8 @@ def run_peers(cfg: PeersConfig, printer: Callable[[str], None] | None = None) ->
         data = MaskposeDataset(path)
         if not data.has("joints2d"):
             raise DataError(f"dataset {name} ({path}): no joints2d; bench peers scores 2D keypoints")
+        if cfg.refine and not data.has("mask"):
+            raise DataError(f"dataset {name} ({path}): --refine fits each body to its crop's mask, and it has no masks")
         gt2d = torch.from_numpy(np.asarray(data.arrays["joints2d"][data.indices], np.float32))
         gt3d = np.asarray(data.arrays["joints3d"][data.indices], np.float64) if data.has("joints3d") else None
         side = float(crop_side(data))
@@ -441,7 +455,7 @@ def run_peers(cfg: PeersConfig, printer: Callable[[str], None] | None = None) ->
             if key in peer:
                 peer_info[key] = peer[key].item()
         methods = {"mediapipe": score_peer(peer, gt2d, gt3d, side) | {"seconds": round(time.time() - t0, 1)}}
-        models = [("maskpose", source)]
+        models = [("maskpose", source)] + ([("maskpose_refined", refined)] if refined is not None else [])
         if name in cfg.adapted:
             models.append(("maskpose_adapted", _Model(cfg.adapted[name], device)))
         for method, model in models:

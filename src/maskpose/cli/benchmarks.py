@@ -131,6 +131,9 @@ def bench_peers(
     peer_python: Optional[str] = typer.Option(None, "--peer-python", help="The interpreter that has mediapipe "
                                                                           "(default: $MASKPOSE_PEER_PYTHON, else this "
                                                                           "one if it imports mediapipe)."),
+    refine: Optional[int] = typer.Option(None, "--refine", help="Also the source model with per-image refinement "
+                                                                "(N Adam iterations on each crop's mask, as predict "
+                                                                "--refine N): the maskpose_refined row."),
     device: str = DEVICE,
 ) -> None:
     """maskpose against MediaPipe Pose (the peer, run in its own venv): detection rate, 2D PCK and
@@ -141,7 +144,7 @@ def bench_peers(
     changes: dict = {"device": device}
     if targets is not None:
         changes["targets"] = _split(targets)
-    for name, value in (("n", n), ("resolution", res), ("peer_python", peer_python)):
+    for name, value in (("n", n), ("resolution", res), ("peer_python", peer_python), ("refine", refine)):
         if value is not None:
             changes[name] = value
     for name, value in (("real", real), ("coco", coco)):
