@@ -217,6 +217,14 @@ def test_bench_config_from_yaml_overrides_and_refuses_bad_files(tmp_path):
         BenchConfig.full().updated_from_yaml(tmp_path / "missing.yaml")
     with pytest.raises(ConfigError, match="topology_binarization"):
         BenchConfig.quick().updated({"adapt": {"topology_binarization": "hard"}}).validate()
+    # YAML 1.2 floats: "1e-3" is a number (PyYAML alone reads it as a string), in both config trees
+    exponent = tmp_path / "e.yaml"
+    exponent.write_text("oracle_lr: 1e-3\nprior_weight: 5E-2\nadapt: {lr: 3e-4, fit_lr: 2.5e-2}\n")
+    cfg = BenchConfig.quick().updated_from_yaml(exponent).validate()
+    assert (cfg.oracle_lr, cfg.prior_weight, cfg.adapt.lr, cfg.adapt.fit_lr) == (1e-3, 5e-2, 3e-4, 2.5e-2)
+    for bad in ({"oracle_lr": "fast"}, {"oracle_lr": 0.0}, {"prior_weight": -1.0}, {"oracle_lr": float("nan")}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):  # refused before any data is generated
+            BenchConfig.quick().updated(bad).validate()
 
 
 def test_micro_unsup_benchmark_runs_the_two_stage_protocol_on_both_heads(tmp_path):

@@ -4,6 +4,7 @@ a YAML file can set any of them (``TrainConfig.from_yaml``)."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -52,6 +53,21 @@ def _is_real(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading floats as YAML 1.2 does: ``1e-3`` is a number. (PyYAML follows
+    YAML 1.1, whose floats need a dot, so ``lr: 1e-3`` would otherwise be the string ``"1e-3"``.)"""
+
+
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                  |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                  |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                  |[-+]?\.(?:inf|Inf|INF)
+                  |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
 def load_yaml_mapping(path: str | Path) -> dict:
     """The mapping in a YAML config file (empty file: ``{}``); ``ConfigError`` naming the problem
     for a missing file, invalid YAML or anything but a mapping."""
@@ -59,7 +75,7 @@ def load_yaml_mapping(path: str | Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"{path}: config file does not exist")
     try:
-        d = yaml.safe_load(path.read_text()) or {}
+        d = yaml.load(path.read_text(), Loader=_ConfigLoader) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({err})") from None
     if not isinstance(d, dict):
