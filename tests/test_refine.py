@@ -51,6 +51,14 @@ def checkpoint(data, tmp_path_factory):
                              out=str(tmp_path_factory.mktemp("run")), model=TINY), progress=False).checkpoint
 
 
+def _joint_head_checkpoint(data, tmp_path):
+    """A tiny model with the joint head alone (no body parameters to refine)."""
+    return train(TrainConfig(mode="pretrain", data=str(data), steps=1, batch_size=4, out=str(tmp_path / "j"),
+                             losses={"joints3d": 1.0}, model=ModelConfig(resolution=RES, width=8, hidden=16,
+                                                                         heads=("joints",))),
+                 progress=False).checkpoint
+
+
 def _records(folder):
     return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
 
@@ -252,10 +260,7 @@ def test_bad_refine_requests_are_one_clear_line(case, checkpoint, data, tmp_path
     if case == "no-masks":
         target = make_dataset(tmp_path / "nomask", 2, res=RES, seed=3, masks=False)
     if case == "joint-head":
-        ckpt = train(TrainConfig(mode="pretrain", data=str(data), steps=1, batch_size=4, out=str(tmp_path / "j"),
-                                 losses={"joints3d": 1.0}, model=ModelConfig(resolution=RES, width=8, hidden=16,
-                                                                             heads=("joints",))),
-                     progress=False).checkpoint
+        ckpt = _joint_head_checkpoint(data, tmp_path)
     args, expected = {
         "negative": (["--input", str(data), "--refine", "-1"], "--refine must be >= 0"),
         "folder": (["--input", str(folder), "--refine", "3"], "a folder of images has no masks"),
@@ -298,10 +303,7 @@ def test_bad_evaluate_refine_requests_are_one_clear_line(case, checkpoint, data,
     if case == "no-masks":
         target = make_dataset(tmp_path / "nomask", 2, res=RES, seed=3, masks=False)
     if case == "joint-head":
-        ckpt = train(TrainConfig(mode="pretrain", data=str(data), steps=1, batch_size=4, out=str(tmp_path / "j"),
-                                 losses={"joints3d": 1.0}, model=ModelConfig(resolution=RES, width=8, hidden=16,
-                                                                             heads=("joints",))),
-                     progress=False).checkpoint
+        ckpt = _joint_head_checkpoint(data, tmp_path)
     refine, expected = {"negative": ("-1", "--refine must be >= 0"), "no-masks": ("3", "this split has no masks"),
                         "joint-head": ("3", "has the joint head")}[case]
     result = CliRunner().invoke(app, ["evaluate", str(ckpt), "--data", str(target), "--refine", refine])
