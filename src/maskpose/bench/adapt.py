@@ -359,7 +359,7 @@ def _load_state(path: Path, cfg: BenchConfig, kind: str, log: _Log) -> dict:
             saved[key] = run_defaults[name]
     differing = sorted(k for k in mine if k not in free and saved.get(k) != mine[k])
     if differing:
-        raise ConfigError(f"{path}: a {kind} benchmark with another configuration is there (differs in "
+        raise ConfigError(f"{path}: the {kind} benchmark there ran with another configuration (differs in "
                           f"{differing}); choose another --out or delete it")
     log(f"resuming: {len(state.get('cells', {}))} finished cell(s) in {path}")
     state.setdefault("cells", {})
