@@ -426,3 +426,50 @@ def test_mask_only_adaptation_on_a_real_video_raises_iou_on_its_later_frames(tmp
     before = evaluate_checkpoint(source, tmp_path / "b", floor_data=tmp_path / "a")
     after = evaluate_checkpoint(adapted, tmp_path / "b", floor_data=tmp_path / "a")
     assert after["silhouette_iou"] > before["silhouette_iou"] + 5.0, (before["silhouette_iou"], after["silhouette_iou"])
+
+
+def test_import_coco_occlusion_aware_marks_other_people_as_unknown(tmp_path):
+    """With ``occlusion_aware``, ``valid`` is also 0 where another person of the same photo (crowds
+    included, other categories not) covers the crop outside this person's own mask; elsewhere it
+    is the plain import's. The other person's mask in this crop is read from a second import of
+    it with this person's box."""
+    _photo(tmp_path / "p.png")
+    _photo(tmp_path / "q.png")
+    kp = [0.0] * 51
+    kp[0:3] = [12.0, 12.0, 2]
+
+    def square(x0, y0, x1, y1):
+        return [[x0, y0, x1, y0, x1, y1, x0, y1]]
+
+    def ann(ann_id, image_id, bbox, seg, **extra):
+        return {"id": ann_id, "image_id": image_id, "bbox": bbox, "segmentation": seg, "keypoints": kp,
+                "num_keypoints": 1, "iscrowd": 0, "area": 100, "category_id": 1, **extra}
+
+    box = [2, 2, 20, 20]
+    people = [ann(1, 7, box, square(4, 4, 18, 20)),                      # the person
+              ann(2, 7, [12, 8, 20, 20], square(14, 8, 30, 26)),           # a second person, overlapping
+              ann(3, 7, [0, 20, 10, 10], square(0, 20, 9, 30), iscrowd=1),  # a crowd region: an occluder too
+              ann(4, 7, [0, 0, 8, 8], square(0, 0, 8, 8), category_id=2),  # not a person: ignored
+              ann(5, 3, box, square(0, 0, 40, 40))]                        # another photo: ignored
+    images = [{"id": 7, "file_name": "p.png", "height": 40, "width": 60},
+              {"id": 3, "file_name": "q.png", "height": 40, "width": 60}]
+    categories = [{"id": 1, "name": "person"}, {"id": 2, "name": "dog"}]
+    (tmp_path / "c.json").write_text(json.dumps({"images": images, "annotations": people, "categories": categories}))
+    plain = import_coco(tmp_path / "c.json", tmp_path, tmp_path / "plain", res=24, margin=1.2)
+    aware = import_coco(tmp_path / "c.json", tmp_path, tmp_path / "aware", res=24, margin=1.2, occlusion_aware=True)
+    assert read_meta(aware)["attrs"]["occlusion_aware"] and not read_meta(plain)["attrs"]["occlusion_aware"]
+    ids = read_meta(aware)["attrs"]["annotation_ids"]
+    own = ids.index(1)
+    # the occluders in the person's crop: persons 2 and 3, cut out with the person's box
+    union = square(14, 8, 30, 26)[0], square(0, 20, 9, 30)[0]
+    (tmp_path / "o.json").write_text(json.dumps({"images": images[:1], "categories": categories, "annotations": [
+        ann(9, 7, box, list(union))]}))
+    covered = np.load(import_coco(tmp_path / "o.json", tmp_path, tmp_path / "o", res=24, margin=1.2) / "mask.npy")[0]
+    mask = np.load(aware / "mask.npy")[own].astype(bool)
+    valid_plain = np.load(plain / "valid.npy")[own].astype(bool)
+    valid_aware = np.load(aware / "valid.npy")[own].astype(bool)
+    np.testing.assert_array_equal(valid_aware, valid_plain & ~(covered.astype(bool) & ~mask))
+    assert (valid_plain & ~valid_aware).sum() > 20 and not (mask & ~valid_aware).any()
+    np.testing.assert_array_equal(np.load(aware / "mask.npy"), np.load(plain / "mask.npy"))
+    alone = ids.index(5)  # the only person of its photo: nothing changes
+    np.testing.assert_array_equal(np.load(aware / "valid.npy")[alone], np.load(plain / "valid.npy")[alone])

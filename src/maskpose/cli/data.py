@@ -138,13 +138,16 @@ def import_coco_command(
     min_keypoints: int = typer.Option(1, "--min-keypoints", min=0),
     limit: Optional[int] = typer.Option(None, "--limit", min=1),
     split: str = typer.Option("train", "--split"),
+    occlusion_aware: bool = typer.Option(False, "--occlusion-aware", help="Mark as unknown (valid 0) the pixels "
+                                         "where another person of the photo covers the crop outside this "
+                                         "person's mask: mask losses and IoU skip them."),
 ) -> None:
     """Import COCO person annotations (one cropped sample per person, polygon masks rasterised)."""
     from maskpose.data.adapters import import_coco  # deferred: CLI start-up
 
     check_output_folder(out)
     path = import_coco(annotations, images, out, res=res, margin=margin, min_keypoints=min_keypoints,
-                       limit=limit, split=split)
+                       limit=limit, split=split, occlusion_aware=occlusion_aware)
     typer.echo(f"wrote {path}")
 
 

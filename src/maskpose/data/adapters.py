@@ -556,6 +556,7 @@ def import_coco(
     limit: int | None = None,
     domain: str = "coco",
     split: str = "train",
+    occlusion_aware: bool = False,
 ) -> Path:
     """Import COCO person annotations: one cropped sample per person.
 
@@ -574,6 +575,11 @@ def import_coco(
             (counted in the dataset's ``skipped_other_categories``).
         min_size: skip boxes whose larger side is below this (pixels).
         limit: import at most this many persons.
+        occlusion_aware: ``valid`` is also 0 where another person of the same photo (any person
+            annotation with a mask, crowds and the filtered-out ones included) covers the crop
+            outside this person's own mask. There the photo may show the other person in front,
+            so whether this person's body is there is unknown. The mask losses and the IoU
+            (which read ``valid``) then neither reward nor punish a body behind another person.
     """
     json_path, image_dir = Path(json_path), Path(image_dir)
     _check_common(res, margin)
@@ -664,8 +670,12 @@ def import_coco(
              "joints2d": "H36M-17 from COCO-17 (pelvis/thorax as midpoints; spine, head top missing)",
              "annotation_ids": [a.get("id") for a in kept], "skipped_empty_masks": empty,
              "skipped_short_polygons": short_polygons, "skipped_other_categories": other_categories,
-             "valid": "1 where the crop lies inside the photo, 0 on its zero padding",
+             "valid": "1 where the crop lies inside the photo, 0 on its zero padding"
+                      + (" and where another person covers the crop outside this person's mask" if occlusion_aware
+                         else ""),
+             "occlusion_aware": bool(occlusion_aware),
              "image_index": "position of the person's photo in the JSON's images list"}
+    others_of = _other_people(coco["annotations"], persons) if occlusion_aware else {}
     cache: dict = {}
     small = 0
     with DatasetWriter(out_dir, len(kept), (res, res), fields, domain, split, attrs) as writer:
@@ -686,14 +696,45 @@ def import_coco(
             small += not msk.any()  # a person too small to cover half an output pixel anywhere
             kp = np.asarray(ann.get("keypoints", [0] * 51), np.float64).reshape(1, 17, 3)
             joints = transform_points(coco_to_h36m(kp)[0], affine)
+            valid = crop_valid(image.shape, (cx, cy), side, res)
+            if occlusion_aware:
+                others = _others_mask(others_of.get(ann["image_id"], []), ann, h, w, json_path)
+                if others is not None:
+                    _, covered, _ = crop(image, (cx, cy), side, res, others)
+                    valid = (valid.astype(bool) & ~(covered.astype(bool) & ~msk.astype(bool))).astype(np.uint8)
             writer.write(i, {"image": img[None], "mask": msk[None], "joints2d": joints[None],
-                             "valid": crop_valid(image.shape, (cx, cy), side, res)[None],
+                             "valid": valid[None],
                              "image_index": np.array([positions[ann["image_id"]]], np.int32)})
         if small:
             log.warning("%s: %d of %d mask(s) are empty after resizing to %d px (persons too small)",
                         json_path, small, len(kept), res)
         writer.attrs["empty_masks_after_resize"] = small
     return Path(out_dir)
+
+
+def _other_people(annotations: list, persons: set | None) -> dict:
+    """``{image_id: [annotation, ...]}``: every person annotation with a mask (crowds and those the
+    import's filters drop included), the possible occluders of :func:`import_coco`'s
+    ``occlusion_aware``."""
+    out: dict = {}
+    for ann in annotations:
+        if not isinstance(ann, dict) or not ann.get("segmentation") or "image_id" not in ann:
+            continue
+        if persons is not None and ann.get("category_id", next(iter(persons))) not in persons:
+            continue
+        out.setdefault(ann["image_id"], []).append(ann)
+    return out
+
+
+def _others_mask(candidates: list, ann: dict, height: int, width: int, json_path: Path) -> np.ndarray | None:
+    """The union of the masks of ``candidates`` other than ``ann`` in the photo (``None``: none)."""
+    union = None
+    for other in candidates:
+        if other is ann:
+            continue
+        mask, _ = _coco_mask(other["segmentation"], height, width, f"{json_path}: annotation {other.get('id')}")
+        union = mask.astype(bool) if union is None else union | mask.astype(bool)
+    return None if union is None else union.astype(np.uint8)
 
 
 def _person_categories(categories) -> set | None:
