@@ -115,7 +115,7 @@ def test_released_torso_lines_drawn():
 
 
 def test_skeleton_terms_registered():
-    assert SKELETON_TERMS == ("two_sided", "one_sided") and SKELETON_THRESHOLD == 0.1
+    assert SKELETON_TERMS == ("two_sided", "one_sided", "released") and SKELETON_THRESHOLD == 0.1
     assert "released" in GEODESIC_MODES and "offset" in GEODESIC_MODES
 
 
@@ -180,6 +180,39 @@ def test_one_sided_gradcheck_and_gate_passes_no_gradient():
     (g_fixed,) = torch.autograd.grad(fixed, joints)
     (g_loss,) = torch.autograd.grad(loss(joints), joints)
     assert torch.allclose(g_loss, g_fixed)
+
+
+def _released_reference(skel, gt, weight=None, tau=0.1):
+    """The released code's skeleton term as its training step computes it (read from
+    ``compute_mask_reconstruction_loss(..., use_clip=True)`` and the loop's ``.mean()`` of each
+    loss): without a weight the MSE is reduced to a scalar first, then times the gate map."""
+    gate = (skel > tau).to(skel.dtype)
+    if weight is None:
+        return ((skel - gt) ** 2).mean() * gate  # a scalar times a map: the loop takes its mean
+    return (skel - gt) ** 2 * gate * weight
+
+
+def test_released_term_is_the_released_codes_arithmetic():
+    g = torch.Generator().manual_seed(3)
+    mask = (torch.rand(4, 1, 10, 12, generator=g) > 0.5).double()
+    weights = 1 + torch.rand(4, 1, 10, 12, generator=g, dtype=torch.float64)
+    for w in (None, weights):
+        skel = torch.rand(4, 1, 10, 12, generator=g, dtype=torch.float64, requires_grad=True)
+        ours = mask_supervision_loss(mask, skel, weights=w, skeleton_term="released")
+        theirs = _released_reference(skel, mask, w).mean()
+        assert torch.allclose(ours, theirs, rtol=1e-12, atol=0)
+        (g_ours,) = torch.autograd.grad(ours, skel)
+        (g_theirs,) = torch.autograd.grad(theirs, skel)
+        assert torch.allclose(g_ours, g_theirs, rtol=1e-12, atol=1e-15)
+    # Without G the gate only rescales: the gradient is the two-sided term's, times the support
+    # fraction; inside-mask pixels off the skeleton still pull (unlike "one_sided").
+    skel = torch.rand(4, 1, 10, 12, generator=g, dtype=torch.float64, requires_grad=True)
+    (g_released,) = torch.autograd.grad(mask_supervision_loss(mask, skel, skeleton_term="released"), skel)
+    (g_two,) = torch.autograd.grad(mask_supervision_loss(mask, skel), skel)
+    fraction = float((skel.detach() > SKELETON_THRESHOLD).double().mean())
+    assert 0 < fraction < 1 and torch.allclose(g_released, fraction * g_two, rtol=1e-12, atol=0)
+    (g_one,) = torch.autograd.grad(mask_supervision_loss(mask, skel, skeleton_term="one_sided"), skel)
+    assert bool(((g_one == 0) & (g_released != 0)).any())
 
 
 def test_joint_mask_supervision_one_sided():

@@ -6,17 +6,19 @@ minimum lies from the truth, in pixels, with and without the geodesic weights G 
 stored ones, the paper's form).
 
     python docs/scripts/mas_bias.py DATASET [SIGMA] [--style paper|released]
-        [--skeleton-term two_sided|one_sided] [--threshold 0.1]
+        [--skeleton-term two_sided|one_sided|released] [--threshold 0.1]
 
 ``--style released`` draws the released code's mask (max over the bones and its extension lines,
-arms at σ/√2); ``--skeleton-term one_sided`` gates the squared error by ``M_skel > threshold``, as
-the released code does. SIGMA defaults to 2.0 px (``released`` gives σ ≈ 1.75 px at 64 px).
+arms at σ/√2); ``--skeleton-term one_sided`` gates the squared error by ``M_skel > threshold``;
+``released`` is the released code's arithmetic (without G: the two-sided error times the support
+fraction; ``maskpose.masks.loss``). SIGMA defaults to 2.0 px (``released`` gives σ ≈ 1.75 px at
+64 px). A second line per run gives the mean drift of each joint.
 """
 import argparse
 
 import torch
 
-from maskpose.conventions import H36M_BONES
+from maskpose.conventions import H36M_BONES, H36M_JOINTS
 from maskpose.data.batching import load_batch
 from maskpose.data.dataset import MaskposeDataset
 from maskpose.masks.loss import SKELETON_THRESHOLD, JointMaskSupervision
@@ -53,3 +55,4 @@ for geodesic in (True, False):
     print(f"{args.style} style, {args.skeleton_term}, sigma {sigma:.3g} px, G {'on' if geodesic else 'off'}: "
           f"the minimum lies {float(drift.mean()):.2f} px (median {float(drift.median()):.2f}, "
           f"max {float(drift.max()):.2f}) from the true joints")
+    print("  per joint (px): " + ", ".join(f"{name} {float(d):.1f}" for name, d in zip(H36M_JOINTS, drift.mean(0))))

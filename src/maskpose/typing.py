@@ -33,7 +33,7 @@ SKELETON_STYLES: tuple[str, ...] = get_args(SkeletonStyle)
 
 #: The skeleton term of the mask loss: the paper's two-sided squared error, or the released code's,
 #: gated to the skeleton's support (``M_skel > 0.1``) so uncovered mask pixels cost nothing.
-SkeletonTerm = Literal["two_sided", "one_sided"]
+SkeletonTerm = Literal["two_sided", "one_sided", "released"]
 SKELETON_TERMS: tuple[str, ...] = get_args(SkeletonTerm)
 
 #: Geodesic weighting of Mask-as-Supervision: the paper's (``D / D_max``), the released code's

@@ -16,6 +16,16 @@ constant in the backward pass. The physique term stays two-sided. At 64 px the g
 little: a line's support reaches ``1.5 σ`` either side, about a limb's width, and
 docs/scripts/mas_bias.py finds the same 2.6–3 px offset of the term's minimum from the true
 joints with either form.
+
+``"released"`` is what the released code computes, term for term. Its
+``compute_mask_reconstruction_loss(..., use_clip=True)`` multiplies the gate into the squared
+error only when geodesic weights are given (``reduction="none"``, then ``× gate × G``, G not
+squared). Without them, which is how its configs run (``use_dis_map: False``), the MSE is already
+reduced to a scalar, so the gate map only rescales it, and the training loop's ``.mean()`` gives
+``mean(squared error) × mean(gate)``. That is the two-sided term times the skeleton's support
+fraction (a constant for autograd), not a gated one. Here, per sample,
+``mean_p(squared error) × mean_{batch, p}(gate)``, so that the batch mean is the released value;
+with ``weights``, ``mean_p(squared error × gate × G)``.
 """
 
 from __future__ import annotations
@@ -71,7 +81,8 @@ def mask_supervision_loss(
         L = \frac{\lambda_s}{HW} \sum_p g(p) \big(G(p) (M(p) - M_{skel}(p))\big)^2
           + \frac{\lambda_p}{HW} \lVert G \odot (M - M_{phys}) \rVert^2, \qquad
         g = \begin{cases} 1 & \text{two-sided (paper)} \\
-        [M_{skel} > \tau] & \text{one-sided (released code)} \end{cases}
+        [M_{skel} > \tau] & \text{one-sided (gated)} \\
+        \overline{[M_{skel} > \tau]} & \text{released code, without } G \end{cases}
 
     Args:
         mask: ``(B, 1, H, W)`` ground-truth mask ``M`` in [0, 1].
@@ -80,8 +91,10 @@ def mask_supervision_loss(
         weights: ``(B, 1, H, W)`` geodesic weights ``G``, or ``None`` for uniform weights (ablation).
         lambda_s, lambda_p: term weights.
         reduction: ``"mean"`` over the batch, ``"sum"``, or ``"none"`` for ``(B,)``.
-        skeleton_term: ``"two_sided"`` (paper) or ``"one_sided"`` (released code: only the
-            skeleton's support ``M_skel > τ`` counts; see the module docstring).
+        skeleton_term: ``"two_sided"`` (paper), ``"one_sided"`` (only the skeleton's support
+            ``M_skel > τ`` counts) or ``"released"`` (the released code's arithmetic: without
+            ``weights``, the two-sided error times the batch's support fraction; with them, the
+            gated error times ``G``); see the module docstring.
         skeleton_threshold: τ of the one-sided term (released code 0.1); the gate passes no
             gradient.
 
@@ -127,9 +140,17 @@ def mask_supervision_loss(
             squared = squared * gate
         return squared.mean(dim=(1, 2, 3))
 
-    # The released code's gate is a hard step of the prediction: a constant for autograd.
-    gate = (skel.detach() > skeleton_threshold).to(skel.dtype) if skeleton_term == "one_sided" else None
-    loss = lambda_s * term(skel, gate)
+    # The gate is a hard step of the prediction: a constant for autograd.
+    gate = (skel.detach() > skeleton_threshold).to(skel.dtype) if skeleton_term != "two_sided" else None
+    if skeleton_term == "released":
+        squared = (mask - skel).square()
+        if weights is None:  # the reduced MSE times the gate map, then the training loop's mean
+            skeleton = squared.mean(dim=(1, 2, 3)) * gate.mean()
+        else:  # the per-pixel error, gated, times G (not squared: the code multiplies the loss map)
+            skeleton = (squared * gate * weights).mean(dim=(1, 2, 3))
+        loss = lambda_s * skeleton
+    else:
+        loss = lambda_s * term(skel, gate)
     if phys is not None and lambda_p != 0:
         loss = loss + lambda_p * term(phys)
     return reduce(loss, reduction)
