@@ -959,7 +959,7 @@ def photo_person_record(record: dict, person: Person, photo: Path, size: tuple[i
 def predict_photos(checkpoint: str | Path, inputs: str | Path, out: str | Path, masks: str | Path | None = None,
                    boxes: str | Path | None = None, device="cpu", write_ply: bool = True, batch_size: int = 16,
                    margin: float = PHOTO_MARGIN, smpl_model: str | Path | None = None, refine: int = 0,
-                   refine_lr: float = REFINE_LR) -> PhotoPrediction:
+                   refine_lr: float = REFINE_LR, occlusion_aware: bool = False) -> PhotoPrediction:
     """Predictions for every person of full photographs, given their masks or boxes.
 
     ``inputs`` is a photo or a folder of photos; ``masks`` a folder of binary masks
@@ -982,12 +982,16 @@ def predict_photos(checkpoint: str | Path, inputs: str | Path, out: str | Path, 
     person's body parameters to its mask first (:class:`MaskRefiner`: ``refine`` Adam steps of
     ``refine_lr``), adding ``iou_before`` and ``iou_after``; everything written (joints, meshes,
     overlay, ``silhouette_iou``) is then the refined body. Refinement needs ``masks`` and the
-    mesh head.
+    mesh head. ``occlusion_aware`` (with masks): the pixels of a person's crop that another person
+    of the photo covers outside this person's mask count as unknown, as in
+    ``maskpose data import coco --occlusion-aware``: neither refinement nor the IoU reads them.
     """
     if (masks is None) == (boxes is None):
         raise ConfigError("give the people of the photos as --masks or as --boxes (one of them)")
     if refine and masks is None:
         raise ConfigError("--refine fits each person's body to its mask: give --masks, not --boxes")
+    if occlusion_aware and masks is None:
+        raise ConfigError("--occlusion-aware reads the other people's masks: give --masks, not --boxes")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be an int >= 1, got {batch_size!r}")
     if not MARGIN_RANGE[0] <= float(margin) <= MARGIN_RANGE[1]:
@@ -1027,7 +1031,7 @@ def predict_photos(checkpoint: str | Path, inputs: str | Path, out: str | Path, 
         image, people = first if index == 0 else people_of(photo)
         size = image.shape[:2]
         crops, crop_masks, valids, affines = [], [], [], []
-        for person in people:
+        for k, person in enumerate(people):
             x0, y0, x1, y1 = person.box
             cx, cy, side = square_box((x0, y0, x1 - x0, y1 - y0), margin)
             pixels, person_mask, affine = crop(image, (cx, cy), side, res, mask=person.mask)
@@ -1035,7 +1039,12 @@ def predict_photos(checkpoint: str | Path, inputs: str | Path, out: str | Path, 
             affines.append(affine)
             if person.mask is not None:
                 crop_masks.append(person_mask)
-                valids.append(crop_valid(image.shape, (cx, cy), side, res))
+                valid = crop_valid(image.shape, (cx, cy), side, res)
+                others = [p.mask for j, p in enumerate(people) if j != k and p.mask is not None]
+                if occlusion_aware and others:
+                    _, covered, _ = crop(image, (cx, cy), side, res, mask=np.logical_or.reduce(others).astype(np.uint8))
+                    valid = (valid.astype(bool) & ~(covered.astype(bool) & ~person_mask.astype(bool))).astype(np.uint8)
+                valids.append(valid)
         batch = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255.0
         mask_batch = torch.from_numpy(np.stack(crop_masks)) if len(crop_masks) == len(people) else None
         valid_batch = torch.from_numpy(np.stack(valids)) if mask_batch is not None else None

@@ -344,7 +344,10 @@ def predict(checkpoint: Path = typer.Argument(..., help="Model checkpoint."),
                                                  "mask for N Adam iterations (L_S + L_T + prior; mesh head): a "
                                                  "dataset with masks, photos with --masks, or --video (default 20 "
                                                  "there; elsewhere 0). 0: off. The JSON records iou_before and "
-                                                 "iou_after.")):
+                                                 "iou_after."),
+            occlusion_aware: bool = typer.Option(False, "--occlusion-aware", help="With --masks on photos: "
+                                                 "pixels another person covers outside a person's mask are "
+                                                 "unknown to refinement and the IoU.")):
     """Per-image JSON of 3D joints, PLY meshes and overlay PNGs (silhouette and skeleton).
 
     An image that is not square is padded to a centred square (not squashed); joints come back in
@@ -386,6 +389,8 @@ def predict(checkpoint: Path = typer.Argument(..., help="Model checkpoint."),
         raise ConfigError("--masks and --boxes go with --input PHOTO|FOLDER, not with --video")
     if masks is not None and boxes is not None:
         raise ConfigError("give either --masks or --boxes, not both")
+    if occlusion_aware and masks is None:
+        raise ConfigError("--occlusion-aware goes with --masks on photos (it reads the other people's masks)")
     trained_with = saved_body(load_checkpoint(checkpoint)["config"])  # the apps pose this body's meshes
     if smpl_model is not None and trained_with != "smpl":
         typer.echo(f"note: --smpl-model {smpl_model} is not used: checkpoint {checkpoint} was trained with body "
@@ -404,7 +409,7 @@ def predict(checkpoint: Path = typer.Argument(..., help="Model checkpoint."),
         raise ConfigError("--ply-dir and --json-dir go with --video (with --input, everything goes to --out)")
     if masks is not None or boxes is not None:
         result = predict_photos(checkpoint, inputs, out, masks=masks, boxes=boxes, device=device, write_ply=ply,
-                                smpl_model=smpl_model, refine=refine or 0)
+                                smpl_model=smpl_model, refine=refine or 0, occlusion_aware=occlusion_aware)
         typer.echo(f"wrote predictions for {result.people} person(s) in {result.photos} photo(s) to {out}")
         _refine_report(result)
         return
