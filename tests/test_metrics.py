@@ -278,6 +278,28 @@ def test_spp_with_one_percent_labels_lowers_mpjpe(kind):
     assert after < 0.6 * before, (before, after)
 
 
+def test_spp_shrinks_towards_the_identity_when_the_landmarks_are_the_joints():
+    """Landmarks that already are the joints (plus noise), 8 labelled samples: the ridge fit
+    towards zero weights pulls every joint towards the landmark mean and adds a third to the error; the
+    default (identity prior, ridge by cross-validation) keeps the landmarks, picking a large
+    weight. Where the landmarks are biased (the test above) it picks a small one and corrects them."""
+    joints = random_poses(400, seed=20)
+    landmarks = joints + 0.02 * torch.randn(joints.shape, generator=torch.Generator().manual_seed(21),
+                                            dtype=joints.dtype)
+    before = float(mpjpe(landmarks, joints))
+    zero = fit_spp(landmarks, joints, k=8, seed=0, ridge=1e-3, prior="zero")
+    default = fit_spp(landmarks, joints, k=8, seed=0)
+    assert float(mpjpe(zero(landmarks).detach(), joints)) > 1.3 * before
+    assert float(mpjpe(default(landmarks).detach(), joints)) < 1.05 * before
+    assert default.ridge >= 10.0
+    biased = _synthetic_landmarks(random_poses(300, seed=22), seed=23)
+    assert fit_spp(biased, random_poses(300, seed=22), k=30, seed=0).ridge <= 1.0
+    with pytest.raises(MaskposeError, match="prior"):
+        fit_spp(landmarks, joints, k=8, prior="mean")
+    with pytest.raises(MaskposeError, match="ridge"):
+        fit_spp(landmarks, joints, k=8, ridge="auto")
+
+
 def test_spp_bad_inputs():
     with pytest.raises(MaskposeError, match="landmarks"):
         fit_spp(torch.zeros(10, 34, 2), torch.zeros(10, 17, 3), k=5)

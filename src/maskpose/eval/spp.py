@@ -5,9 +5,10 @@ on, the annotated joints. SPP learns a small mapping ``R^{L×3} -> R^{J×3}`` fr
 samples (e.g. 1 % of the training set):
 
 * :class:`LinearSPP` (:func:`fit_linear_spp`) — each joint is a linear combination of the
-  landmarks, the same weights for x, y and z, ridge-regularised, in closed form. Each sample is
-  centred on its landmark mean first, so the map is exactly translation-equivariant and needs no
-  bias (J·L parameters, well determined by a few dozen samples).
+  landmarks, the same weights for x, y and z, ridge-regularised towards the identity map (landmark
+  ``j`` to joint ``j``) with the weight chosen by cross-validation on the labelled samples, in
+  closed form. Each sample is centred on its landmark mean first, so the map is exactly
+  translation-equivariant and needs no bias (J·L parameters).
 * :class:`MLPSPP` (:func:`fit_mlp_spp`) — the linear map plus a small residual MLP on the centred,
   flattened landmarks; the MLP's last layer starts at zero, so training starts from the ridge
   solution and can only learn a correction.
@@ -38,6 +39,7 @@ class LinearSPP(nn.Module):
     def __init__(self, num_landmarks: int, num_joints: int) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(num_joints, num_landmarks))
+        self.ridge: float | None = None  # the fit's ridge weight (fit_linear_spp)
 
     def forward(self, landmarks: torch.Tensor) -> torch.Tensor:
         check_shape("landmarks", landmarks, (None, self.weight.shape[1], 3))
@@ -45,28 +47,86 @@ class LinearSPP(nn.Module):
         return torch.einsum("jl,nlc->njc", self.weight, landmarks - centre) + centre
 
 
-def fit_linear_spp(landmarks: torch.Tensor, joints: torch.Tensor, ridge: float = 1e-3) -> LinearSPP:
-    """Closed-form ridge fit of :class:`LinearSPP` on labelled pairs.
+#: The ridge weights :func:`fit_linear_spp` chooses among by cross-validation (``ridge="cv"``),
+#: relative to the mean squared landmark norm: from almost free weights to almost the prior.
+RIDGE_GRID: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
+#: Folds of that cross-validation (fewer when there are fewer labelled samples).
+RIDGE_FOLDS = 5
+
+
+def _ridge_solve(x: torch.Tensor, y: torch.Tensor, ridge: float, prior: str) -> torch.Tensor:
+    """``(L, J)`` weights minimising ``‖X W − Y‖² + λ ‖W − W₀‖²`` over centred ``(k, L, 3)`` /
+    ``(k, J, 3)`` pairs, ``λ = ridge × mean(diag XᵀX)``; ``W₀`` is 0 or, for ``prior="identity"``,
+    1 from landmark ``j`` to joint ``j`` (the first ``J`` landmarks are the joints)."""
+    xr = x.permute(0, 2, 1).reshape(-1, x.shape[1])  # (3k, L): rows are (sample, axis) pairs,
+    yr = y.permute(0, 2, 1).reshape(-1, y.shape[1])  # so the weights are shared by x, y and z
+    gram = xr.T @ xr
+    lam = ridge * gram.diagonal().mean().clamp_min(1e-12)
+    rhs = xr.T @ yr
+    if prior == "identity":
+        n = min(x.shape[1], y.shape[1])
+        rhs[:n, :n] += lam * torch.eye(n, dtype=rhs.dtype, device=rhs.device)
+    return torch.linalg.solve(gram + lam * torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device), rhs)
+
+
+def _cv_ridge(x: torch.Tensor, y: torch.Tensor, prior: str) -> float:
+    """The ridge weight of :data:`RIDGE_GRID` that cross-validation on the labelled samples picks,
+    by the one-standard-error rule: the largest weight (the one closest to the prior) whose mean
+    held-out joint error is within one standard error of the least. Folds: ``min(RIDGE_FOLDS, k)``,
+    sample ``i`` in fold ``i mod folds``. With fewer than 2 samples, the largest weight. (A few
+    dozen samples make the plain minimum noisy, and its pick overfits them.)"""
+    k = x.shape[0]
+    if k < 2:
+        return RIDGE_GRID[-1]
+    folds = min(RIDGE_FOLDS, k)
+    fold_of = torch.arange(k, device=x.device) % folds
+    errors = []  # per grid value: the held-out mean joint error of every sample
+    for ridge in RIDGE_GRID:
+        per_sample = torch.empty(k, dtype=x.dtype, device=x.device)
+        for f in range(folds):
+            train, held = fold_of != f, fold_of == f
+            w = _ridge_solve(x[train], y[train], ridge, prior)
+            per_sample[held] = (torch.einsum("lj,nlc->njc", w, x[held]) - y[held]).norm(dim=-1).mean(1)
+        errors.append(per_sample)
+    means = torch.stack([e.mean() for e in errors])
+    best = int(means.argmin())
+    bound = float(means[best] + errors[best].std() / k**0.5)
+    return max(r for r, m in zip(RIDGE_GRID, means.tolist()) if m <= bound)
+
+
+def fit_linear_spp(landmarks: torch.Tensor, joints: torch.Tensor, ridge: float | str = "cv",
+                   prior: str = "identity") -> LinearSPP:
+    r"""Closed-form ridge fit of :class:`LinearSPP` on labelled pairs.
+
+    .. math::
+
+        W = \arg\min_W \lVert X W - Y \rVert^2 + \lambda \lVert W - W_0 \rVert^2
+
+    over the centred landmarks ``X`` and joints ``Y`` of every sample and axis. With ``prior =
+    "identity"`` (the default), ``W₀`` maps landmark ``j`` to joint ``j``: the landmarks are already
+    estimates of the joints, and with a few dozen labelled samples a map shrunk towards zero
+    weights pulls every joint towards the landmark mean. ``prior = "zero"`` is plain ridge.
 
     Args:
         landmarks: ``(k, L, 3)``; joints: ``(k, J, 3)``.
-        ridge: Tikhonov weight, relative to the mean squared landmark norm (scale-free).
+        ridge: Tikhonov weight ``λ``, relative to the mean squared landmark norm (scale-free), or
+            ``"cv"``: chosen among :data:`RIDGE_GRID` by cross-validation on the ``k`` samples
+            themselves (``LinearSPP.ridge`` records the choice).
+        prior: ``"identity"`` or ``"zero"``.
     """
     _check_landmarks(landmarks, joints)
-    if ridge < 0:
-        raise ConfigError(f"ridge must be >= 0, got {ridge}")
-    x = landmarks.double() - landmarks.double().mean(1, keepdim=True)
-    y = joints.double() - landmarks.double().mean(1, keepdim=True)
-    # Rows are (sample, axis) pairs: the weights are shared by x, y and z.
-    xr = x.permute(0, 2, 1).reshape(-1, x.shape[1])  # (3k, L)
-    yr = y.permute(0, 2, 1).reshape(-1, y.shape[1])  # (3k, J)
-    gram = xr.T @ xr
-    lam = ridge * gram.diagonal().mean().clamp_min(1e-12)
-    w = torch.linalg.solve(gram + lam * torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device),
-                           xr.T @ yr)  # (L, J)
+    if prior not in ("identity", "zero"):
+        raise ConfigError(f"prior must be 'identity' or 'zero', got {prior!r}")
+    if ridge != "cv" and (isinstance(ridge, (str, bool)) or not ridge >= 0):
+        raise ConfigError(f"ridge must be a number >= 0 or 'cv', got {ridge!r}")
+    centre = landmarks.double().mean(1, keepdim=True)
+    x, y = landmarks.double() - centre, joints.double() - centre
+    chosen = _cv_ridge(x, y, prior) if ridge == "cv" else float(ridge)
+    w = _ridge_solve(x, y, chosen, prior)  # (L, J)
     spp = LinearSPP(landmarks.shape[1], joints.shape[1]).to(landmarks.device, landmarks.dtype)
     with torch.no_grad():
         spp.weight.copy_(w.T.to(spp.weight.dtype))
+    spp.ridge = chosen
     return spp
 
 
@@ -93,7 +153,7 @@ class MLPSPP(nn.Module):
 
 def fit_mlp_spp(
     landmarks: torch.Tensor, joints: torch.Tensor, hidden: int = 256, steps: int = 300, lr: float = 1e-3,
-    weight_decay: float = 1e-3, ridge: float = 1e-3, seed: int = 0,
+    weight_decay: float = 1e-3, ridge: float | str = "cv", seed: int = 0,
 ) -> MLPSPP:
     """Fit :class:`MLPSPP`: ridge for the linear part, then Adam (full batch) on the residual MLP."""
     _check_landmarks(landmarks, joints)

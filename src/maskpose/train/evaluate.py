@@ -408,6 +408,8 @@ def spp_metrics(checkpoint: str | Path, data_path: str | Path, labelled_path: st
     metrics: dict = joint_metrics(mapped, test_gt, str(data_path))
     metrics["spp_fraction"] = float(fraction)
     metrics["spp_labelled"] = max(1, round(fraction * len(landmarks)))
+    linear = spp.linear if hasattr(spp, "linear") else spp
+    metrics["spp_ridge"] = linear.ridge  # the cross-validated ridge weight (fit_linear_spp)
     return metrics
 
 
