@@ -297,7 +297,7 @@ def test_evaluate_with_refine_scores_the_bodies_fitted_to_the_masks(checkpoint, 
     assert json.loads(out.read_text()) == pytest.approx(refined)
 
 
-@pytest.mark.parametrize("case", ["negative", "no-masks", "joint-head"])
+@pytest.mark.parametrize("case", ["negative", "no-masks", "joint-head", "with-spp"])
 def test_bad_evaluate_refine_requests_are_one_clear_line(case, checkpoint, data, tmp_path):
     ckpt, target = checkpoint, data
     if case == "no-masks":
@@ -305,11 +305,12 @@ def test_bad_evaluate_refine_requests_are_one_clear_line(case, checkpoint, data,
     if case == "joint-head":
         ckpt = _joint_head_checkpoint(data, tmp_path)
     refine, expected = {"negative": ("-1", "--refine must be >= 0"), "no-masks": ("3", "this split has no masks"),
-                        "joint-head": ("3", "has the joint head")}[case]
-    result = CliRunner().invoke(app, ["evaluate", str(ckpt), "--data", str(target), "--refine", refine])
+                        "joint-head": ("3", "has the joint head"), "with-spp": ("3", "do not combine")}[case]
+    extra = ["--spp-data", str(data)] if case == "with-spp" else []
+    result = CliRunner().invoke(app, ["evaluate", str(ckpt), "--data", str(target), "--refine", refine, *extra])
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], result.stderr
-    if case != "negative":
+    if case in ("no-masks", "joint-head"):
         with pytest.raises(DataError if case == "no-masks" else ConfigError):
             evaluate_checkpoint(ckpt, target, refine=3)

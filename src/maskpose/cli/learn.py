@@ -302,6 +302,9 @@ def evaluate(checkpoint: Path = typer.Argument(..., help="Model checkpoint."),
     smpl = str(smpl_model) if smpl_model is not None else None
     if refine < 0:
         raise ConfigError(f"--refine must be >= 0 (Adam iterations; 0: off), got {refine}")
+    if refine and spp_data is not None:
+        raise ConfigError("--refine and --spp-data do not combine: SPP maps the model's own landmarks; "
+                          "run them as two evaluations")
     metrics = evaluate_checkpoint(checkpoint, data, device, batch_size, smpl, floor_data, refine=refine)
     for line in _metric_lines(metrics):
         typer.echo(line)
