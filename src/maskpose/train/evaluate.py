@@ -53,6 +53,8 @@ def collect_predictions(model: PoseRegressor, data: MaskposeDataset, device="cpu
     the mask, as it was trained (``TrainConfig.masked_input``). ``refiner``: the mesh head's body
     parameters are fitted to each sample's mask (per-image refinement, :class:`MaskRefiner`, over
     the ``valid`` pixels) before anything is read from them; the dataset must have masks."""
+    if refiner is not None and not data.has("mask"):
+        raise DataError("refinement fits each body to its sample's mask, and this dataset has no masks")
     model.eval()
     res = model.config.resolution
     focal_px = focal_px or default_focal(res)
