@@ -1039,12 +1039,9 @@ def predict_photos(checkpoint: str | Path, inputs: str | Path, out: str | Path, 
             affines.append(affine)
             if person.mask is not None:
                 crop_masks.append(person_mask)
-                valid = crop_valid(image.shape, (cx, cy), side, res)
-                others = [p.mask for j, p in enumerate(people) if j != k and p.mask is not None]
-                if occlusion_aware and others:
-                    _, covered, _ = crop(image, (cx, cy), side, res, mask=np.logical_or.reduce(others).astype(np.uint8))
-                    valid = (valid.astype(bool) & ~(covered.astype(bool) & ~person_mask.astype(bool))).astype(np.uint8)
-                valids.append(valid)
+                others = [p.mask for j, p in enumerate(people) if j != k] if occlusion_aware else []
+                union = np.logical_or.reduce(others).astype(np.uint8) if others else None
+                valids.append(crop_valid(image.shape, (cx, cy), side, res, union, person_mask))
         batch = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255.0
         mask_batch = torch.from_numpy(np.stack(crop_masks)) if len(crop_masks) == len(people) else None
         valid_batch = torch.from_numpy(np.stack(valids)) if mask_batch is not None else None

@@ -187,30 +187,44 @@ def crop(image: np.ndarray, center: Sequence[float], side: float, res: int, mask
                             borderMode=cv2.BORDER_CONSTANT)
     interp = cv2.INTER_AREA if side_px > res else cv2.INTER_LINEAR
     out = cv2.resize(canvas, (res, res), interpolation=interp)
-    out_mask = None
-    if mask is not None:
-        m = cv2.warpAffine(mask.astype(np.float32), shift, (side_px, side_px), flags=cv2.INTER_NEAREST,
-                           borderMode=cv2.BORDER_CONSTANT)
-        out_mask = (cv2.resize(m, (res, res), interpolation=interp) > 0.5).astype(np.uint8)
+    out_mask = crop_mask(mask, center, side, res) if mask is not None else None
     s = res / side_px
     affine = np.array([[s, 0.0, (0.5 - x0) * s - 0.5], [0.0, s, (0.5 - y0) * s - 0.5]])
     return out, out_mask, affine
 
 
-def crop_valid(shape: Sequence[int], center: Sequence[float], side: float, res: int) -> np.ndarray:
+def crop_mask(mask: np.ndarray, center: Sequence[float], side: float, res: int) -> np.ndarray:
+    """The crop :func:`crop` takes with these arguments of a photo-sized ``(H, W)`` mask:
+    ``(res, res)`` uint8 {0, 1}, zero outside the photo, area-averaged like the image and
+    thresholded at 0.5."""
+    side_px = max(1, int(np.ceil(side)))
+    x0, y0 = int(round(center[0] - (side_px - 1) / 2)), int(round(center[1] - (side_px - 1) / 2))
+    shift = np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0]])
+    canvas = cv2.warpAffine(mask.astype(np.float32), shift, (side_px, side_px), flags=cv2.INTER_NEAREST,
+                            borderMode=cv2.BORDER_CONSTANT)
+    interp = cv2.INTER_AREA if side_px > res else cv2.INTER_LINEAR
+    return (cv2.resize(canvas, (res, res), interpolation=interp) > 0.5).astype(np.uint8)
+
+
+def crop_valid(shape: Sequence[int], center: Sequence[float], side: float, res: int,
+               others: np.ndarray | None = None, own: np.ndarray | None = None) -> np.ndarray:
     """Where the crop :func:`crop` takes with these arguments sees the photo: ``(res, res)`` uint8,
     1 on output pixels inside an image of ``shape`` ``(H, W, ...)``, 0 on its zero padding.
 
     Computed exactly as :func:`crop` computes the mask, from an all-ones mask of the photo (same
-    canvas, same resizing, threshold 0.5), so a crop's mask is always inside its ``valid`` map."""
-    side_px = max(1, int(np.ceil(side)))
-    x0, y0 = int(round(center[0] - (side_px - 1) / 2)), int(round(center[1] - (side_px - 1) / 2))
-    shift = np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0]])
-    inside = np.ones((int(shape[0]), int(shape[1])), np.float32)
-    canvas = cv2.warpAffine(inside, shift, (side_px, side_px), flags=cv2.INTER_NEAREST,
-                            borderMode=cv2.BORDER_CONSTANT)
-    interp = cv2.INTER_AREA if side_px > res else cv2.INTER_LINEAR
-    return (cv2.resize(canvas, (res, res), interpolation=interp) > 0.5).astype(np.uint8)
+    canvas, same resizing, threshold 0.5), so a crop's mask is always inside its ``valid`` map.
+
+    With ``others``, the ``(H, W)`` mask of the photo's other people, and ``own``, this person's
+    cropped ``(res, res)`` mask: also 0 where the others cover the crop outside ``own`` (there the
+    photo may show another person in front, so whether this person is there is unknown; the
+    occlusion-aware crops of ``import_coco`` and ``predict_photos``)."""
+    valid = crop_mask(np.ones((int(shape[0]), int(shape[1])), np.uint8), center, side, res)
+    if others is None:
+        return valid
+    if own is None:
+        raise ValueError("crop_valid: others needs own, the person's cropped mask")
+    covered = crop_mask(others, center, side, res).astype(bool)
+    return (valid.astype(bool) & ~(covered & ~own.astype(bool))).astype(np.uint8)
 
 
 def transform_points(points: np.ndarray, affine: np.ndarray) -> np.ndarray:
@@ -618,7 +632,7 @@ def import_coco(
             raise DataError(f"{where}: num_keypoints must be a number, got {_short(count)}")
         if ann.get("iscrowd", 0) or not ann.get("segmentation") or count < min_keypoints:
             continue
-        if persons is not None and ann.get("category_id", next(iter(persons))) not in persons:
+        if not _is_person(ann, persons):
             other_categories += 1  # an instances JSON's other objects, keypoints or not
             continue
         if "bbox" not in ann or max(_coco_box(ann, where)[2:]) < min_size:
@@ -676,6 +690,16 @@ def import_coco(
              "occlusion_aware": bool(occlusion_aware),
              "image_index": "position of the person's photo in the JSON's images list"}
     others_of = _other_people(coco["annotations"], persons) if occlusion_aware else {}
+    decoded: dict = {}  # the current photo's person masks, decoded once for all its people
+
+    def people_masks(image_id, h: int, w: int) -> list[tuple[dict, np.ndarray]]:
+        if image_id not in decoded:
+            decoded.clear()
+            decoded[image_id] = [(other, _coco_mask(other["segmentation"], h, w,
+                                                    f"{json_path}: annotation {other.get('id')}")[0].astype(bool))
+                                 for other in others_of.get(image_id, [])]
+        return decoded[image_id]
+
     cache: dict = {}
     small = 0
     with DatasetWriter(out_dir, len(kept), (res, res), fields, domain, split, attrs) as writer:
@@ -696,14 +720,9 @@ def import_coco(
             small += not msk.any()  # a person too small to cover half an output pixel anywhere
             kp = np.asarray(ann.get("keypoints", [0] * 51), np.float64).reshape(1, 17, 3)
             joints = transform_points(coco_to_h36m(kp)[0], affine)
-            valid = crop_valid(image.shape, (cx, cy), side, res)
-            if occlusion_aware:
-                others = _others_mask(others_of.get(ann["image_id"], []), ann, h, w, json_path)
-                if others is not None:
-                    _, covered, _ = crop(image, (cx, cy), side, res, others)
-                    valid = (valid.astype(bool) & ~(covered.astype(bool) & ~msk.astype(bool))).astype(np.uint8)
+            others = _others_mask(people_masks(ann["image_id"], h, w), ann) if occlusion_aware else None
             writer.write(i, {"image": img[None], "mask": msk[None], "joints2d": joints[None],
-                             "valid": valid[None],
+                             "valid": crop_valid(image.shape, (cx, cy), side, res, others, msk)[None],
                              "image_index": np.array([positions[ann["image_id"]]], np.int32)})
         if small:
             log.warning("%s: %d of %d mask(s) are empty after resizing to %d px (persons too small)",
@@ -718,23 +737,21 @@ def _other_people(annotations: list, persons: set | None) -> dict:
     ``occlusion_aware``."""
     out: dict = {}
     for ann in annotations:
-        if not isinstance(ann, dict) or not ann.get("segmentation") or "image_id" not in ann:
-            continue
-        if persons is not None and ann.get("category_id", next(iter(persons))) not in persons:
-            continue
-        out.setdefault(ann["image_id"], []).append(ann)
+        if isinstance(ann, dict) and ann.get("segmentation") and "image_id" in ann and _is_person(ann, persons):
+            out.setdefault(ann["image_id"], []).append(ann)
     return out
 
 
-def _others_mask(candidates: list, ann: dict, height: int, width: int, json_path: Path) -> np.ndarray | None:
-    """The union of the masks of ``candidates`` other than ``ann`` in the photo (``None``: none)."""
-    union = None
-    for other in candidates:
-        if other is ann:
-            continue
-        mask, _ = _coco_mask(other["segmentation"], height, width, f"{json_path}: annotation {other.get('id')}")
-        union = mask.astype(bool) if union is None else union | mask.astype(bool)
-    return None if union is None else union.astype(np.uint8)
+def _is_person(ann: dict, persons: set | None) -> bool:
+    """Whether ``ann`` is of a person category (:func:`_person_categories`; ``None``: every one is;
+    an annotation without ``category_id`` counts as a person)."""
+    return persons is None or ann.get("category_id", next(iter(persons))) in persons
+
+
+def _others_mask(people: list[tuple[dict, np.ndarray]], ann: dict) -> np.ndarray | None:
+    """The union of the decoded person masks of ``people`` other than ``ann`` (``None``: none)."""
+    others = [mask for other, mask in people if other is not ann]
+    return np.logical_or.reduce(others).astype(np.uint8) if others else None
 
 
 def _person_categories(categories) -> set | None:
