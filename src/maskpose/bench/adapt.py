@@ -38,7 +38,6 @@ and shares :class:`BenchConfig`, the data generation and the resumable state of 
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
 from collections.abc import Callable, Mapping
@@ -65,6 +64,7 @@ from maskpose.train.checkpoint import load_checkpoint
 from maskpose.train.config import (
     DEFAULT_LOSSES,
     TrainConfig,
+    check_bounded,
     check_known_fields,
     check_topology_gradient,
     load_yaml_mapping,
@@ -300,12 +300,8 @@ class BenchConfig:
             raise ConfigError("at least one seed is needed")
         if self.curve_points < 1:
             raise ConfigError("curve_points must be >= 1")
-        for name, low in (("oracle_lr", 0.0), ("prior_weight", None)):
-            value = getattr(self, name)
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
-                and (value > low if low is not None else value >= 0)
-            if not ok:
-                raise ConfigError(f"{name} must be a finite number {'> 0' if low is not None else '>= 0'}, got {value!r}")
+        check_bounded("oracle_lr", self.oracle_lr, 0.0, inclusive=False)
+        check_bounded("prior_weight", self.prior_weight, 0.0, inclusive=True)
         if self.peer_python:
             resolve_peer_python(PeersConfig(peer_python=self.peer_python))  # one line when it is missing
         if self.peer_worker and not Path(self.peer_worker).is_file():

@@ -83,6 +83,13 @@ def load_yaml_mapping(path: str | Path) -> dict:
     return d
 
 
+def check_bounded(name: str, value, low: float, inclusive: bool) -> None:
+    """``ConfigError`` unless ``value`` is a finite real number above ``low`` (or equal to it when
+    ``inclusive``)."""
+    if not _is_real(value) or not math.isfinite(value) or value < low or (value == low and not inclusive):
+        raise ConfigError(f"{name} must be a finite number {'>=' if inclusive else '>'} {low:g}, got {value!r}")
+
+
 def check_topology_gradient(binarization: str, temperature: float) -> None:
     """``ConfigError`` unless ``topology_binarization`` / ``topology_temperature`` are valid (the
     fields of both ``TrainConfig`` and the benchmark's ``BenchConfig``)."""
@@ -349,10 +356,7 @@ class TrainConfig:
                 allowed = f">= {low}" if high is None else f"in [{low}, {high}]"
                 raise ConfigError(f"{name} must be an int {allowed}, got {value!r}")
         for name, (low, inclusive) in FLOAT_BOUNDS.items():
-            value = getattr(self, name)
-            if not _is_real(value) or not math.isfinite(value) or value < low or (value == low and not inclusive):
-                raise ConfigError(f"{name} must be a finite number {'>=' if inclusive else '>'} {low:g}, "
-                                  f"got {value!r}")
+            check_bounded(name, getattr(self, name), low, inclusive)
         for name in BOOL_FIELDS:
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
