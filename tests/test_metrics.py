@@ -30,6 +30,7 @@ from maskpose.eval import (
     procrustes_align,
     silhouette_iou,
 )
+from maskpose.eval.spp import RIDGE_GRID
 
 # Typical H36M bone lengths (m), same order as H36M_BONES.
 _BONE_LEN = torch.tensor([0.13, 0.45, 0.44, 0.13, 0.45, 0.44, 0.23, 0.25, 0.12, 0.11,
@@ -276,6 +277,7 @@ def test_spp_with_one_percent_labels_lowers_mpjpe(kind):
     after = float(mpjpe(spp(landmarks[test_ids]).detach(), joints[test_ids]))
     assert before > 40.0
     assert after < 0.6 * before, (before, after)
+    assert (spp.linear if kind == "mlp" else spp).ridge in RIDGE_GRID  # the cross-validated pick is recorded
 
 
 def test_spp_shrinks_towards_the_identity_when_the_landmarks_are_the_joints():

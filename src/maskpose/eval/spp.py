@@ -153,15 +153,18 @@ class MLPSPP(nn.Module):
 
 def fit_mlp_spp(
     landmarks: torch.Tensor, joints: torch.Tensor, hidden: int = 256, steps: int = 300, lr: float = 1e-3,
-    weight_decay: float = 1e-3, ridge: float | str = "cv", seed: int = 0,
+    weight_decay: float = 1e-3, ridge: float | str = "cv", seed: int = 0, prior: str = "identity",
 ) -> MLPSPP:
-    """Fit :class:`MLPSPP`: ridge for the linear part, then Adam (full batch) on the residual MLP."""
+    """Fit :class:`MLPSPP`: the linear part as :func:`fit_linear_spp` fits it (``ridge``, ``prior``;
+    ``spp.linear.ridge`` records the weight), then Adam (full batch) on the residual MLP."""
     _check_landmarks(landmarks, joints)
     if steps < 0 or hidden < 1:
         raise ConfigError(f"need steps >= 0 and hidden >= 1, got {steps}, {hidden}")
     torch.manual_seed(seed)
     spp = MLPSPP(landmarks.shape[1], joints.shape[1], hidden).to(landmarks.device, landmarks.dtype)
-    spp.linear.load_state_dict(fit_linear_spp(landmarks, joints, ridge).state_dict())
+    linear = fit_linear_spp(landmarks, joints, ridge, prior)
+    spp.linear.load_state_dict(linear.state_dict())
+    spp.linear.ridge = linear.ridge  # not a tensor: not in the state dict
     spp.linear.requires_grad_(False)
     with torch.no_grad():
         centred = landmarks - landmarks.mean(1, keepdim=True)

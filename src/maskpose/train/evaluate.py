@@ -33,7 +33,7 @@ from maskpose.eval import (
     pck_2d_flip,
     silhouette_iou,
 )
-from maskpose.eval.spp import fit_spp
+from maskpose.eval.spp import MLPSPP, fit_spp
 from maskpose.models.regressor import PoseRegressor
 from maskpose.render.zbuffer import silhouette_mask
 from maskpose.train.checkpoint import load_model, saved_body, saved_masked_input
@@ -410,8 +410,7 @@ def spp_metrics(checkpoint: str | Path, data_path: str | Path, labelled_path: st
     metrics: dict = joint_metrics(mapped, test_gt, str(data_path))
     metrics["spp_fraction"] = float(fraction)
     metrics["spp_labelled"] = max(1, round(fraction * len(landmarks)))
-    linear = spp.linear if hasattr(spp, "linear") else spp
-    metrics["spp_ridge"] = linear.ridge  # the cross-validated ridge weight (fit_linear_spp)
+    metrics["spp_ridge"] = (spp.linear if isinstance(spp, MLPSPP) else spp).ridge  # fit_linear_spp's pick
     return metrics
 
 
