@@ -54,7 +54,7 @@ def collect_predictions(model: PoseRegressor, data: MaskposeDataset, device="cpu
     parameters are fitted to each sample's mask (per-image refinement, :class:`MaskRefiner`, over
     the ``valid`` pixels) before anything is read from them; the dataset must have masks."""
     if refiner is not None and not data.has("mask"):
-        raise DataError("refinement fits each body to its sample's mask, and this dataset has no masks")
+        raise DataError(f"{data.path}: --refine fits each body to its sample's mask, and this split has no masks")
     model.eval()
     res = model.config.resolution
     focal_px = focal_px or default_focal(res)
@@ -110,8 +110,6 @@ def evaluate_model(model: PoseRegressor, data_path: str | Path, device="cpu", ba
     _check_batch_size(batch_size)
     refine = check_refine(refine, "the model", "mesh" in model.config.heads)
     data = MaskposeDataset(data_path)
-    if refine and not data.has("mask"):
-        raise DataError(f"{data_path}: --refine fits each body to its sample's mask, and this split has no masks")
     gt2d = _joints2d(data, data_path)
     if not data.has("joints3d"):
         if gt2d is None and not data.has("mask"):
